@@ -1,0 +1,45 @@
+# Two commands do all set-up: `make run` and `make test` create .venv when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: install run test lint ui validate home bench clean
+
+install: $(VENV)/.installed
+
+# Reinstall only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python scripts/check_versions.py
+	touch $@
+
+# The instance folder: dagster.yaml is copied in so the instance uses the repo's settings.
+home:
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: install home
+	$(BIN)/taxi-assets run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+validate: install home
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+ui: install home
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_data_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
