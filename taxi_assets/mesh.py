@@ -41,11 +41,12 @@ def cols_per_degree(level: MeshLevel) -> float:
 
 
 def mesh_row(lat: pl.Expr, level: MeshLevel) -> pl.Expr:
-    return (lat * rows_per_degree(level)).floor().cast(pl.Int64)
+    # Non-strict: NaN or infinite coordinates become a null cell, not a failed batch.
+    return (lat * rows_per_degree(level)).floor().cast(pl.Int64, strict=False)
 
 
 def mesh_col(lon: pl.Expr, level: MeshLevel) -> pl.Expr:
-    return ((lon - 100.0) * cols_per_degree(level)).floor().cast(pl.Int64)
+    return ((lon - 100.0) * cols_per_degree(level)).floor().cast(pl.Int64, strict=False)
 
 
 def mesh_code_from_index(row: pl.Expr, col: pl.Expr, level: MeshLevel) -> pl.Expr:
