@@ -23,10 +23,11 @@ def test_tokyo_station_codes(level: str, expected: int) -> None:
 
 
 def test_one_bad_point_does_not_spoil_the_batch() -> None:
-    frame = pl.DataFrame({"lat": [35.68, None, float("nan")], "lon": [139.76, 139.7, 139.7]})
+    lat, lon = TOKYO_STATION
+    frame = pl.DataFrame({"lat": [lat, None, float("nan")], "lon": [lon, 139.7, 139.7]})
     codes = frame.select(code=mesh_code(pl.col("lat"), pl.col("lon"))).get_column("code")
     assert codes[0] == 533946113
-    assert codes[1] is None
+    assert codes[1] is None and codes[2] is None
 
 
 @pytest.mark.parametrize("level", ["second", "third", "half", "quarter"])
