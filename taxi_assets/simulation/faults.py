@@ -1,0 +1,147 @@
+"""The faults of a real probe feed, injected into clean pings at configured rates.
+
+Vehicle faults (stuck status, clock skew) are chosen once for the whole fleet; row faults
+(position jumps, zero coordinates, late delivery, duplicates) per chunk of taxis. Delivery
+order is arrival order: by true ping time, a late ping 2-20 intervals later, and a
+duplicate right after its original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from taxi_assets.frames import PROBE_STATUSES
+from taxi_assets.simulation.config import FaultRates
+from taxi_assets.simulation.geo import KM_PER_DEG_LAT, LocalFrame
+from taxi_assets.simulation.pings import PingChunk
+from taxi_assets.simulation.streams import Stream, rng_for
+
+CLOCK_SKEW_S = 9 * 3600.0
+"""A device stamping Tokyo wall time as UTC is 9 hours ahead."""
+_OCCUPIED = PROBE_STATUSES.index("occupied")
+FAULT_KINDS = (
+    "duplicate",
+    "out_of_order",
+    "gps_jump",
+    "zero_coordinates",
+    "stuck_status",
+    "clock_skew",
+)
+
+
+@dataclass(frozen=True)
+class VehicleFaults:
+    clock_skew: np.ndarray
+    """Per taxi: the device clock is +9 h."""
+    stuck: np.ndarray
+    """Per taxi: the status flag sticks at 'occupied' once in the day."""
+    stuck_hours: np.ndarray
+    stuck_u: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaultedChunk:
+    """A chunk after fault injection: rows in delivery order, as numpy columns."""
+
+    taxi: np.ndarray
+    ts_s: np.ndarray
+    """Reported time (seconds after Tokyo midnight, skew included)."""
+    delivery_s: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    speed_kmh: np.ndarray
+    heading: np.ndarray
+    status: np.ndarray
+    counts: dict[str, int]
+
+
+def _pick(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    """A random subset of round(rate * n) of n items (stochastic rounding keeps the mean)."""
+    k = int(np.floor(rate * n + rng.random()))
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=min(k, n), replace=False)] = True
+    return mask
+
+
+def choose_vehicle_faults(seed: int, day: date, n_taxi: int, rates: FaultRates) -> VehicleFaults:
+    rng = rng_for(seed, day, Stream.FAULTS, 0)
+    return VehicleFaults(
+        clock_skew=_pick(rng, n_taxi, rates.clock_skew),
+        stuck=_pick(rng, n_taxi, rates.stuck_status),
+        stuck_hours=rng.uniform(3, 6, n_taxi),
+        stuck_u=rng.random(n_taxi),
+    )
+
+
+def inject_faults(
+    pings: PingChunk,
+    vehicles: VehicleFaults,
+    rates: FaultRates,
+    interval_s: int,
+    frame: LocalFrame,
+    rng: np.random.Generator,
+) -> FaultedChunk:
+    """Apply every fault to a chunk of pings (taxi-major, time-ordered per taxi)."""
+    n = len(pings)
+    taxi, t_s = pings.taxi, pings.t_s
+    lat, lon, status = pings.lat.copy(), pings.lon.copy(), pings.status.copy()
+    counts = dict.fromkeys(FAULT_KINDS, 0)
+
+    # Stuck status: from a random ping that leaves room for the whole spell, if any.
+    for v in np.unique(taxi[vehicles.stuck[taxi]]):
+        lo, hi = np.searchsorted(taxi, [v, v + 1])
+        spell_s = vehicles.stuck_hours[v] * 3600
+        room = np.searchsorted(t_s[lo:hi], t_s[hi - 1] - spell_s, "right")
+        start = t_s[lo + int(vehicles.stuck_u[v] * max(room, 1))]
+        hit = slice(*np.searchsorted(t_s[lo:hi], [start, start + spell_s]) + lo)
+        status[hit] = _OCCUPIED
+        counts["stuck_status"] += 1
+
+    # One position fault at most per ping: a jump of 2-20 km, or (0, 0).
+    draw = rng.random(n)
+    jump = draw < rates.gps_jump
+    zero = (draw >= rates.gps_jump) & (draw < rates.gps_jump + rates.zero_coordinates)
+    n_jump = int(jump.sum())
+    jump_km = rng.uniform(2, 20, n_jump)
+    angle = rng.uniform(0, 2 * np.pi, n_jump)
+    lat[jump] += jump_km * np.cos(angle) / KM_PER_DEG_LAT
+    lon[jump] += jump_km * np.sin(angle) / frame.km_per_deg_lon
+    lat[zero], lon[zero] = 0.0, 0.0
+    counts["gps_jump"], counts["zero_coordinates"] = n_jump, int(zero.sum())
+
+    skewed = vehicles.clock_skew[taxi]
+    counts["clock_skew"] = int(np.unique(taxi[skewed]).size)
+    ts_s = t_s + np.where(skewed, CLOCK_SKEW_S, 0.0)
+    late = rng.random(n) < rates.out_of_order
+    delivery_s = t_s + np.where(late, rng.uniform(2, 20, n) * interval_s, 0.0)
+
+    dup = np.flatnonzero(rng.random(n) < rates.duplicate)
+    counts["duplicate"] = len(dup)
+    rows = np.concatenate([np.arange(n), dup])
+    # Per taxi in delivery order (stable: a duplicate follows its original).
+    order = rows[np.lexsort((delivery_s[rows], taxi[rows]))]
+    counts["out_of_order"] = _count_out_of_order(taxi[order], ts_s[order])
+    return FaultedChunk(
+        taxi=taxi[order],
+        ts_s=ts_s[order],
+        delivery_s=delivery_s[order],
+        lat=lat[order],
+        lon=lon[order],
+        speed_kmh=pings.speed_kmh[order],
+        heading=pings.heading[order],
+        status=status[order],
+        counts=counts,
+    )
+
+
+def _count_out_of_order(taxi: np.ndarray, ts_s: np.ndarray) -> int:
+    """Rows whose time is earlier than a row of the same taxi delivered before them."""
+    if len(ts_s) == 0:
+        return 0
+    # Taxis are grouped, so offsetting each by a day-plus stride makes one running max work.
+    key = taxi * 1e6 + ts_s
+    running_max = np.maximum.accumulate(key)
+    return int((key[1:] < running_max[:-1]).sum())
