@@ -1,0 +1,258 @@
+"""From raw GPS pings to clean probes: every ping either kept or quarantined with one reason.
+
+The rules run in the order of :data:`taxi_assets.frames.REJECT_REASONS`; a ping gets the
+first reason that applies and later rules only see the pings earlier rules kept (so a GPS
+jump is judged against its nearest *kept* neighbours). The frame is sorted once, by
+vehicle, time and then every other column, which makes exact duplicates adjacent and lets
+every neighbour rule use plain ``shift`` with a same-vehicle mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from taxi_assets.calendar import day_window_utc
+from taxi_assets.frames import (
+    CLEAN_PROBES_SCHEMA,
+    RAW_PROBES_SCHEMA,
+    REJECT_REASONS,
+    REJECTED_PROBES_SCHEMA,
+    RejectReason,
+)
+from taxi_assets.service_area import ServiceArea
+
+RAW_COLUMNS = list(RAW_PROBES_SCHEMA)
+EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
+_ROW = "_row"  # arrival order of a ping in the raw frame
+_US_PER_HOUR = 3_600_000_000
+_US_PER_MINUTE = 60_000_000
+
+
+@dataclass(frozen=True)
+class CleaningRules:
+    """Thresholds of the cleaning rules."""
+
+    # A taxi in central Tokyo never exceeds ~120 km/h, even on the Shuto expressway.
+    max_implied_speed_kmh: float = 150.0
+    # An 'occupied' run longer than this is a meter flag stuck on, not a fare.
+    max_occupied_minutes: float = 180.0
+    # A dispatched taxi reaches its passenger well within an hour.
+    max_dispatched_minutes: float = 60.0
+    # A vehicle with at least this share of its pings outside the day has a skewed clock
+    # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
+    clock_skew_min_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("max_implied_speed_kmh", "max_occupied_minutes", "max_dispatched_minutes"):
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"CleaningRules.{name} must be a positive number, got {value!r}")
+        share = self.clock_skew_min_share
+        if not 0 < share <= 1:
+            raise ValueError(f"CleaningRules.clock_skew_min_share must be in (0, 1], got {share!r}")
+
+
+@dataclass(frozen=True)
+class CleaningResult:
+    """The outcome of cleaning one day of probes."""
+
+    clean: pl.DataFrame  # CLEAN_PROBES_SCHEMA, sorted by (vehicle_id, ts)
+    rejected: pl.DataFrame  # REJECTED_PROBES_SCHEMA: raw values + reason, in arrival order
+    out_of_order_rows: int  # kept pings that arrived after a later ping of the same vehicle
+
+
+def haversine_km(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
+    """Great-circle distance in km between two points given in degrees."""
+    half_dlat = (lat2 - lat1).radians() / 2
+    half_dlon = (lon2 - lon1).radians() / 2
+    a = half_dlat.sin() ** 2 + lat1.radians().cos() * lat2.radians().cos() * half_dlon.sin() ** 2
+    return 2 * EARTH_RADIUS_KM * a.sqrt().arcsin()
+
+
+def implied_speed_kmh(offset_a: int, offset_b: int) -> pl.Expr:
+    """Speed needed to travel from the ping ``offset_a`` rows away to the one ``offset_b`` away.
+
+    Offsets are relative to the current row of a frame sorted by (vehicle_id, ts); the
+    caller masks rows whose neighbours belong to another vehicle.
+    """
+
+    def at(name: str, offset: int) -> pl.Expr:
+        return pl.col(name).shift(-offset) if offset else pl.col(name)
+
+    km = haversine_km(
+        at("lat", offset_a), at("lon", offset_a), at("lat", offset_b), at("lon", offset_b)
+    )
+    hours = (at("ts", offset_b) - at("ts", offset_a)).dt.total_microseconds() / _US_PER_HOUR
+    return km / hours
+
+
+def _same_vehicle(offset: int) -> pl.Expr:
+    """True where the row ``offset`` rows away (negative = earlier) is the same vehicle."""
+    return (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-offset)).fill_null(False)
+
+
+def _as_raw_lazy(raw: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    return raw.lazy().select(pl.col(c).cast(t) for c, t in RAW_PROBES_SCHEMA.items())
+
+
+def _reason(*rules: tuple[pl.Expr, str]) -> pl.Expr:
+    """The first reason whose condition holds (null when none does)."""
+    condition, reason = rules[0]
+    chain = pl.when(condition).then(pl.lit(reason))
+    for condition, reason in rules[1:]:
+        chain = chain.when(condition).then(pl.lit(reason))
+    return chain.otherwise(None).cast(RejectReason).alias("reason")
+
+
+def _row_rules(area: ServiceArea) -> pl.Expr:
+    """Reasons a ping can be judged on by itself (plus its exact-duplicate twin above it)."""
+    # Sorted by every column then arrival, an exact duplicate sits right below its first copy.
+    duplicate = pl.col(_ROW).shift(1).is_not_null() & pl.all_horizontal(
+        pl.col(c).eq_missing(pl.col(c).shift(1)) for c in RAW_COLUMNS
+    )
+    missing = pl.any_horizontal(
+        pl.col(c).is_null() for c in ("vehicle_id", "ts", "lat", "lon", "status")
+    )
+    lat, lon, speed, heading = (pl.col(c) for c in ("lat", "lon", "speed_kmh", "heading"))
+    invalid = (
+        ~lat.is_finite()
+        | ~lon.is_finite()
+        | (speed < 0)
+        | ~speed.is_finite()
+        | (heading < 0)
+        | (heading > 360)
+        | heading.is_nan()
+    ).fill_null(False)
+    zero = (lat == 0) & (lon == 0)
+    return _reason(
+        (duplicate, "duplicate"),
+        (missing, "missing_value"),
+        (invalid, "invalid_value"),
+        (zero, "zero_coordinates"),
+        (~area.contains(lat, lon), "outside_service_area"),
+    )
+
+
+_SPEED_IN = "_speed_in_kmh"  # implied speed from the previous ping of the same vehicle
+
+
+def _with_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the implied speed into each ping, computed once per pass (haversine is the cost)."""
+    return frame.with_columns(
+        pl.when(_same_vehicle(-1)).then(implied_speed_kmh(-1, 0)).alias(_SPEED_IN)
+    )
+
+
+def _single_jump(limit: float) -> pl.Expr:
+    """A one-ping spike: too fast both in and out (or on its only side at a track's end)."""
+    has_prev, has_next = _same_vehicle(-1), _same_vehicle(1)
+    # The next ping's speed-in is this ping's speed-out (null when it is another vehicle).
+    fast_in = (pl.col(_SPEED_IN) > limit).fill_null(False)
+    fast_out = (pl.col(_SPEED_IN).shift(-1) > limit).fill_null(False)
+    return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
+
+
+def _pair_jump(limit: float) -> pl.Expr:
+    """A two-ping spike: too fast into the pair and out of it, while skipping it is plausible."""
+    pair_start = (
+        _same_vehicle(2)
+        & (pl.col(_SPEED_IN) > limit)
+        & (pl.col(_SPEED_IN).shift(-2) > limit)
+        & (implied_speed_kmh(-1, 2) <= limit)
+    ).fill_null(False)
+    return pair_start | pair_start.shift(1).fill_null(False)
+
+
+def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rejected rows with their reason, rows still alive) for one stage of rules."""
+    judged = frame.with_columns(reason)
+    return judged.filter(pl.col("reason").is_not_null()), judged.filter(
+        pl.col("reason").is_null()
+    ).drop("reason")
+
+
+def clean_probes(
+    raw: pl.DataFrame | pl.LazyFrame,
+    day: date,
+    area: ServiceArea,
+    rules: CleaningRules = CleaningRules(),  # noqa: B008 - frozen, so a shared default is safe
+) -> CleaningResult:
+    """Split one Tokyo day of raw pings into clean probes and rejected pings with reasons.
+
+    Every raw row ends in exactly one of the two outputs (rows in = clean + rejected).
+    """
+    day_start, day_end = day_window_utc(day)
+    ts = pl.col("ts")
+    outside_day = ~((ts >= day_start) & (ts < day_end))
+
+    staged = (
+        _as_raw_lazy(raw)
+        .with_row_index(_ROW)
+        .sort([*RAW_COLUMNS, _ROW], nulls_last=True)
+        .with_columns(_row_rules(area))
+        .collect()
+    )
+    rejected_parts = [staged.filter(pl.col("reason").is_not_null())]
+    alive = staged.filter(pl.col("reason").is_null()).drop("reason")
+    del staged
+
+    # Share among the pings still alive: rows already rejected say nothing about the clock.
+    skew_share = outside_day.mean().over("vehicle_id")
+    same_key = (pl.col("vehicle_id") == pl.col("vehicle_id").shift(1)) & (ts == ts.shift(1))
+    conflicting = same_key.fill_null(False) | same_key.shift(-1).fill_null(False)
+    rejected, alive = _split(
+        alive,
+        _reason(
+            (skew_share >= rules.clock_skew_min_share, "clock_skew"),
+            (outside_day, "outside_day"),
+            (conflicting, "conflicting_duplicate"),
+        ),
+    )
+    rejected_parts.append(rejected)
+
+    # Two passes: the second judges pings against the neighbours the first one kept, and
+    # also catches a pair of consecutive spikes (a single-ping rule cannot see those).
+    limit = rules.max_implied_speed_kmh
+    rejected, alive = _split(_with_speed_in(alive), _reason((_single_jump(limit), "gps_jump")))
+    rejected_parts.append(rejected)
+    rejected, alive = _split(
+        _with_speed_in(alive), _reason((_single_jump(limit) | _pair_jump(limit), "gps_jump"))
+    )
+    rejected_parts.append(rejected)
+
+    status = pl.col("status")
+    run_start = ~_same_vehicle(-1) | (status != status.shift(1)).fill_null(True)
+    run_end = ~_same_vehicle(1) | (status != status.shift(-1)).fill_null(True)
+    run_minutes = (
+        pl.when(run_end).then(ts).backward_fill() - pl.when(run_start).then(ts).forward_fill()
+    ).dt.total_microseconds() / _US_PER_MINUTE
+    stuck = ((status == "occupied") & (run_minutes > rules.max_occupied_minutes)) | (
+        (status == "dispatched") & (run_minutes > rules.max_dispatched_minutes)
+    )
+    rejected, alive = _split(alive, _reason((stuck, "stuck_status")))
+    rejected_parts.append(rejected)
+
+    # A kept ping arrived late if some later-stamped ping of its vehicle arrived before it.
+    later_min_row = pl.col(_ROW).reverse().cum_min().reverse().shift(-1).over("vehicle_id")
+    out_of_order_rows = alive.select((pl.col(_ROW) > later_min_row).sum()).item()
+
+    clean = alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
+    rejected_all = (
+        pl.concat([part.select(_ROW, *RAW_COLUMNS, "reason") for part in rejected_parts])
+        .sort(_ROW)
+        .drop(_ROW)
+    )
+    return CleaningResult(
+        clean=clean.cast(dict(CLEAN_PROBES_SCHEMA)),
+        rejected=rejected_all.cast(dict(REJECTED_PROBES_SCHEMA)),
+        out_of_order_rows=int(out_of_order_rows or 0),
+    )
+
+
+def rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
+    """Rejected pings per reason, every reason of REJECT_REASONS present (zeros included)."""
+    counts = dict(rejected.get_column("reason").cast(pl.String).value_counts().iter_rows())
+    return {reason: int(counts.get(reason, 0)) for reason in REJECT_REASONS}

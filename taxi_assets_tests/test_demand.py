@@ -1,0 +1,137 @@
+"""Cell demand against an independent recomputation in plain Python."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from taxi_assets.calendar import day_window_utc
+from taxi_assets.cleaning import clean_probes
+from taxi_assets.demand import aggregate_cell_demand, demand_summary
+from taxi_assets.frames import CELL_DEMAND_SCHEMA, PROBE_STATUSES
+from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+from taxi_assets.trips import derive_trip_events
+from taxi_assets_tests.probe_builders import at_minute, raw_probes
+
+DAY = date(2025, 6, 2)
+SMALL_AREA = ServiceArea(lat_min=35.67, lat_max=35.69, lon_min=139.75, lon_max=139.78)
+BOOKING = {"vacant": "street_hail", "dispatched": "app_booking", "off_duty": "other"}
+
+
+def random_day(seed: int, area: ServiceArea, vehicles: int = 6, pings: int = 120) -> list[tuple]:
+    """Random walks inside the area, one ping every 1-7 minutes, sticky random statuses."""
+    rng = random.Random(seed)
+    lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
+    rows = []
+    for vehicle_id in range(1, vehicles + 1):
+        minute = rng.uniform(0, 120)
+        lat, lon = rng.uniform(lat_min, lat_max), rng.uniform(lon_min, lon_max)
+        status = rng.choice(PROBE_STATUSES)
+        for _ in range(pings):
+            minute += rng.uniform(1, 7)
+            if minute >= 24 * 60:
+                break
+            lat = min(max(lat + rng.uniform(-0.001, 0.001), lat_min + 1e-6), lat_max - 1e-6)
+            lon = min(max(lon + rng.uniform(-0.001, 0.001), lon_min + 1e-6), lon_max - 1e-6)
+            if rng.random() < 0.3:
+                status = rng.choice(PROBE_STATUSES)
+            rows.append((vehicle_id, at_minute(DAY, minute), lat, lon, 20.0, 0.0, status))
+    rng.shuffle(rows)
+    return rows
+
+
+def reference_demand(clean_rows: list[dict], bucket_minutes: int) -> dict[tuple, dict[str, int]]:
+    """Cell demand recomputed with loops over rows: trips, then counts, sparse."""
+    start, _ = day_window_utc(DAY)
+    width = timedelta(minutes=bucket_minutes)
+
+    def bucket(ts: datetime) -> datetime:
+        return start + ((ts - start) // width) * width
+
+    counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    vacant: dict[tuple, set] = defaultdict(set)
+    occupied: dict[tuple, set] = defaultdict(set)
+    rows = sorted(clean_rows, key=lambda r: (r["vehicle_id"], r["ts"]))
+    previous = None
+    trip_booking = None
+    for row in rows:
+        key = (row["cell"], bucket(row["ts"]))
+        if row["status"] == "vacant":
+            vacant[key].add(row["vehicle_id"])
+        if row["status"] == "occupied":
+            occupied[key].add(row["vehicle_id"])
+        same_vehicle = previous is not None and previous["vehicle_id"] == row["vehicle_id"]
+        if not same_vehicle:
+            trip_booking = "other" if row["status"] == "occupied" else None
+        elif previous["status"] != "occupied" and row["status"] == "occupied":
+            trip_booking = BOOKING[previous["status"]]
+            counts[key]["pickups"] += 1
+            if trip_booking != "other":
+                counts[key][f"{trip_booking}_pickups"] += 1
+        elif previous["status"] == "occupied" and row["status"] != "occupied":
+            counts[key]["dropoffs"] += 1
+        previous = row
+    for key, vehicles in vacant.items():
+        counts[key]["vacant_taxis"] = len(vehicles)
+    for key, vehicles in occupied.items():
+        counts[key]["occupied_taxis"] = len(vehicles)
+    return counts
+
+
+@pytest.mark.parametrize(("seed", "bucket_minutes"), [(1, 15), (2, 15), (3, 30), (4, 60)])
+def test_matches_plain_python(seed: int, bucket_minutes: int) -> None:
+    result = clean_probes(raw_probes(random_day(seed, SMALL_AREA)), DAY, SMALL_AREA)
+    # Random sticky statuses sometimes make a long dispatched run; nothing else is rejected.
+    assert set(result.rejected["reason"].cast(pl.String)) <= {"stuck_status"}
+    events = derive_trip_events(result.clean)
+    demand = aggregate_cell_demand(result.clean, events, DAY, SMALL_AREA, bucket_minutes)
+
+    assert demand.schema == CELL_DEMAND_SCHEMA
+    n_buckets = 24 * 60 // bucket_minutes
+    assert demand.height == SMALL_AREA.n_cells * n_buckets
+    assert demand.equals(demand.sort("cell", "bucket_start"))
+    assert demand.select("cell", "bucket_start").is_duplicated().sum() == 0
+
+    expected = reference_demand(list(result.clean.iter_rows(named=True)), bucket_minutes)
+    assert expected, "the random day should produce some activity"
+    count_columns = [c for c in CELL_DEMAND_SCHEMA if c not in ("cell", "bucket_start")]
+    for row in demand.iter_rows(named=True):
+        want = expected.get((row["cell"], row["bucket_start"]), {})
+        got = {c: row[c] for c in count_columns}
+        assert got == {c: want.get(c, 0) for c in count_columns}, (row["cell"], row["bucket_start"])
+    assert demand["pickups"].sum() == events.filter(pl.col("event") == "pickup").height
+
+
+def test_dense_grid_of_the_default_area_on_an_empty_day() -> None:
+    empty = clean_probes(raw_probes([]), DAY, CENTRAL_TOKYO).clean
+    demand = aggregate_cell_demand(empty, derive_trip_events(empty), DAY, CENTRAL_TOKYO)
+    assert demand.height == CENTRAL_TOKYO.n_cells * 96
+    assert (
+        demand.select(pl.sum_horizontal(pl.all().exclude("cell", "bucket_start"))).sum().item() == 0
+    )
+    start, end = day_window_utc(DAY)
+    assert demand["bucket_start"].min() == start
+    assert demand["bucket_start"].max() == end - timedelta(minutes=15)
+    assert set(demand["cell"].unique()) == set(CENTRAL_TOKYO.cells()["cell"])
+
+
+def test_invalid_bucket_minutes() -> None:
+    empty = clean_probes(raw_probes([]), DAY, SMALL_AREA).clean
+    with pytest.raises(ValueError, match="bucket_minutes"):
+        aggregate_cell_demand(empty, derive_trip_events(empty), DAY, SMALL_AREA, 7)
+
+
+def test_demand_summary() -> None:
+    result = clean_probes(raw_probes(random_day(5, SMALL_AREA)), DAY, SMALL_AREA)
+    events = derive_trip_events(result.clean)
+    summary = demand_summary(aggregate_cell_demand(result.clean, events, DAY, SMALL_AREA))
+    pickups = events.filter(pl.col("event") == "pickup")
+    assert summary["pickups"] == pickups.height
+    assert summary["street_hail_pickups"] == (pickups["booking"] == "street_hail").sum()
+    assert summary["app_booking_pickups"] == (pickups["booking"] == "app_booking").sum()
+    assert summary["dropoffs"] == events.height - pickups.height
+    assert summary["cells_with_pickups"] == pickups["cell"].n_unique()
