@@ -1,0 +1,39 @@
+"""Small helpers that turn frames into Dagster metadata the UI can show and plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
+    """A GitHub-flavoured markdown table of the first rows of a frame."""
+    shown = frame.head(max_rows)
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.iter_rows()]
+    more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
+    return "\n".join([header, rule, *rows, *more])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|")
+
+
+def time_range_metadata(frame: pl.DataFrame, column: str = "ts") -> dict[str, dg.MetadataValue]:
+    """First and last timestamp of a frame, as timestamps the UI renders in local time."""
+    if frame.height == 0 or frame[column].null_count() == frame.height:
+        return {}
+    first, last = frame[column].min(), frame[column].max()
+    return {
+        f"{column}_min": dg.MetadataValue.timestamp(first),
+        f"{column}_max": dg.MetadataValue.timestamp(last),
+    }
+
+
+def preview(frame: pl.DataFrame, max_rows: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(frame, max_rows))
