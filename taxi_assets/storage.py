@@ -1,0 +1,99 @@
+"""Where asset partitions live: one parquet file per asset partition, replaced atomically.
+
+We keep this small IO manager on Dagster's ``UPathIOManager`` instead of dagster-polars:
+dagster-polars 0.27.x passes an argument Polars 2 removed from ``scan_parquet``. UPath lets
+the same code write to a local folder or to a bucket (``gs://...``) later.
+
+Layout: ``<base_dir>/<asset_key>/<partition_key>.parquet`` (``<base_dir>/<asset_key>.parquet``
+for unpartitioned assets).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+from upath import UPath
+
+LOCAL_PROTOCOLS = {"", "file", "local"}
+
+
+def is_local(path: UPath) -> bool:
+    return path.protocol in LOCAL_PROTOCOLS
+
+
+def write_atomically(path: UPath, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` so that readers see either the previous version or the new one.
+
+    Locally: write a hidden temporary file beside the target, then ``os.replace`` it (atomic
+    on POSIX); a crash mid-write leaves the previous version untouched. On object stores a
+    single object upload is already atomic, so we write the final name directly.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_local(path):
+        with path.open("wb") as handle:
+            write(handle)
+        return
+    target = os.fspath(path.path if hasattr(path, "path") else path)
+    tmp = os.path.join(
+        os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
+    )
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_parquet_atomically(frame: pl.DataFrame, path: UPath) -> None:
+    write_atomically(path, lambda handle: frame.write_parquet(handle, compression="zstd"))
+
+
+class PolarsParquetStore(dg.UPathIOManager):
+    """Stores Polars frames as parquet; loads them eagerly, or lazily for LazyFrame inputs."""
+
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
+        if not isinstance(obj, pl.DataFrame):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a polars DataFrame to store, "
+                f"got {type(obj).__name__}"
+            )
+        write_parquet_atomically(obj, path)
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()}: no stored partition at {path}; "
+                "materialize it first"
+            )
+        if context.dagster_type.typing_type is pl.LazyFrame:
+            return pl.scan_parquet(str(path))
+        with path.open("rb") as handle:
+            return pl.read_parquet(handle)
+
+    def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, pl.DataFrame):
+            return {"dagster/row_count": obj.height}
+        return {}
+
+
+class PartitionedParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Asset partitions as parquet files under ``base_dir`` (a local folder or a bucket URL)."""
+
+    base_dir: str = Field(
+        description="Folder (or gs:// URL) that holds one parquet file per asset partition."
+    )
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetStore:
+        return PolarsParquetStore(base_path=UPath(self.base_dir))
