@@ -1,0 +1,72 @@
+"""Settings every stage of the data path must agree on, as one Dagster resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+from taxi_assets.calendar import validate_bucket_minutes
+from taxi_assets.cleaning import CleaningRules
+from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
+from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+
+
+class PipelineSettings(dg.ConfigurableResource):
+    """The service area, the time bucket and the cleaning rules of the data path.
+
+    Invalid values fail when the code location loads, naming the setting at fault.
+    """
+
+    bucket_minutes: int = Field(
+        default=15, description="Width of a demand time bucket; must divide 1440."
+    )
+    lat_min: float = Field(default=CENTRAL_TOKYO.lat_min, description="Service area south edge.")
+    lat_max: float = Field(default=CENTRAL_TOKYO.lat_max, description="Service area north edge.")
+    lon_min: float = Field(default=CENTRAL_TOKYO.lon_min, description="Service area west edge.")
+    lon_max: float = Field(default=CENTRAL_TOKYO.lon_max, description="Service area east edge.")
+    mesh_level: str = Field(
+        default=CENTRAL_TOKYO.mesh_level,
+        description="JIS X 0410 level of demand cells: second, third, half (500 m), quarter.",
+    )
+    max_implied_speed_kmh: float = Field(
+        default=CleaningRules.max_implied_speed_kmh,
+        description="Pings implying a faster move than this are GPS jumps.",
+    )
+    max_occupied_minutes: float = Field(
+        default=CleaningRules.max_occupied_minutes,
+        description="An 'occupied' run longer than this is a stuck meter flag.",
+    )
+    max_dispatched_minutes: float = Field(
+        default=CleaningRules.max_dispatched_minutes,
+        description="A 'dispatched' run longer than this is a stuck flag.",
+    )
+    clock_skew_min_share: float = Field(
+        default=CleaningRules.clock_skew_min_share,
+        description="Share of a vehicle's pings outside the day that marks its clock as skewed.",
+    )
+
+    @field_validator("bucket_minutes")
+    @classmethod
+    def _bucket_tiles_the_day(cls, value: int) -> int:
+        return validate_bucket_minutes(value)
+
+    @field_validator("mesh_level")
+    @classmethod
+    def _known_mesh_level(cls, value: str) -> str:
+        if value not in CELLS_PER_FIRST_MESH:
+            raise ValueError(
+                f"mesh_level={value!r} is unknown: choose one of {sorted(CELLS_PER_FIRST_MESH)}"
+            )
+        return value
+
+    def service_area(self) -> ServiceArea:
+        mesh_level: MeshLevel = self.mesh_level  # type: ignore[assignment]
+        return ServiceArea(self.lat_min, self.lat_max, self.lon_min, self.lon_max, mesh_level)
+
+    def cleaning_rules(self) -> CleaningRules:
+        return CleaningRules(
+            max_implied_speed_kmh=self.max_implied_speed_kmh,
+            max_occupied_minutes=self.max_occupied_minutes,
+            max_dispatched_minutes=self.max_dispatched_minutes,
+            clock_skew_min_share=self.clock_skew_min_share,
+        )

@@ -1,0 +1,148 @@
+"""Probe files dropped in a landing folder: parquet or CSV, one or more files per day.
+
+Layout::
+
+    <landing_dir>/probes/<YYYY-MM-DD>/<any name>.parquet|.csv   pings of that Tokyo day
+    <landing_dir>/weather/<YYYY-MM-DD>.parquet|.csv             hourly rain of that day
+
+Files whose names start with ``.`` or ``_`` or end in ``.tmp``/``.part`` are still being
+written by the uploader and are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+from pydantic import Field
+from upath import UPath
+
+from taxi_assets.frames import PROBE_STATUSES, RAW_PROBES_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.sources.base import ProbeDelivery, ProbeSource, ProbeSourceError
+
+LANDING_SUFFIXES = (".parquet", ".csv")
+IN_FLIGHT_SUFFIXES = (".tmp", ".part")
+
+
+def is_complete_landing_file(path: UPath) -> bool:
+    name = path.name
+    return (
+        path.suffix.lower() in LANDING_SUFFIXES
+        and not name.startswith((".", "_"))
+        and not name.endswith(IN_FLIGHT_SUFFIXES)
+    )
+
+
+def probe_files_for_day(landing_dir: UPath, day: date) -> list[UPath]:
+    folder = landing_dir / "probes" / day.isoformat()
+    if not folder.exists():
+        return []
+    return sorted((p for p in folder.iterdir() if is_complete_landing_file(p)), key=str)
+
+
+def read_table_file(path: UPath) -> pl.DataFrame:
+    """Read a parquet or CSV file as delivered (CSV columns as text, cast later)."""
+    suffix = path.suffix.lower()
+    try:
+        with path.open("rb") as handle:
+            if suffix == ".parquet":
+                return pl.read_parquet(handle)
+            return pl.read_csv(handle, infer_schema=False, encoding="utf8")
+    except Exception as error:  # polars raises several kinds; all mean "unreadable file"
+        kind = "parquet" if suffix == ".parquet" else "UTF-8 CSV"
+        raise ProbeSourceError(f"{path}: cannot be read as {kind}: {error}") from error
+
+
+def conform(frame: pl.DataFrame, schema: pl.Schema, path: UPath) -> pl.DataFrame:
+    """Cast a delivered frame to ``schema``, or raise naming the file and column at fault.
+
+    Extra columns are dropped (the source may carry more than we use); missing ones are an
+    error; timestamps must carry a time zone (a naive one is ambiguous: UTC or Tokyo?).
+    """
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        hint = ""
+        if frame.width == 1 and any(sep in frame.columns[0] for sep in ";\t|"):
+            hint = f" (found one column {frame.columns[0]!r}: is the delimiter not a comma?)"
+        raise ProbeSourceError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(schema)}{hint}"
+        )
+    return frame.select(_cast_column(frame[name], dtype, path) for name, dtype in schema.items())
+
+
+def _cast_column(column: pl.Series, dtype: pl.DataType, path: UPath) -> pl.Series:
+    name = column.name
+    if isinstance(dtype, pl.Datetime):
+        return _to_utc(column, path)
+    if isinstance(dtype, pl.Enum):
+        text = column.drop_nulls().cast(pl.String)
+        unknown = sorted(set(text.filter(~text.is_in(PROBE_STATUSES)).head(5)))
+        if unknown:
+            raise ProbeSourceError(
+                f"{path}: column {name!r} has unknown value(s) {unknown}; "
+                f"allowed: {', '.join(PROBE_STATUSES)}"
+            )
+        return column.cast(pl.String).cast(dtype)
+    cast = column.cast(dtype, strict=False)
+    bad = column.filter(cast.is_null() & column.is_not_null())
+    if bad.len():
+        raise ProbeSourceError(
+            f"{path}: column {name!r} cannot be read as {dtype}: "
+            f"{bad.len()} bad value(s), e.g. {bad.head(3).to_list()}"
+        )
+    return cast
+
+
+def _to_utc(column: pl.Series, path: UPath) -> pl.Series:
+    name = column.name
+    if column.dtype == pl.String:
+        try:
+            parsed = column.str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
+        except Exception as error:
+            raise ProbeSourceError(
+                f"{path}: column {name!r} has timestamps that are not ISO 8601 with a UTC "
+                f"offset (e.g. 2026-05-01T09:00:00+09:00): {error}"
+            ) from error
+        return parsed.alias(name)
+    if isinstance(column.dtype, pl.Datetime):
+        if column.dtype.time_zone is None:
+            raise ProbeSourceError(
+                f"{path}: column {name!r} holds naive timestamps; landing files must carry "
+                "a time zone (UTC or an offset) so pings are not shifted by 9 hours"
+            )
+        return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    raise ProbeSourceError(f"{path}: column {name!r} has type {column.dtype}, not a timestamp")
+
+
+class LandingFolderProbeSource(ProbeSource):
+    """Probe files landed by an uploader (or a partner's export) in a folder or bucket."""
+
+    landing_dir: str = Field(description="Folder (or gs:// URL) holding probes/ and weather/.")
+
+    def read_probes(self, day: date) -> ProbeDelivery:
+        root = UPath(self.landing_dir)
+        files = probe_files_for_day(root, day)
+        if not files:
+            raise ProbeSourceError(
+                f"no probe files for {day} under {root / 'probes' / day.isoformat()} "
+                f"(expected *.parquet or *.csv)"
+            )
+        frames = [conform(read_table_file(path), RAW_PROBES_SCHEMA, path) for path in files]
+        probes = pl.concat(frames, how="vertical")
+        origin = {
+            "source": "landing_folder",
+            "files": len(files),
+            "file_list": "\n".join(str(p) for p in files),
+            **{f"rows_from_{p.name}": f.height for p, f in zip(files, frames, strict=True)},
+        }
+        return ProbeDelivery(probes, origin)
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        root = UPath(self.landing_dir) / "weather"
+        for suffix in LANDING_SUFFIXES:
+            path = root / f"{day.isoformat()}{suffix}"
+            if path.exists():
+                return conform(read_table_file(path), WEATHER_SCHEMA, path)
+        raise ProbeSourceError(
+            f"no weather file for {day} under {root} (expected {day}.parquet or .csv)"
+        )

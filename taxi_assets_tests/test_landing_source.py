@@ -1,0 +1,147 @@
+"""The landing-folder source: parquet and CSV in, clear errors for files it cannot use."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from taxi_assets.definitions import ASSET_MODULES
+from taxi_assets.frames import RAW_PROBES_SCHEMA
+from taxi_assets.sources.base import ProbeSourceError
+from taxi_assets.sources.landing import LandingFolderProbeSource
+from taxi_assets_tests.probe_builders import raw_probes, track
+
+DAY = date(2026, 5, 1)
+
+
+@pytest.fixture
+def probes() -> pl.DataFrame:
+    return raw_probes(
+        track(1, DAY, ["vacant", "vacant", "occupied", "occupied", "vacant"])
+        + track(2, DAY, ["dispatched", "occupied", "occupied", "vacant"], start_minute=300)
+    )
+
+
+def day_folder(landing: Path) -> Path:
+    folder = landing / "probes" / DAY.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def as_csv_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """What a partner's CSV export looks like: ISO timestamps with a Tokyo offset."""
+    return frame.with_columns(
+        pl.col("ts").dt.convert_time_zone("Asia/Tokyo").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z"),
+        pl.col("status").cast(pl.String),
+    )
+
+
+def test_reads_parquet_and_csv_files_of_one_day(tmp_path: Path, probes: pl.DataFrame) -> None:
+    folder = day_folder(tmp_path)
+    probes.head(4).write_parquet(folder / "part-1.parquet")
+    as_csv_text(probes.slice(4)).write_csv(folder / "part-2.csv")
+    (folder / ".part-3.csv.tmp").write_text("still uploading")
+
+    delivery = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
+
+    assert delivery.probes.schema == RAW_PROBES_SCHEMA
+    assert_frame_equal(delivery.probes, probes)
+    assert delivery.origin["files"] == 2
+
+
+def test_extra_columns_are_dropped(tmp_path: Path, probes: pl.DataFrame) -> None:
+    probes.with_columns(driver_note=pl.lit("x")).write_parquet(day_folder(tmp_path) / "a.parquet")
+    delivery = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
+    assert delivery.probes.columns == list(RAW_PROBES_SCHEMA)
+
+
+def write_bad_file(folder: Path, kind: str, probes: pl.DataFrame) -> Path:
+    if kind == "truncated_parquet":
+        path = folder / "broken.parquet"
+        probes.write_parquet(path)
+        path.write_bytes(path.read_bytes()[:50])
+    elif kind == "empty_parquet":
+        path = folder / "empty.parquet"
+        path.write_bytes(b"")
+    elif kind == "semicolons":
+        path = folder / "semicolons.csv"
+        as_csv_text(probes).write_csv(path, separator=";")
+    elif kind == "latin1":
+        path = folder / "latin1.csv"
+        path.write_bytes("vehicle_id,ts\n1,caf\xe9\n".encode("latin-1"))
+    elif kind == "missing_column":
+        path = folder / "no_status.parquet"
+        probes.drop("status").write_parquet(path)
+    elif kind == "bad_number":
+        path = folder / "bad_speed.csv"
+        as_csv_text(probes).with_columns(pl.lit("fast").alias("speed_kmh")).write_csv(path)
+    elif kind == "naive_ts":
+        path = folder / "naive.parquet"
+        probes.with_columns(pl.col("ts").dt.replace_time_zone(None)).write_parquet(path)
+    elif kind == "unknown_status":
+        path = folder / "status.csv"
+        as_csv_text(probes).with_columns(pl.lit("hired").alias("status")).write_csv(path)
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated_parquet", "cannot be read as parquet"),
+        ("empty_parquet", "cannot be read as parquet"),
+        ("semicolons", "is the delimiter not a comma"),
+        ("latin1", "cannot be read as UTF-8 CSV"),
+        ("missing_column", "missing column\\(s\\) status"),
+        ("bad_number", "column 'speed_kmh' cannot be read as Float32"),
+        ("naive_ts", "column 'ts' holds naive timestamps"),
+        ("unknown_status", "column 'status' has unknown value\\(s\\) \\['hired'\\]"),
+    ],
+)
+def test_malformed_file_gives_an_error_naming_the_file(
+    tmp_path: Path, probes: pl.DataFrame, kind: str, message: str
+) -> None:
+    path = write_bad_file(day_folder(tmp_path), kind, probes)
+    with pytest.raises(ProbeSourceError, match=message) as error:
+        LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
+    assert str(path) in str(error.value)
+
+
+def test_a_day_without_files_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(ProbeSourceError, match=f"no probe files for {DAY}"):
+        LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
+
+
+def test_malformed_file_fails_the_asset_with_the_file_name_and_no_retry(
+    tmp_path: Path,
+    probes: pl.DataFrame,
+    small_city_resources: dict,
+    instance: dg.DagsterInstance,
+) -> None:
+    path = write_bad_file(day_folder(tmp_path), "missing_column", probes)
+    resources = {
+        **small_city_resources,
+        "probe_source": LandingFolderProbeSource(landing_dir=str(tmp_path)),
+    }
+    result = dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        partition_key=DAY.isoformat(),
+        resources=resources,
+        instance=instance,
+        selection="raw_probes",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("raw_probes")
+    assert str(path) in failure.error.message
+    # The retry policy for transient source errors must not retry a broken file.
+    retries = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert retries == []
