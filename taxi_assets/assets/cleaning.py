@@ -1,0 +1,110 @@
+"""Cleaning: trusted pings, and a quarantine that keeps every rejected ping with its reason."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.cleaning import clean_probes as clean_probe_frame
+from taxi_assets.cleaning import rejected_counts
+from taxi_assets.contracts import CleanProbes, RejectedProbes
+from taxi_assets.metadata import markdown_table, preview, time_range_metadata
+from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.settings import PipelineSettings
+
+ROWS_CONSERVED_CHECK = "rows_conserved"
+
+
+@dg.multi_asset(
+    outs={
+        "clean_probes": dg.AssetOut(
+            kinds={"polars", "parquet"},
+            description=(
+                "Pings we trust, one per taxi and instant, in time order: the basis of every "
+                "trip, demand count and forecast."
+            ),
+        ),
+        "rejected_probes": dg.AssetOut(
+            kinds={"polars", "parquet"},
+            description=(
+                "Quarantine: every ping the cleaning removed, as delivered, with the reason. "
+                "Nothing is lost silently; a data provider can be shown exactly what was wrong."
+            ),
+        ),
+    },
+    partitions_def=daily_partitions,
+    group_name="cleaning",
+    check_specs=[
+        contract_check_spec("clean_probes", CleanProbes),
+        contract_check_spec("rejected_probes", RejectedProbes),
+        dg.AssetCheckSpec(
+            name=ROWS_CONSERVED_CHECK,
+            asset="clean_probes",
+            blocking=True,
+            description="Rows in raw_probes = rows in clean_probes + rows in rejected_probes.",
+        ),
+    ],
+)
+def clean_and_quarantine_probes(
+    context: dg.AssetExecutionContext, raw_probes: pl.DataFrame, settings: PipelineSettings
+) -> Iterator:
+    """Apply the cleaning rules to one day of raw pings."""
+    day = partition_day(context)
+    result = clean_probe_frame(raw_probes, day, settings.service_area(), settings.cleaning_rules())
+    clean, rejected = result.clean, result.rejected
+    counts = rejected_counts(rejected)
+    context.log.info(
+        f"{day}: kept {clean.height:,} of {raw_probes.height:,} pings; rejected "
+        + ", ".join(f"{reason}={n:,}" for reason, n in counts.items() if n)
+    )
+
+    yield dg.Output(
+        clean,
+        output_name="clean_probes",
+        metadata={
+            "rows": clean.height,
+            "raw_rows": raw_probes.height,
+            "kept_share": clean.height / raw_probes.height if raw_probes.height else 0.0,
+            "vehicles": clean["vehicle_id"].n_unique(),
+            "cells": clean["cell"].n_unique(),
+            "out_of_order_rows": result.out_of_order_rows,
+            **time_range_metadata(clean),
+            "preview": preview(clean),
+        },
+    )
+    yield dg.Output(
+        rejected,
+        output_name="rejected_probes",
+        metadata={
+            "rows": rejected.height,
+            **{f"rejected_{reason}": n for reason, n in counts.items()},
+            "rejected_by_reason": dg.MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame({"reason": list(counts), "rows": list(counts.values())})
+                )
+            ),
+            "preview": preview(rejected),
+        },
+    )
+    yield contract_check_result(CleanProbes, clean, "clean_probes")
+    yield contract_check_result(RejectedProbes, rejected, "rejected_probes")
+    yield rows_conserved_result(raw_probes.height, clean.height, rejected.height)
+
+
+def rows_conserved_result(raw_rows: int, kept: int, rejected: int) -> dg.AssetCheckResult:
+    lost = raw_rows - kept - rejected
+    return dg.AssetCheckResult(
+        asset_key="clean_probes",
+        check_name=ROWS_CONSERVED_CHECK,
+        passed=lost == 0,
+        metadata={
+            "raw_rows": raw_rows,
+            "kept_rows": kept,
+            "rejected_rows": rejected,
+            "unaccounted_rows": lost,
+        },
+        description=f"{raw_rows} in = {kept} kept + {rejected} rejected"
+        if lost == 0
+        else f"{lost} rows unaccounted for: {raw_rows} in, {kept} kept, {rejected} rejected",
+    )

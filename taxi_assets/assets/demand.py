@@ -1,0 +1,89 @@
+"""Demand: trips from status changes, and pickups and supply per cell and time bucket."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.contracts import CellDemand, TripEvents
+from taxi_assets.demand import aggregate_cell_demand
+from taxi_assets.metadata import preview, time_range_metadata
+from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.settings import PipelineSettings
+from taxi_assets.trips import derive_trip_events
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="demand",
+    kinds={"polars", "parquet"},
+    check_specs=[contract_check_spec("trip_events", TripEvents)],
+)
+def trip_events(context: dg.AssetExecutionContext, clean_probes: pl.DataFrame) -> Iterator:
+    """Every pickup and drop-off of the day and where it happened. A pickup from a vacant
+    taxi is a street hail, the demand our guidance serves; one from a dispatched taxi is an
+    app booking."""
+    events = derive_trip_events(clean_probes)
+    pickups = events.filter(pl.col("event") == "pickup")
+    by_booking = dict(pickups.group_by("booking").len().iter_rows())
+    yield dg.Output(
+        events,
+        metadata={
+            "rows": events.height,
+            "pickups": pickups.height,
+            "street_hail_pickups": int(by_booking.get("street_hail", 0)),
+            "app_booking_pickups": int(by_booking.get("app_booking", 0)),
+            "other_pickups": int(by_booking.get("other", 0)),
+            "dropoffs": events.height - pickups.height,
+            "vehicles": events["vehicle_id"].n_unique(),
+            "cells": events["cell"].n_unique(),
+            **time_range_metadata(events),
+            "preview": preview(events),
+        },
+    )
+    yield contract_check_result(TripEvents, events, "trip_events")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="demand",
+    kinds={"polars", "parquet"},
+    check_specs=[contract_check_spec("cell_demand", CellDemand)],
+)
+def cell_demand(
+    context: dg.AssetExecutionContext,
+    clean_probes: pl.DataFrame,
+    trip_events: pl.DataFrame,
+    settings: PipelineSettings,
+) -> Iterator:
+    """Street hails, app bookings, drop-offs and vacant taxis per 500 m cell and time bucket:
+    where passengers wait and where taxis are, the quantity the forecast learns."""
+    day = partition_day(context)
+    demand = aggregate_cell_demand(
+        clean_probes, trip_events, day, settings.service_area(), settings.bucket_minutes
+    )
+    busiest = (
+        demand.group_by("cell")
+        .agg(pl.col("street_hail_pickups").sum())
+        .sort("street_hail_pickups", descending=True)
+        .head(10)
+    )
+    yield dg.Output(
+        demand,
+        metadata={
+            "rows": demand.height,
+            "cells": demand["cell"].n_unique(),
+            "cells_with_pickups": demand.filter(pl.col("pickups") > 0)["cell"].n_unique(),
+            "buckets": demand["bucket_start"].n_unique(),
+            "bucket_minutes": settings.bucket_minutes,
+            "pickups": int(demand["pickups"].sum()),
+            "street_hail_pickups": int(demand["street_hail_pickups"].sum()),
+            "app_booking_pickups": int(demand["app_booking_pickups"].sum()),
+            "dropoffs": int(demand["dropoffs"].sum()),
+            "max_pickups_in_a_bucket": int(demand["pickups"].max() or 0),
+            **time_range_metadata(demand, "bucket_start"),
+            "busiest_cells": preview(busiest, 10),
+        },
+    )
+    yield contract_check_result(CellDemand, demand, "cell_demand")

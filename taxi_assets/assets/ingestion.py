@@ -1,0 +1,82 @@
+"""Ingestion: what the probe source delivered, as it delivered it."""
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import dagster as dg
+import polars as pl
+
+from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.contracts import RawProbes, Weather
+from taxi_assets.metadata import preview, time_range_metadata
+from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.sources.base import ProbeSource, ProbeSourceError
+
+T = TypeVar("T")
+
+# A source that times out or drops a connection usually answers a moment later; a file it
+# cannot parse never does, so those raise Failure(allow_retries=False) instead.
+TRANSIENT_SOURCE_RETRIES = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def read_from_source(read: Callable[[], T]) -> T:
+    """Turn bad input into a Dagster failure that names the file and is not retried:
+    retrying cannot fix a malformed file, only a person can."""
+    try:
+        return read()
+    except ProbeSourceError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+
+
+def probe_metadata(probes: pl.DataFrame) -> dict[str, Any]:
+    return {
+        "rows": probes.height,
+        "vehicles": probes["vehicle_id"].n_unique(),
+        **time_range_metadata(probes),
+        "preview": preview(probes),
+    }
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingestion",
+    kinds={"polars", "parquet"},
+    check_specs=[contract_check_spec("raw_probes", RawProbes)],
+    retry_policy=TRANSIENT_SOURCE_RETRIES,
+)
+def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> Iterator:
+    """Every GPS ping the taxis sent on one Tokyo day, exactly as the feed delivered it:
+    duplicates, late pings and broken devices included. The record every published count
+    can be traced back to."""
+    day = partition_day(context)
+    delivery = read_from_source(lambda: probe_source.read_probes(day))
+    context.log.info(
+        f"{delivery.probes.height:,} pings for {day} from {type(probe_source).__name__}"
+    )
+    yield dg.Output(
+        delivery.probes, metadata={**probe_metadata(delivery.probes), **delivery.origin}
+    )
+    yield contract_check_result(RawProbes, delivery.probes, "raw_probes")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="ingestion",
+    kinds={"polars", "parquet"},
+    check_specs=[contract_check_spec("weather", Weather)],
+    retry_policy=TRANSIENT_SOURCE_RETRIES,
+)
+def weather(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> Iterator:
+    """Hourly rain over the city: people hail more taxis when it rains, so the forecast
+    needs to know."""
+    frame = read_from_source(lambda: probe_source.read_weather(partition_day(context)))
+    yield dg.Output(
+        frame,
+        metadata={
+            "hours": frame.height,
+            "rainy_hours": int((frame["rain_mm_per_h"] > 0).sum()),
+            "rain_mm_total": float(frame["rain_mm_per_h"].sum()),
+            "rain_mm_per_h_max": float(frame["rain_mm_per_h"].max() or 0.0),
+        },
+    )
+    yield contract_check_result(Weather, frame, "weather")

@@ -1,0 +1,27 @@
+"""The code location: every asset, check, job and resource of taxi_assets."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from taxi_assets.assets import cleaning, demand, ingestion
+from taxi_assets.jobs import data_path_job
+from taxi_assets.resources import resources_for_environment
+
+ASSET_MODULES = (ingestion, cleaning, demand)
+
+# Code references are a beta API we opt into knowingly; its warning would only be noise
+# in every CLI run and test.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
+    assets = dg.with_source_code_references(dg.load_assets_from_modules(list(ASSET_MODULES)))
+    return dg.Definitions(assets=assets, jobs=[data_path_job], resources=dict(resources))
+
+
+defs = build_definitions(resources_for_environment())

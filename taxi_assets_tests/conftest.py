@@ -1,0 +1,38 @@
+"""Shared fixtures: a temporary data folder and Dagster instance per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets.settings import PipelineSettings
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.storage import PartitionedParquetIOManager
+
+# A small fleet keeps a simulated day to a few seconds while exercising every fault.
+SMALL_FLEET = 60
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def small_city_resources(data_dir: Path) -> dict[str, object]:
+    return {
+        "io_manager": PartitionedParquetIOManager(base_dir=str(data_dir)),
+        "probe_source": SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7),
+        "settings": PipelineSettings(),
+    }

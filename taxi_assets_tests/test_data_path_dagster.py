@@ -1,0 +1,189 @@
+"""The data path through the real Dagster machinery: materialize, checks, storage."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from taxi_assets.assets import cleaning as cleaning_assets
+from taxi_assets.definitions import ASSET_MODULES
+from taxi_assets.frames import RAW_PROBES_SCHEMA
+from taxi_assets.sources.base import ProbeDelivery, ProbeSource
+from taxi_assets.sources.simulated import SimulatedProbeSource
+
+DAY = "2026-04-29"
+DATA_PATH = dg.load_assets_from_modules(list(ASSET_MODULES))
+ASSETS = ("raw_probes", "weather", "clean_probes", "rejected_probes", "trip_events", "cell_demand")
+
+
+def materialize_day(resources: dict, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        DATA_PATH,
+        partition_key=DAY,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def stored(data_dir: Path, asset: str) -> pl.DataFrame:
+    return pl.read_parquet(data_dir / asset / f"{DAY}.parquet")
+
+
+def materialized_assets(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
+
+
+def test_one_day_materializes_with_metadata_and_passing_checks(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    result = materialize_day(small_city_resources, instance)
+    assert result.success
+    assert materialized_assets(result) == set(ASSETS)
+
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 7
+    assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
+
+    raw, clean, rejected = (
+        stored(data_dir, a) for a in ("raw_probes", "clean_probes", "rejected_probes")
+    )
+    assert raw.height == clean.height + rejected.height
+    assert rejected.height > 0 and set(rejected["reason"].cast(pl.String)) >= {"duplicate"}
+
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert metadata["clean_probes"]["raw_rows"].value == raw.height
+    assert metadata["rejected_probes"]["rejected_duplicate"].value == int(
+        (rejected["reason"] == "duplicate").sum()
+    )
+    demand = stored(data_dir, "cell_demand")
+    assert (
+        metadata["cell_demand"]["street_hail_pickups"].value == demand["street_hail_pickups"].sum()
+    )
+    assert metadata["cell_demand"]["cells"].value == 1520
+    assert metadata["raw_probes"]["vehicles"].value > 0
+    assert "ts_min" in metadata["clean_probes"]
+
+    # The instance keeps the partition's materialization, as the UI shows it.
+    status = instance.get_status_by_partition(
+        dg.AssetKey("cell_demand"), [DAY], DATA_PATH[0].partitions_def
+    )
+    assert status is not None
+
+
+def test_rematerializing_a_partition_replaces_it_with_the_same_result(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    assert materialize_day(small_city_resources, instance).success
+    first = {asset: stored(data_dir, asset) for asset in ASSETS}
+    assert materialize_day(small_city_resources, instance).success
+    for asset in ASSETS:
+        assert_frame_equal(stored(data_dir, asset), first[asset])
+        # One file per partition, no temporary leftovers beside it.
+        assert sorted(p.name for p in (data_dir / asset).iterdir()) == [f"{DAY}.parquet"]
+
+
+class SourceWithoutHeading(ProbeSource):
+    """A source with a bug: it drops a column the raw contract requires."""
+
+    def read_probes(self, day: date) -> ProbeDelivery:
+        probes = SimulatedProbeSource(fleet_size=10).read_probes(day).probes
+        return ProbeDelivery(probes.drop("heading"))
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        return SimulatedProbeSource(fleet_size=10).read_weather(day)
+
+
+def test_contract_breaking_frame_fails_its_check_and_blocks_downstream(
+    small_city_resources: dict, instance: dg.DagsterInstance
+) -> None:
+    resources = {**small_city_resources, "probe_source": SourceWithoutHeading()}
+    result = materialize_day(resources, instance)
+    assert not result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("raw_probes", "contract")
+    ]
+    assert failed[0].metadata["failure_count"].value >= 1
+    assert "heading" in failed[0].metadata["failure_cases_sample"].value
+    assert materialized_assets(result) == {"raw_probes", "weather"}
+
+
+def test_cleaning_that_breaks_the_clean_contract_blocks_trips_and_demand(
+    small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_clean = cleaning_assets.clean_probe_frame
+
+    def clean_with_a_bug(*args, **kwargs):
+        result = real_clean(*args, **kwargs)
+        broken = result.clean.with_columns(lat=pl.lit(0.0))
+        return type(result)(broken, result.rejected, result.out_of_order_rows)
+
+    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_with_a_bug)
+    result = materialize_day(small_city_resources, instance)
+    assert not result.success
+    failed = {
+        (e.asset_key.to_user_string(), e.check_name)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    }
+    assert failed == {("clean_probes", "contract")}
+    assert "trip_events" not in materialized_assets(result)
+    assert "cell_demand" not in materialized_assets(result)
+
+
+def test_raw_probes_match_the_source_schema(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    result = dg.materialize(
+        DATA_PATH,
+        partition_key=DAY,
+        resources=small_city_resources,
+        instance=instance,
+        selection="raw_probes",
+    )
+    assert result.success
+    assert stored(data_dir, "raw_probes").schema == RAW_PROBES_SCHEMA
+
+
+class SourceThatTimesOutOnce(ProbeSource):
+    """A source whose first call fails like a dropped connection (state in a marker file,
+    because resources are immutable)."""
+
+    marker: str
+
+    def read_probes(self, day: date) -> ProbeDelivery:
+        marker = Path(self.marker)
+        if not marker.exists():
+            marker.write_text("failed once")
+            raise ConnectionError("probe feed timed out")
+        return SimulatedProbeSource(fleet_size=10).read_probes(day)
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        return SimulatedProbeSource(fleet_size=10).read_weather(day)
+
+
+def test_a_transient_source_error_is_retried(
+    small_city_resources: dict, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    source = SourceThatTimesOutOnce(marker=str(tmp_path / "marker"))
+    result = dg.materialize(
+        DATA_PATH,
+        partition_key=DAY,
+        resources={**small_city_resources, "probe_source": source},
+        instance=instance,
+        selection="raw_probes",
+    )
+    assert result.success
+    retried = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
+    assert len(retried) == 1

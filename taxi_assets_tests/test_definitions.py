@@ -1,0 +1,80 @@
+"""The code location loads, and its lineage only changes on purpose."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from taxi_assets.definitions import defs
+from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.settings import PipelineSettings
+
+# Snapshot of every asset: group, upstream assets and checks. Update it deliberately when
+# the graph changes; a failing test here means the lineage changed.
+EXPECTED_ASSETS = {
+    "raw_probes": ("ingestion", set(), {"contract"}),
+    "weather": ("ingestion", set(), {"contract"}),
+    "clean_probes": ("cleaning", {"raw_probes"}, {"contract", "rows_conserved"}),
+    "rejected_probes": ("cleaning", {"raw_probes"}, {"contract"}),
+    "trip_events": ("demand", {"clean_probes"}, {"contract"}),
+    "cell_demand": ("demand", {"clean_probes", "trip_events"}, {"contract"}),
+}
+
+
+def test_definitions_load_and_validate() -> None:
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("data_path_job").partitions_def is not None
+
+
+def test_asset_graph_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    found = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        checks = {check.name for check in graph.get_check_keys_for_assets([key])}
+        found[key.to_user_string()] = (
+            node.group_name,
+            {parent.to_user_string() for parent in node.parent_keys},
+            checks,
+        )
+        assert node.partitions_def is not None, f"{key} should be daily-partitioned"
+        assert node.partitions_def.timezone == "Asia/Tokyo"
+    assert found == EXPECTED_ASSETS
+
+
+def test_every_asset_explains_itself() -> None:
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description and len(spec.description) > 40, spec.key
+        assert spec.kinds, spec.key
+
+
+def test_every_contract_check_blocks_downstream() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        for check_key in graph.get_check_keys_for_assets([key]):
+            assert graph.get_check_spec(check_key).blocking, check_key
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TAXI_ASSETS_PROBE_SOURCE": "kafka"}, "TAXI_ASSETS_PROBE_SOURCE='kafka' is unknown"),
+        ({"TAXI_ASSETS_PROBE_SOURCE": "landing"}, "needs TAXI_ASSETS_LANDING_DIR"),
+        ({"TAXI_ASSETS_SIM_FLEET_SIZE": "many"}, "TAXI_ASSETS_SIM_FLEET_SIZE='many'"),
+        ({"TAXI_ASSETS_ENV": "mars"}, "TAXI_ASSETS_ENV='mars' is unknown"),
+    ],
+)
+def test_bad_environment_settings_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        resources_for_environment(env)
+
+
+@pytest.mark.parametrize("minutes", [0, 7, -15, 2000])
+def test_impossible_bucket_size_is_refused(minutes: int) -> None:
+    with pytest.raises(Exception, match="bucket_minutes"):
+        PipelineSettings(bucket_minutes=minutes)
+
+
+def test_unknown_mesh_level_is_refused() -> None:
+    with pytest.raises(Exception, match="mesh_level"):
+        PipelineSettings(mesh_level="block")
