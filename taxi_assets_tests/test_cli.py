@@ -1,0 +1,48 @@
+"""`taxi-assets run`: the main job over a window, with runs kept in the instance."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from taxi_assets import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_run_materializes_the_window_and_prints_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("TAXI_ASSETS_DATA_DIR", str(tmp_path / "data"))
+
+    exit_code = cli.main(["run", "--start", "2026-05-02", "--days", "2", "--fleet", "40"])
+
+    out = capsys.readouterr().out
+    assert exit_code == 0, out
+    assert "2026-05-02  ok" in out and "2026-05-03  ok" in out
+    assert "2 day(s):" in out and "street-hail" in out
+    for reason in ("duplicate", "gps_jump", "stuck_status"):
+        assert reason in out
+    assert (tmp_path / "data" / "cell_demand" / "2026-05-03.parquet").exists()
+
+    # The runs live in the instance the README names, so `dagster dev` shows them.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 2
+        assert {run.tags["dagster/partition"] for run in runs} == {"2026-05-02", "2026-05-03"}
+        assert all(run.is_success for run in runs)
+
+
+def test_run_without_dagster_home_explains_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["run", "--days", "1"]) == 2
+    assert "DAGSTER_HOME is not set" in capsys.readouterr().err
