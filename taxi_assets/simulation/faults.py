@@ -90,14 +90,14 @@ def inject_faults(
     lat, lon, status = pings.lat.copy(), pings.lon.copy(), pings.status.copy()
     counts = dict.fromkeys(FAULT_KINDS, 0)
 
-    # Stuck status: from a random ping that leaves room for the whole spell, if any.
+    # Stuck status: the flag sticks for a number of pings (the spell's length at the ping
+    # interval), from a random ping that leaves room for them. Counting pings rather than
+    # clock time keeps a spell whole across a night taxi's daytime gap, as a stuck meter is.
     for v in np.unique(taxi[vehicles.stuck[taxi]]):
         lo, hi = np.searchsorted(taxi, [v, v + 1])
-        spell_s = vehicles.stuck_hours[v] * 3600
-        room = np.searchsorted(t_s[lo:hi], t_s[hi - 1] - spell_s, "right")
-        start = t_s[lo + int(vehicles.stuck_u[v] * max(room, 1))]
-        hit = slice(*np.searchsorted(t_s[lo:hi], [start, start + spell_s]) + lo)
-        status[hit] = _OCCUPIED
+        spell_pings = int(vehicles.stuck_hours[v] * 3600 / interval_s)
+        start = lo + int(vehicles.stuck_u[v] * max(hi - lo - spell_pings, 1))
+        status[start : min(start + spell_pings, hi)] = _OCCUPIED
         counts["stuck_status"] += 1
 
     # One position fault at most per ping: a jump of 2-20 km, or (0, 0).
