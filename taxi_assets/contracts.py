@@ -57,20 +57,14 @@ class CleanProbes(pa.DataFrameModel):
         unique = ["vehicle_id", "ts"]
 
 
-class RejectedProbes(pa.DataFrameModel):
+class RejectedProbes(RawProbes):
     """Quarantined pings: raw values as delivered, each with the reason it was removed."""
 
-    vehicle_id: pl.Int32 = pa.Field(nullable=True)
-    ts: UtcTimestamp = pa.Field(nullable=True)
-    lat: pl.Float64 = pa.Field(nullable=True)
-    lon: pl.Float64 = pa.Field(nullable=True)
-    speed_kmh: pl.Float32 = pa.Field(nullable=True)
-    heading: pl.Float32 = pa.Field(nullable=True)
-    status: Status = pa.Field(nullable=True)
     reason: pe.Enum(categories=list(REJECT_REASONS))
 
     class Config:
         strict = True
+        ordered = False
 
 
 class TripEvents(pa.DataFrameModel):

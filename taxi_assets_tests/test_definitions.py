@@ -78,3 +78,23 @@ def test_impossible_bucket_size_is_refused(minutes: int) -> None:
 def test_unknown_mesh_level_is_refused() -> None:
     with pytest.raises(Exception, match="mesh_level"):
         PipelineSettings(mesh_level="block")
+
+
+def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path) -> None:
+    """The command the README names, run as a user runs it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=repo,
+        env={"PATH": str(dagster.parent), "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful" in done.stdout + done.stderr

@@ -7,7 +7,7 @@ import polars as pl
 
 from taxi_assets.checks import contract_check_result, contract_check_spec
 from taxi_assets.contracts import CellDemand, TripEvents
-from taxi_assets.demand import aggregate_cell_demand
+from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.settings import PipelineSettings
@@ -74,13 +74,9 @@ def cell_demand(
         metadata={
             "rows": demand.height,
             "cells": demand["cell"].n_unique(),
-            "cells_with_pickups": demand.filter(pl.col("pickups") > 0)["cell"].n_unique(),
+            **demand_summary(demand),
             "buckets": demand["bucket_start"].n_unique(),
             "bucket_minutes": settings.bucket_minutes,
-            "pickups": int(demand["pickups"].sum()),
-            "street_hail_pickups": int(demand["street_hail_pickups"].sum()),
-            "app_booking_pickups": int(demand["app_booking_pickups"].sum()),
-            "dropoffs": int(demand["dropoffs"].sum()),
             "max_pickups_in_a_bucket": int(demand["pickups"].max() or 0),
             **time_range_metadata(demand, "bucket_start"),
             "busiest_cells": preview(busiest, 10),
