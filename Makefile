@@ -11,7 +11,6 @@ install: $(VENV)/.installed
 # Reinstall only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python scripts/check_versions.py
 	touch $@

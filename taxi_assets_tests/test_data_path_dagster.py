@@ -187,3 +187,23 @@ def test_a_transient_source_error_is_retried(
         e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
     ]
     assert len(retried) == 1
+
+
+def test_cleaning_that_loses_rows_fails_rows_conserved_and_blocks_downstream(
+    small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_clean = cleaning_assets.clean_probe_frame
+
+    def clean_that_drops_rejects(*args, **kwargs):
+        result = real_clean(*args, **kwargs)
+        return type(result)(result.clean, result.rejected.head(0), result.out_of_order_rows)
+
+    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_that_drops_rejects)
+    result = materialize_day(small_city_resources, instance)
+    assert not result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("clean_probes", "rows_conserved")
+    ]
+    assert failed[0].metadata["unaccounted_rows"].value > 0
+    assert "trip_events" not in materialized_assets(result)
