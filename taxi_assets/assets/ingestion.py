@@ -49,6 +49,8 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     duplicates, late pings and broken devices included. The record every published count
     can be traced back to."""
     day = partition_day(context)
+    # Simulating or downloading a large fleet's day takes a while: say what is happening.
+    context.log.info(f"Reading probes for {day} from {type(probe_source).__name__}")
     delivery = read_from_source(lambda: probe_source.read_probes(day))
     context.log.info(
         f"{delivery.probes.height:,} pings for {day} from {type(probe_source).__name__}"
