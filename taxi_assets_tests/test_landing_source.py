@@ -54,6 +54,20 @@ def test_reads_parquet_and_csv_files_of_one_day(tmp_path: Path, probes: pl.DataF
     assert delivery.origin["files"] == 2
 
 
+def test_mixed_utc_offsets_in_one_csv_are_read_as_the_same_instants(
+    tmp_path: Path, probes: pl.DataFrame
+) -> None:
+    text = as_csv_text(probes).with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0)
+        .then(pl.col("ts"))
+        .otherwise(probes["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ"))
+        .alias("ts")
+    )
+    text.write_csv(day_folder(tmp_path) / "mixed.csv")
+    delivery = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
+    assert_frame_equal(delivery.probes, probes)
+
+
 def test_extra_columns_are_dropped(tmp_path: Path, probes: pl.DataFrame) -> None:
     probes.with_columns(driver_note=pl.lit("x")).write_parquet(day_folder(tmp_path) / "a.parquet")
     delivery = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
@@ -83,6 +97,20 @@ def write_bad_file(folder: Path, kind: str, probes: pl.DataFrame) -> Path:
     elif kind == "naive_ts":
         path = folder / "naive.parquet"
         probes.with_columns(pl.col("ts").dt.replace_time_zone(None)).write_parquet(path)
+    elif kind == "naive_csv":
+        path = folder / "naive.csv"
+        as_csv_text(probes).with_columns(
+            pl.col("ts").str.slice(0, 19).str.replace("T", " ")
+        ).write_csv(path)
+    elif kind == "mixed_naive_csv":
+        path = folder / "mixed.csv"
+        text = as_csv_text(probes)
+        text.with_columns(
+            pl.when(pl.int_range(pl.len()) == 0)
+            .then(pl.col("ts").str.slice(0, 19))
+            .otherwise(pl.col("ts"))
+            .alias("ts")
+        ).write_csv(path)
     elif kind == "unknown_status":
         path = folder / "status.csv"
         as_csv_text(probes).with_columns(pl.lit("hired").alias("status")).write_csv(path)
@@ -101,6 +129,8 @@ def write_bad_file(folder: Path, kind: str, probes: pl.DataFrame) -> Path:
         ("missing_column", "missing column\\(s\\) status"),
         ("bad_number", "column 'speed_kmh' cannot be read as Float32"),
         ("naive_ts", "column 'ts' holds naive timestamps"),
+        ("naive_csv", "column 'ts' has \\d+ timestamp\\(s\\) without a time zone"),
+        ("mixed_naive_csv", "column 'ts' has 1 timestamp\\(s\\) without a time zone"),
         ("unknown_status", "column 'status' has unknown value\\(s\\) \\['hired'\\]"),
     ],
 )
@@ -145,3 +175,27 @@ def test_malformed_file_fails_the_asset_with_the_file_name_and_no_retry(
         e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
     ]
     assert retries == []
+
+
+def test_a_day_of_empty_files_fails_raw_probes_rather_than_reporting_no_demand(
+    tmp_path: Path,
+    probes: pl.DataFrame,
+    small_city_resources: dict,
+    instance: dg.DagsterInstance,
+) -> None:
+    as_csv_text(probes).head(0).write_csv(day_folder(tmp_path) / "header_only.csv")
+    resources = {
+        **small_city_resources,
+        "probe_source": LandingFolderProbeSource(landing_dir=str(tmp_path)),
+    }
+    result = dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        partition_key=DAY.isoformat(),
+        resources=resources,
+        instance=instance,
+        selection="raw_probes",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("raw_probes")
+    assert f"LandingFolderProbeSource delivered no pings for {DAY}" in failure.error.message

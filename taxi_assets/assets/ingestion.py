@@ -52,6 +52,14 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     # Simulating or downloading a large fleet's day takes a while: say what is happening.
     context.log.info(f"Reading probes for {day} from {type(probe_source).__name__}")
     delivery = read_from_source(lambda: probe_source.read_probes(day))
+    if delivery.probes.height == 0:
+        # An empty day would flow on as a day without demand and teach a model that the
+        # city slept; it is a broken feed until someone says otherwise.
+        raise dg.Failure(
+            description=f"{type(probe_source).__name__} delivered no pings for {day}",
+            metadata=delivery.origin,
+            allow_retries=False,
+        )
     context.log.info(
         f"{delivery.probes.height:,} pings for {day} from {type(probe_source).__name__}"
     )

@@ -22,6 +22,7 @@ from taxi_assets.sources.base import ProbeDelivery, ProbeSource, ProbeSourceErro
 
 LANDING_SUFFIXES = (".parquet", ".csv")
 IN_FLIGHT_SUFFIXES = (".tmp", ".part")
+UTC_OFFSET = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
 
 
 def is_complete_landing_file(path: UPath) -> bool:
@@ -96,6 +97,15 @@ def _cast_column(column: pl.Series, dtype: pl.DataType, path: UPath) -> pl.Serie
 def _to_utc(column: pl.Series, path: UPath) -> pl.Series:
     name = column.name
     if column.dtype == pl.String:
+        # Polars would read an offset-less string as UTC: a Tokyo export without offsets
+        # would silently shift every ping by 9 hours. Refuse it instead.
+        naive = column.drop_nulls().filter(~column.drop_nulls().str.contains(UTC_OFFSET))
+        if naive.len():
+            raise ProbeSourceError(
+                f"{path}: column {name!r} has {naive.len()} timestamp(s) without a time zone, "
+                f"e.g. {naive.head(2).to_list()}; write them with an offset "
+                "(2026-05-01T09:00:00+09:00 or ...Z)"
+            )
         try:
             parsed = column.str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
         except Exception as error:
