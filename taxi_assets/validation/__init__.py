@@ -1,0 +1,1 @@
+"""Data validation of Polars frames after TensorFlow Data Validation: statistics, schema, drift."""
