@@ -1,4 +1,5 @@
-"""``taxi-assets``: run the main job over a window of days and summarize what it made.
+"""``taxi-assets``: run the main job over a window of days and summarize what it made;
+``taxi-assets schema infer`` re-infers an asset's data schema for review.
 
 The runs go into the Dagster instance at ``$DAGSTER_HOME``, so ``dagster dev`` shows them
 with their metadata afterwards.
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -20,6 +22,7 @@ from taxi_assets.definitions import build_definitions
 from taxi_assets.frames import REJECT_REASONS
 from taxi_assets.jobs import data_path_job
 from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
 
 # A week with a national holiday (Showa Day, Wed 29 April) and a weekend, so the summary
 # shows weekday, holiday and weekend demand side by side.
@@ -71,6 +74,10 @@ def summary_table(instance: dg.DagsterInstance, days: Sequence[date]) -> pl.Data
         clean = latest_metadata(instance, "clean_probes", day)
         rejected = latest_metadata(instance, "rejected_probes", day)
         demand = latest_metadata(instance, "cell_demand", day)
+        validations = [
+            latest_metadata(instance, f"{asset}_statistics", day)
+            for asset in ("clean_probes", "cell_demand")
+        ]
         rows.append(
             {
                 "day": day.isoformat(),
@@ -83,6 +90,8 @@ def summary_table(instance: dg.DagsterInstance, days: Sequence[date]) -> pl.Data
                 "cells_with_pickups": demand.get("cells_with_pickups"),
                 "street_hails": demand.get("street_hail_pickups"),
                 "app_bookings": demand.get("app_booking_pickups"),
+                "anomalies": sum(int(v.get("anomalies", 0)) for v in validations),
+                "drifted": sum(int(v.get("features_drifted", 0)) for v in validations),
             }
         )
     return pl.DataFrame(rows)
@@ -110,6 +119,8 @@ def print_summary(table: pl.DataFrame) -> None:
                 "cells_with_pickups",
                 "street_hails",
                 "app_bookings",
+                "anomalies",
+                "drifted",
             )
         )
         print("\nRejected pings by reason (all days):")
@@ -124,7 +135,8 @@ def print_summary(table: pl.DataFrame) -> None:
         f"\n{n} day(s): {total['pings'] or 0:,} pings, {total['kept'] or 0:,} kept, "
         f"{total['rejected'] or 0:,} rejected; {table['cells'].max()} cells; "
         f"{total['street_hails'] or 0:,} street-hail and {total['app_bookings'] or 0:,} "
-        "app-booked pickups"
+        f"app-booked pickups; {total['anomalies'] or 0} schema anomalies and "
+        f"{total['drifted'] or 0} drifted features"
     )
 
 
@@ -147,7 +159,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
     )
+    schema = sub.add_parser("schema", help="the committed data schemas of the assets")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True)
+    infer = schema_sub.add_parser(
+        "infer",
+        help="re-infer an asset's schema from stored partitions and show what would change",
+        description=(
+            "Infer the schema from <data-dir>/<asset>/<day>.parquet for the window and print "
+            "what changes against the committed one. Without --write: a dry run that exits 1 "
+            "if the schema would change, 0 if not. With --write: save it, then review "
+            "`git diff` and commit."
+        ),
+    )
+    infer.add_argument("--asset", required=True, choices=sorted(SCHEMA_ASSETS))
+    infer.add_argument("--start", type=date.fromisoformat, required=True, help="first day")
+    infer.add_argument("--days", type=int, required=True, help="number of days")
+    infer.add_argument(
+        "--data-dir", type=Path, default=None, help="default: TAXI_ASSETS_DATA_DIR or data"
+    )
+    infer.add_argument("--write", action="store_true", help="save the inferred schema")
+    infer.add_argument(
+        "--schema-dir",
+        type=Path,
+        default=None,
+        help="folder of <asset>.json (default: the committed taxi_assets/validation/schemas)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "schema":
+        return infer_command(
+            args.asset, args.start, args.days, args.data_dir, args.write, args.schema_dir
+        )
 
     if not os.environ.get("DAGSTER_HOME"):
         print(
