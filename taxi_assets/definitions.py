@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
-from taxi_assets.assets import cleaning, demand, ingestion
+from taxi_assets.assets import cleaning, demand, ingestion, validation
 from taxi_assets.jobs import data_path_job
 from taxi_assets.resources import resources_for_environment
 
-ASSET_MODULES = (ingestion, cleaning, demand)
-
-# Code references are a beta API we opt into knowingly; its warning would only be noise
-# in every CLI run and test.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
+ASSET_MODULES = (ingestion, cleaning, demand, validation)
 
 
 def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from taxi_assets.settings import PipelineSettings
+from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.sources.landing import LandingFolderProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -72,4 +72,5 @@ def resources_for_environment(env: Mapping[str, str] | None = None) -> dict[str,
         "io_manager": PartitionedParquetIOManager(base_dir=env.get("TAXI_ASSETS_DATA_DIR", "data")),
         "probe_source": probe_source_from_env(env),
         "settings": PipelineSettings(),
+        "validation": ValidationSettings(),
     }

@@ -9,6 +9,7 @@ from taxi_assets.calendar import validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+from taxi_assets.validation.drift import DriftThresholds
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -69,4 +70,52 @@ class PipelineSettings(dg.ConfigurableResource):
             max_occupied_minutes=self.max_occupied_minutes,
             max_dispatched_minutes=self.max_dispatched_minutes,
             clock_skew_min_share=self.clock_skew_min_share,
+        )
+
+
+# Per-feature thresholds from bench/calibrate_drift.py on 14 simulated days (README, "Data
+# validation"): above every normal day-to-day distance, below the feed breakages we must
+# catch. Counts per cell are zero-inflated, so their histograms move little even when a
+# whole kind of pickup disappears: they get a tighter Jensen-Shannon threshold. The
+# status mix moves ~0.08 between a weekday and a holiday, so it gets a looser one.
+CALIBRATED_THRESHOLDS = {
+    "status": 0.15,
+    "street_hail_pickups": 0.005,
+    "app_booking_pickups": 0.005,
+    "pickups": 0.005,
+    "dropoffs": 0.005,
+    "vacant_taxis": 0.005,
+    "occupied_taxis": 0.005,
+}
+
+
+class ValidationSettings(dg.ConfigurableResource):
+    """Drift thresholds between consecutive days; every distance is recorded either way."""
+
+    numeric_js_threshold: float = Field(
+        default=0.015,
+        description="Jensen-Shannon divergence (base 2) allowed per numeric feature.",
+    )
+    categorical_linf_threshold: float = Field(
+        default=0.1, description="L-infinity distance allowed per categorical feature."
+    )
+    row_count_ratio_min: float = Field(default=0.7, description="Lowest rows today / yesterday.")
+    row_count_ratio_max: float = Field(default=1.4, description="Highest rows today / yesterday.")
+    per_feature_thresholds: dict[str, float] = Field(
+        default_factory=lambda: dict(CALIBRATED_THRESHOLDS),
+        description="Threshold overrides by feature name (JS or L-infinity by its kind).",
+    )
+    ignored_features: list[str] = Field(
+        default_factory=lambda: ["vehicle_id"],
+        description="Features never compared between days (identifiers).",
+    )
+
+    def thresholds(self) -> DriftThresholds:
+        return DriftThresholds(
+            numeric_js=self.numeric_js_threshold,
+            categorical_linf=self.categorical_linf_threshold,
+            row_count_ratio_min=self.row_count_ratio_min,
+            row_count_ratio_max=self.row_count_ratio_max,
+            per_feature=dict(self.per_feature_thresholds),
+            ignore=frozenset(self.ignored_features),
         )

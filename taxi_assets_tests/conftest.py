@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from taxi_assets.settings import PipelineSettings
+from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.storage import PartitionedParquetIOManager
 
@@ -35,4 +35,5 @@ def small_city_resources(data_dir: Path) -> dict[str, object]:
         "io_manager": PartitionedParquetIOManager(base_dir=str(data_dir)),
         "probe_source": SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7),
         "settings": PipelineSettings(),
+        "validation": ValidationSettings(),
     }

@@ -18,7 +18,16 @@ from taxi_assets.sources.simulated import SimulatedProbeSource
 
 DAY = "2026-04-29"
 DATA_PATH = dg.load_assets_from_modules(list(ASSET_MODULES))
-ASSETS = ("raw_probes", "weather", "clean_probes", "rejected_probes", "trip_events", "cell_demand")
+ASSETS = (
+    "raw_probes",
+    "weather",
+    "clean_probes",
+    "rejected_probes",
+    "trip_events",
+    "cell_demand",
+    "clean_probes_statistics",
+    "cell_demand_statistics",
+)
 
 
 def materialize_day(resources: dict, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -47,7 +56,7 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert materialized_assets(result) == set(ASSETS)
 
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 7
+    assert len(evaluations) == 11
     assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
 
     raw, clean, rejected = (

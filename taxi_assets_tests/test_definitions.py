@@ -18,6 +18,16 @@ EXPECTED_ASSETS = {
     "rejected_probes": ("cleaning", {"raw_probes"}, {"contract"}),
     "trip_events": ("demand", {"clean_probes"}, {"contract"}),
     "cell_demand": ("demand", {"clean_probes", "trip_events"}, {"contract"}),
+    "clean_probes_statistics": (
+        "validation",
+        {"clean_probes"},
+        {"schema_anomalies", "drift_vs_previous_day"},
+    ),
+    "cell_demand_statistics": (
+        "validation",
+        {"cell_demand"},
+        {"schema_anomalies", "drift_vs_previous_day"},
+    ),
 }
 
 

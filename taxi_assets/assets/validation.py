@@ -1,0 +1,189 @@
+"""Validation: statistics per day, anomalies against the versioned schema, drift between days.
+
+What TensorFlow Data Validation gives a TFX pipeline, on our Polars frames: each day's
+statistics are an asset (so days can be compared later), checked against a schema kept in
+the repo (``taxi_assets/validation/schemas/``) and against the previous day.
+"""
+
+import math
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+
+from taxi_assets.metadata import markdown_table
+from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.settings import ValidationSettings
+from taxi_assets.validation.drift import (
+    ROW_COUNT,
+    compare_statistics,
+    drift_description,
+    drift_report_markdown,
+)
+from taxi_assets.validation.schema import find_anomalies, load_schema
+from taxi_assets.validation.statistics import compute_statistics, statistics_markdown
+
+SCHEMA_CHECK = "schema_anomalies"
+DRIFT_CHECK = "drift_vs_previous_day"
+
+# The day itself and the previous Tokyo day of the upstream asset, in one input: Dagster
+# maps one upstream asset to one input, so yesterday comes through the same mapping. The
+# previous day may be missing (the first day we have), today may not.
+TODAY_AND_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
+
+def today_and_previous(
+    loaded: pl.DataFrame | dict[str, pl.DataFrame] | None, day: date, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Split what the IO manager loaded into (today, previous day or None).
+
+    It hands over a bare frame when only one partition was mapped (the very first
+    partition of the calendar) and a dict by partition key otherwise.
+    """
+    if isinstance(loaded, pl.DataFrame):
+        return loaded, None
+    loaded = loaded or {}
+    today = loaded.get(day.isoformat())
+    if today is None:
+        raise dg.Failure(
+            description=f"{source} has no stored partition for {day}: materialize it first",
+            allow_retries=False,
+        )
+    return today, loaded.get((day - timedelta(days=1)).isoformat())
+
+
+def distance_metadata(comparison: pl.DataFrame) -> dict[str, float]:
+    """Every distance as a number, crossed or not, so the UI plots its history."""
+    prefix = {"jensen_shannon": "js", "l_infinity": "linf", "row_count_ratio": "row_count"}
+    # An infinite ratio (yesterday empty) is not plottable; the check description says it.
+    return {
+        ("row_count_ratio" if feature == ROW_COUNT else f"{prefix[metric]}_{feature}"): distance
+        for feature, metric, distance in comparison.select(
+            "feature", "metric", "distance"
+        ).iter_rows()
+        if math.isfinite(distance)
+    }
+
+
+def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
+    """Daily statistics of ``source`` with its schema and drift checks."""
+
+    @dg.asset(
+        name=f"{source}_statistics",
+        partitions_def=daily_partitions,
+        group_name="validation",
+        kinds={"polars", "parquet"},
+        ins={
+            "days": dg.AssetIn(
+                source,
+                partition_mapping=TODAY_AND_PREVIOUS_DAY,
+                metadata={"allow_missing_partitions": True},
+            )
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                SCHEMA_CHECK,
+                asset=f"{source}_statistics",
+                blocking=True,
+                description=f"{source} matches its versioned schema: columns, types, ranges, "
+                "categories and null fractions.",
+            ),
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=f"{source}_statistics",
+                blocking=True,
+                description=f"No feature of {source} moved beyond its threshold since the "
+                "previous day (Jensen-Shannon for numbers, L-infinity for categories, row "
+                "count ratio).",
+            ),
+        ],
+        description=business_meaning,
+    )
+    def _statistics(
+        context: dg.AssetExecutionContext,
+        days: dict[str, pl.DataFrame],
+        validation: ValidationSettings,
+    ) -> Iterator:
+        current, previous = today_and_previous(days, partition_day(context), source)
+        schema = load_schema(source)
+        edges = schema.bin_edges()
+        statistics = compute_statistics(current, edges, categorical=schema.categorical)
+        anomalies = find_anomalies(current, schema)
+
+        if previous is None:
+            context.log.info(f"No previous day of {source} stored: drift not computed")
+            comparison = None
+        else:
+            reference = compute_statistics(previous, edges, categorical=schema.categorical)
+            comparison = compare_statistics(statistics, reference, validation.thresholds())
+
+        metadata: dict = {
+            "features": statistics.height,
+            "rows": current.height,
+            "statistics": dg.MetadataValue.md(statistics_markdown(statistics)),
+            "schema_reference_days": ", ".join(schema.reference_partitions),
+            "anomalies": anomalies.height,
+        }
+        if comparison is not None:
+            metadata |= distance_metadata(comparison)
+            metadata["features_drifted"] = int(comparison["crossed"].sum())
+            metadata["drift_report"] = dg.MetadataValue.md(
+                drift_report_markdown(
+                    comparison, f"{source}: {context.partition_key} vs previous day"
+                )
+            )
+        yield dg.Output(statistics, metadata=metadata)
+
+        yield dg.AssetCheckResult(
+            check_name=SCHEMA_CHECK,
+            passed=anomalies.height == 0,
+            metadata={
+                "anomalies": anomalies.height,
+                "rows_affected": int(anomalies["rows"].sum()),
+                "anomaly_table": dg.MetadataValue.md(markdown_table(anomalies, 50)),
+            },
+            description=(
+                "No anomalies against the schema"
+                if anomalies.height == 0
+                else "; ".join(
+                    f"{feature}: {detail}"
+                    for feature, detail in anomalies.select("feature", "detail").head(5).iter_rows()
+                )
+            ),
+        )
+        if comparison is None:
+            yield dg.AssetCheckResult(
+                check_name=DRIFT_CHECK,
+                passed=True,
+                metadata={"compared": False},
+                description="No previous day stored: nothing to compare with",
+            )
+        else:
+            yield dg.AssetCheckResult(
+                check_name=DRIFT_CHECK,
+                passed=not bool(comparison["crossed"].any()),
+                metadata={
+                    "compared": True,
+                    "features_drifted": int(comparison["crossed"].sum()),
+                    **distance_metadata(comparison),
+                },
+                description=drift_description(comparison),
+            )
+
+    return _statistics
+
+
+clean_probes_statistics = statistics_asset(
+    "clean_probes",
+    "How a day of trusted pings is distributed (positions, speeds, statuses, cells) and "
+    "whether that changed since yesterday: a broken device firmware or feed shows here "
+    "before it reaches a model.",
+)
+cell_demand_statistics = statistics_asset(
+    "cell_demand",
+    "How a day of per-cell demand and supply is distributed, and whether it drifted from "
+    "the day before: the first warning that training data no longer looks like the past.",
+)

@@ -1,0 +1,145 @@
+"""Statistics assets through Dagster: anomalies against the committed schema, drift against
+the previous day, every distance recorded, and failures that block."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from taxi_assets.assets import cleaning as cleaning_assets
+from taxi_assets.definitions import ASSET_MODULES
+from taxi_assets.settings import ValidationSettings
+
+DATA_PATH = dg.load_assets_from_modules(list(ASSET_MODULES))
+YESTERDAY, TODAY = "2026-05-05", "2026-05-06"
+
+
+def materialize(resources: dict, instance: dg.DagsterInstance, day: str):
+    return dg.materialize(
+        DATA_PATH,
+        partition_key=day,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def checks_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == asset
+    }
+
+
+def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == asset
+    ]
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+
+
+def test_first_day_has_statistics_and_nothing_to_drift_from(
+    small_city_resources: dict, instance: dg.DagsterInstance
+) -> None:
+    result = materialize(small_city_resources, instance, YESTERDAY)
+    assert result.success
+    for asset in ("clean_probes_statistics", "cell_demand_statistics"):
+        checks = checks_of(result, asset)
+        assert checks["schema_anomalies"].passed
+        assert checks["drift_vs_previous_day"].passed
+        assert checks["drift_vs_previous_day"].metadata["compared"].value is False
+        assert metadata_of(result, asset)["anomalies"] == 0
+    stats = metadata_of(result, "clean_probes_statistics")
+    assert stats["rows"] > 0 and "| speed_kmh |" in stats["statistics"]
+
+
+def test_every_distance_is_recorded_whether_or_not_it_crosses(
+    small_city_resources: dict, instance: dg.DagsterInstance
+) -> None:
+    # Thresholds out of reach: the distances must be recorded all the same.
+    lenient = ValidationSettings(
+        numeric_js_threshold=1.0, categorical_linf_threshold=1.0, per_feature_thresholds={}
+    )
+    resources = {**small_city_resources, "validation": lenient}
+    assert materialize(resources, instance, YESTERDAY).success
+    result = materialize(resources, instance, TODAY)
+    assert result.success
+
+    probes = metadata_of(result, "clean_probes_statistics")
+    for key in (
+        "js_lat",
+        "js_lon",
+        "js_speed_kmh",
+        "js_heading",
+        "linf_status",
+        "linf_cell",
+        "row_count_ratio",
+    ):
+        assert isinstance(probes[key], float), key
+    assert "js_vehicle_id" not in probes  # an identifier is never compared
+    demand = metadata_of(result, "cell_demand_statistics")
+    for key in ("js_pickups", "js_street_hail_pickups", "js_vacant_taxis", "row_count_ratio"):
+        assert isinstance(demand[key], float), key
+    drift = checks_of(result, "clean_probes_statistics")["drift_vs_previous_day"]
+    assert drift.passed and drift.metadata["compared"].value is True
+    assert drift.metadata["js_speed_kmh"].value == probes["js_speed_kmh"]
+    assert "vs previous day" in probes["drift_report"]
+
+
+def test_a_feed_switching_to_mph_fails_the_drift_check_naming_the_feature(
+    small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert materialize(small_city_resources, instance, YESTERDAY).success
+    real_clean = cleaning_assets.clean_probe_frame
+
+    def clean_in_mph(raw: pl.DataFrame, day: date, *args, **kwargs):
+        result = real_clean(raw, day, *args, **kwargs)
+        in_mph = result.clean.with_columns(pl.col("speed_kmh") / 1.609)
+        return type(result)(in_mph, result.rejected, result.out_of_order_rows)
+
+    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_in_mph)
+    result = materialize(small_city_resources, instance, TODAY)
+
+    drift = checks_of(result, "clean_probes_statistics")["drift_vs_previous_day"]
+    assert not drift.passed
+    # The worst feature comes first. (With this 60-taxi fleet, positions also wander more
+    # between days than the thresholds calibrated for 1,000 taxis allow.)
+    assert drift.description.split(": ", 1)[1].startswith("speed_kmh JS")
+    assert "> 0.015" in drift.description
+    assert drift.metadata["features_drifted"].value >= 1
+    assert not result.success  # blocking: the run fails, so alerts and re-execution see it
+
+
+def test_values_outside_the_schema_fail_the_anomaly_check(
+    small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_clean = cleaning_assets.clean_probe_frame
+
+    def clean_with_racing_taxis(*args, **kwargs):
+        result = real_clean(*args, **kwargs)
+        # Within the contract (<= 300 km/h) but far outside anything the schema has seen.
+        racing = result.clean.with_columns(
+            pl.when(pl.col("vehicle_id") == 1)
+            .then(250.0)
+            .otherwise(pl.col("speed_kmh"))
+            .cast(pl.Float32)
+            .alias("speed_kmh")
+        )
+        return type(result)(racing, result.rejected, result.out_of_order_rows)
+
+    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_with_racing_taxis)
+    result = materialize(small_city_resources, instance, YESTERDAY)
+
+    anomalies = checks_of(result, "clean_probes_statistics")["schema_anomalies"]
+    assert not anomalies.passed
+    assert anomalies.description.startswith("speed_kmh: ")
+    assert anomalies.metadata["rows_affected"].value > 0
+    assert "out_of_range" in anomalies.metadata["anomaly_table"].value
+    assert checks_of(result, "clean_probes")["contract"].passed
+    assert not result.success
