@@ -11,15 +11,16 @@ another type, categories never seen, values outside the expected range, too many
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
+
+from taxi_assets.storage import write_atomically
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 FORMAT_VERSION = 1
@@ -356,19 +357,8 @@ def load_schema(asset: str, path: Path | None = None) -> DataSchema:
 def save_schema(schema: DataSchema, path: Path | None = None) -> Path:
     """Write the schema atomically (readers see the old file or the new one); return the path."""
     path = path if path is not None else schema_path(schema.asset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private; a schema is a repo file like any other.
-        os.chmod(tmp, 0o644)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(schema.to_json())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    text = schema.to_json().encode("utf-8")
+    write_atomically(UPath(path), lambda handle: handle.write(text))
     return path
 
 
