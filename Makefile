@@ -39,6 +39,7 @@ ui: install home
 bench: install
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_data_path.py
+	$(BIN)/python bench/calibrate_drift.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
