@@ -107,12 +107,8 @@ def _reason(*rules: tuple[pl.Expr, str]) -> pl.Expr:
     return chain.otherwise(None).cast(RejectReason).alias("reason")
 
 
-def _row_rules(area: ServiceArea) -> pl.Expr:
-    """Reasons a ping can be judged on by itself (plus its exact-duplicate twin above it)."""
-    # Sorted by every column then arrival, an exact duplicate sits right below its first copy.
-    duplicate = pl.col(_ROW).shift(1).is_not_null() & pl.all_horizontal(
-        pl.col(c).eq_missing(pl.col(c).shift(1)) for c in RAW_COLUMNS
-    )
+def _row_rules(area: ServiceArea, duplicate: pl.Expr) -> pl.Expr:
+    """Reasons a ping can be judged on by itself (``duplicate`` marks later exact copies)."""
     missing = pl.any_horizontal(
         pl.col(c).is_null() for c in ("vehicle_id", "ts", "lat", "lon", "status")
     )
@@ -144,6 +140,22 @@ def _with_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         pl.when(_same_vehicle(-1)).then(implied_speed_kmh(-1, 0)).alias(_SPEED_IN)
     )
+
+
+def _later_copies(keyed: pl.DataFrame) -> pl.Series:
+    """Arrival numbers of exact copies of an earlier ping (the first copy is kept).
+
+    Copies share vehicle and time, so only rows whose (vehicle_id, ts) repeats, a small
+    share, are compared on every column; sorting the whole frame by every column to make
+    copies adjacent costs more than the rest of the row rules together.
+    """
+    same_key = (
+        pl.col("vehicle_id").eq_missing(pl.col("vehicle_id").shift(1))
+        & pl.col("ts").eq_missing(pl.col("ts").shift(1))
+    ).fill_null(False)
+    shared = keyed.filter(same_key | same_key.shift(-1).fill_null(False))
+    # Within the (vehicle_id, ts, arrival) order the first of identical rows is the earliest.
+    return shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())[_ROW]
 
 
 def _single_jump(limit: float) -> pl.Expr:
@@ -188,13 +200,14 @@ def clean_probes(
     ts = pl.col("ts")
     outside_day = ~((ts >= day_start) & (ts < day_end))
 
-    staged = (
+    keyed = (
         _as_raw_lazy(raw)
         .with_row_index(_ROW)
-        .sort([*RAW_COLUMNS, _ROW], nulls_last=True)
-        .with_columns(_row_rules(area))
+        .sort(["vehicle_id", "ts", _ROW], nulls_last=True)
         .collect()
     )
+    staged = keyed.with_columns(_row_rules(area, pl.col(_ROW).is_in(_later_copies(keyed))))
+    del keyed
     rejected_parts = [staged.filter(pl.col("reason").is_not_null())]
     alive = staged.filter(pl.col("reason").is_null()).drop("reason")
     del staged
