@@ -148,6 +148,22 @@ def test_a_day_without_files_says_where_it_looked(tmp_path: Path) -> None:
         LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
 
 
+def materialize_raw_probes_from(
+    landing: Path, resources: dict, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        partition_key=DAY.isoformat(),
+        resources={
+            **resources,
+            "probe_source": LandingFolderProbeSource(landing_dir=str(landing)),
+        },
+        instance=instance,
+        selection="raw_probes",
+        raise_on_error=False,
+    )
+
+
 def test_malformed_file_fails_the_asset_with_the_file_name_and_no_retry(
     tmp_path: Path,
     probes: pl.DataFrame,
@@ -155,18 +171,7 @@ def test_malformed_file_fails_the_asset_with_the_file_name_and_no_retry(
     instance: dg.DagsterInstance,
 ) -> None:
     path = write_bad_file(day_folder(tmp_path), "missing_column", probes)
-    resources = {
-        **small_city_resources,
-        "probe_source": LandingFolderProbeSource(landing_dir=str(tmp_path)),
-    }
-    result = dg.materialize(
-        dg.load_assets_from_modules(list(ASSET_MODULES)),
-        partition_key=DAY.isoformat(),
-        resources=resources,
-        instance=instance,
-        selection="raw_probes",
-        raise_on_error=False,
-    )
+    result = materialize_raw_probes_from(tmp_path, small_city_resources, instance)
     assert not result.success
     failure = result.failure_data_for_node("raw_probes")
     assert str(path) in failure.error.message
@@ -184,18 +189,7 @@ def test_a_day_of_empty_files_fails_raw_probes_rather_than_reporting_no_demand(
     instance: dg.DagsterInstance,
 ) -> None:
     as_csv_text(probes).head(0).write_csv(day_folder(tmp_path) / "header_only.csv")
-    resources = {
-        **small_city_resources,
-        "probe_source": LandingFolderProbeSource(landing_dir=str(tmp_path)),
-    }
-    result = dg.materialize(
-        dg.load_assets_from_modules(list(ASSET_MODULES)),
-        partition_key=DAY.isoformat(),
-        resources=resources,
-        instance=instance,
-        selection="raw_probes",
-        raise_on_error=False,
-    )
+    result = materialize_raw_probes_from(tmp_path, small_city_resources, instance)
     assert not result.success
     failure = result.failure_data_for_node("raw_probes")
     assert f"LandingFolderProbeSource delivered no pings for {DAY}" in failure.error.message
