@@ -113,3 +113,38 @@ class Weather(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+class TrainingFeatures(pa.DataFrameModel):
+    """Model features per cell and target bucket, with the two targets (counts)."""
+
+    cell: pl.Int64 = pa.Field(gt=0)
+    bucket_start: UtcTimestamp
+    day_type: pl.String = pa.Field(isin=["weekday", "saturday", "holiday"])
+    hour: pl.Int8 = pa.Field(ge=0, le=23)
+    bucket_of_day: pl.Int16 = pa.Field(ge=0, lt=1440)
+    weekday: pl.Int8 = pa.Field(ge=1, le=7)
+    is_holiday: pl.Int8 = pa.Field(isin=[0, 1])
+    # Null where the history does not reach back far enough (the first days stored).
+    rain_mm_per_h: pl.Float64 = pa.Field(ge=0, nullable=True)
+    hails_prev_1: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_prev_2: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_prev_3: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_prev_4: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_mean_prev_1h: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_mean_prev_3h: pl.Float32 = pa.Field(ge=0, nullable=True)
+    app_bookings_prev_1: pl.Float32 = pa.Field(ge=0, nullable=True)
+    dropoffs_prev_1: pl.Float32 = pa.Field(ge=0, nullable=True)
+    vacant_prev_1: pl.Float32 = pa.Field(ge=0, nullable=True)
+    occupied_prev_1: pl.Float32 = pa.Field(ge=0, nullable=True)
+    vacant_mean_prev_1h: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_yesterday: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_last_week: pl.Float32 = pa.Field(ge=0, nullable=True)
+    hails_mean_same_slot_7d: pl.Float32 = pa.Field(ge=0, nullable=True)
+    vacant_yesterday: pl.Float32 = pa.Field(ge=0, nullable=True)
+    street_hail_pickups: pl.Int32 = pa.Field(ge=0)
+    vacant_taxis: pl.Int32 = pa.Field(ge=0)
+
+    class Config:
+        strict = True
+        unique = ["cell", "bucket_start"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, get_args, get_origin
 
 import dagster as dg
 import polars as pl
@@ -58,6 +58,15 @@ def write_parquet_atomically(frame: pl.DataFrame, path: UPath) -> None:
     write_atomically(path, lambda handle: frame.write_parquet(handle, compression="zstd"))
 
 
+def _is_dict_type(typing_type: Any) -> bool:
+    return typing_type is dict or get_origin(typing_type) in (dict, Mapping)
+
+
+def _wants_lazy(typing_type: Any) -> bool:
+    """A ``pl.LazyFrame`` input, or a dict of them (several partitions of one asset)."""
+    return typing_type is pl.LazyFrame or pl.LazyFrame in get_args(typing_type)
+
+
 class PolarsParquetStore(dg.UPathIOManager):
     """Stores Polars frames as parquet; loads them eagerly, or lazily for LazyFrame inputs."""
 
@@ -77,10 +86,36 @@ class PolarsParquetStore(dg.UPathIOManager):
                 f"{context.asset_key.to_user_string()}: no stored partition at {path}; "
                 "materialize it first"
             )
-        if context.dagster_type.typing_type is pl.LazyFrame:
+        if _wants_lazy(context.dagster_type.typing_type):
             return pl.scan_parquet(str(path))
         with path.open("rb") as handle:
             return pl.read_parquet(handle)
+
+    def load_partitions(self, context: dg.InputContext) -> Any:
+        """Several partitions of one asset as a dict by partition key.
+
+        Unlike the base class, missing partitions (allowed by ``allow_missing_partitions``)
+        are summarized in one log line instead of one warning each: a 90-day training
+        window mapping would otherwise log dozens of warnings for days never materialized.
+        """
+        keys = context.asset_partition_keys
+        if len(keys) == 1 and not _is_dict_type(context.dagster_type.typing_type):
+            return super().load_partitions(context)
+        allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
+        paths = self._get_paths_for_partitions(context)
+        missing = [key for key in keys if not paths[key].exists()]
+        if missing and not allow_missing:
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()}: partitions {', '.join(missing)} are "
+                "not stored; materialize them first"
+            )
+        if missing:
+            context.log.info(
+                f"{context.asset_key.to_user_string()}: {len(keys) - len(missing)} of "
+                f"{len(keys)} mapped partitions stored; skipping {len(missing)} not "
+                f"materialized ({missing[0]}..{missing[-1]})"
+            )
+        return {key: self.load_from_path(context, paths[key]) for key in keys if key not in missing}
 
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
         if isinstance(obj, pl.DataFrame):
@@ -97,3 +132,21 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetStore:
         return PolarsParquetStore(base_path=UPath(self.base_dir))
+
+
+class StoredPartitions(dg.ConfigurableResource):
+    """Reads a stored asset partition outside Dagster's input mapping.
+
+    The 5-minute forecast is not partitioned, yet needs yesterday's and last week's
+    ``cell_demand`` relative to its tick: a partition mapping cannot express "relative to a
+    timestamp", so it reads them here, from the same files the IO manager writes.
+    """
+
+    base_dir: str = Field(description="The IO manager's base_dir.")
+
+    def read(self, asset: str, partition_key: str) -> pl.DataFrame | None:
+        path = UPath(self.base_dir) / asset / f"{partition_key}{PolarsParquetStore.extension}"
+        if not path.exists():
+            return None
+        with path.open("rb") as handle:
+            return pl.read_parquet(handle)

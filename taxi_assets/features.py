@@ -1,0 +1,193 @@
+"""Model features per cell and target bucket, the same function for training and serving.
+
+A row describes one cell and one *target bucket* T: every feature is computed from buckets
+that ended by T's start (lags, rolling means, the same bucket yesterday and last week),
+the calendar of T, and the rain of the last observed hour; the targets are what happened
+in T. Training calls :func:`build_features` on a stored day of ``cell_demand``; the
+5-minute forecast calls it on the live window, where T is the bucket in progress and its
+targets are unknown (null). One function, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from taxi_assets.calendar import TOKYO_TZ_NAME, is_japanese_holiday
+
+# What the model predicts: street hails (the demand guidance serves) and vacant taxis (the
+# supply already there). Both are counts per cell and bucket, from ``cell_demand``.
+TARGET = "street_hail_pickups"
+SUPPLY_TARGET = "vacant_taxis"
+TARGETS = (TARGET, SUPPLY_TARGET)
+
+RECENT_LAGS = 4
+HISTORY_DAYS = 7
+KEYS = ("cell", "bucket_start")
+
+CATEGORICAL_FEATURES = ("cell", "day_type")
+CALENDAR_FEATURES = ("hour", "bucket_of_day", "weekday", "is_holiday")
+RECENT_FEATURES = tuple(f"hails_prev_{k}" for k in range(1, RECENT_LAGS + 1)) + (
+    "hails_mean_prev_1h",
+    "hails_mean_prev_3h",
+    "app_bookings_prev_1",
+    "dropoffs_prev_1",
+    "vacant_prev_1",
+    "occupied_prev_1",
+    "vacant_mean_prev_1h",
+)
+DAILY_FEATURES = (
+    "hails_yesterday",
+    "hails_last_week",
+    "hails_mean_same_slot_7d",
+    "vacant_yesterday",
+)
+WEATHER_FEATURES = ("rain_mm_per_h",)
+FEATURES = (
+    CATEGORICAL_FEATURES + CALENDAR_FEATURES + WEATHER_FEATURES + RECENT_FEATURES + DAILY_FEATURES
+)
+
+# Demand columns the features read; history frames must carry them (cell_demand does).
+HISTORY_COLUMNS = (
+    "cell",
+    "bucket_start",
+    "street_hail_pickups",
+    "app_booking_pickups",
+    "dropoffs",
+    "vacant_taxis",
+    "occupied_taxis",
+)
+
+
+def history_buckets_needed(bucket_minutes: int) -> int:
+    """How many buckets before T the recent features look back (the 3-hour mean)."""
+    return max(RECENT_LAGS, _buckets_in(180, bucket_minutes))
+
+
+def _buckets_in(minutes: int, bucket_minutes: int) -> int:
+    return max(1, minutes // bucket_minutes)
+
+
+def _lagged(history: pl.LazyFrame, offset: timedelta, columns: dict[str, str]) -> pl.LazyFrame:
+    """History moved forward by ``offset``: the row keyed T holds the values of T - offset."""
+    return history.select(
+        "cell",
+        (pl.col("bucket_start") + offset).alias("bucket_start"),
+        *(pl.col(source).alias(name) for name, source in columns.items()),
+    )
+
+
+def build_features(
+    history: pl.DataFrame | pl.LazyFrame,
+    weather: pl.DataFrame | pl.LazyFrame,
+    targets: pl.DataFrame | pl.LazyFrame,
+    bucket_minutes: int,
+) -> pl.DataFrame:
+    """One row per (cell, bucket_start) of ``targets``, with ``FEATURES`` and ``TARGETS``.
+
+    ``history`` is cell demand (``HISTORY_COLUMNS``) covering the week before the targets;
+    rows of it at or after a target's own bucket only ever feed that target's label, never
+    its features. A bucket missing from the history gives null features (CatBoost treats
+    them as missing), a bucket present with zeros gives zeros: absence is not "no demand".
+    ``weather`` is hourly rain (``hour_start``, ``rain_mm_per_h``).
+    """
+    bucket = timedelta(minutes=bucket_minutes)
+    hist = history.lazy().select(HISTORY_COLUMNS)
+    rows = targets.lazy().select(KEYS).unique()
+
+    recent = [
+        _lagged(
+            hist,
+            k * bucket,
+            {
+                f"hails_prev_{k}": "street_hail_pickups",
+                f"_vacant_prev_{k}": "vacant_taxis",
+                **(
+                    {
+                        "app_bookings_prev_1": "app_booking_pickups",
+                        "dropoffs_prev_1": "dropoffs",
+                        "vacant_prev_1": "vacant_taxis",
+                        "occupied_prev_1": "occupied_taxis",
+                    }
+                    if k == 1
+                    else {}
+                ),
+            },
+        )
+        for k in range(1, history_buckets_needed(bucket_minutes) + 1)
+    ]
+    daily = [
+        _lagged(
+            hist,
+            timedelta(days=d),
+            {f"_hails_day_{d}": "street_hail_pickups", f"_vacant_day_{d}": "vacant_taxis"},
+        )
+        for d in range(1, HISTORY_DAYS + 1)
+    ]
+    frame = rows
+    for lagged in [*recent, *daily]:
+        frame = frame.join(lagged, on=KEYS, how="left")
+
+    n_1h = _buckets_in(60, bucket_minutes)
+    n_3h = history_buckets_needed(bucket_minutes)
+    hails = [f"hails_prev_{k}" for k in range(1, n_3h + 1)]
+    vacant = [f"_vacant_prev_{k}" for k in range(1, n_1h + 1)]
+    local = pl.col("bucket_start").dt.convert_time_zone(TOKYO_TZ_NAME)
+    # The rain of the last hour observed before T (the hour holding T's previous bucket).
+    last_hour = (pl.col("bucket_start") - bucket).dt.truncate("1h")
+    rain = weather.lazy().select(
+        pl.col("hour_start").alias("_rain_hour"), pl.col("rain_mm_per_h").cast(pl.Float64)
+    )
+    frame = (
+        frame.with_columns(
+            hails_mean_prev_1h=pl.mean_horizontal(hails[:n_1h]),
+            hails_mean_prev_3h=pl.mean_horizontal(hails),
+            vacant_mean_prev_1h=pl.mean_horizontal(vacant),
+            hails_yesterday=pl.col("_hails_day_1"),
+            hails_last_week=pl.col(f"_hails_day_{HISTORY_DAYS}"),
+            hails_mean_same_slot_7d=pl.mean_horizontal(
+                [f"_hails_day_{d}" for d in range(1, HISTORY_DAYS + 1)]
+            ),
+            vacant_yesterday=pl.col("_vacant_day_1"),
+            hour=local.dt.hour().cast(pl.Int8),
+            bucket_of_day=(
+                (local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute()) // bucket_minutes
+            ).cast(pl.Int16),
+            weekday=local.dt.weekday().cast(pl.Int8),
+            _local_day=local.dt.date(),
+            _rain_hour=last_hour,
+        )
+        .join(rain, on="_rain_hour", how="left")
+        .join(
+            hist.select(*KEYS, *TARGETS),
+            on=KEYS,
+            how="left",
+        )
+        .collect()
+    )
+    holidays = {day: is_japanese_holiday(day) for day in frame["_local_day"].unique().to_list()}
+    frame = frame.with_columns(
+        is_holiday=pl.col("_local_day").replace_strict(holidays, return_dtype=pl.Boolean),
+    ).with_columns(
+        day_type=pl.when(pl.col("is_holiday") | (pl.col("weekday") == 7))
+        .then(pl.lit("holiday"))
+        .when(pl.col("weekday") == 6)
+        .then(pl.lit("saturday"))
+        .otherwise(pl.lit("weekday")),
+        is_holiday=pl.col("is_holiday").cast(pl.Int8),
+    )
+    return (
+        frame.select(
+            *KEYS,
+            *(pl.col(name) for name in FEATURES if name != "cell"),
+            *TARGETS,
+        )
+        .with_columns(pl.col(RECENT_FEATURES + DAILY_FEATURES).cast(pl.Float32))
+        .sort(list(KEYS))
+    )
+
+
+def feature_matrix(features: pl.DataFrame) -> pl.DataFrame:
+    """The model's input columns in ``FEATURES`` order; the cell as a string category."""
+    return features.select(pl.col("cell").cast(pl.String), *FEATURES[1:])
