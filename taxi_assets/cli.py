@@ -21,6 +21,7 @@ import polars as pl
 from taxi_assets.definitions import build_definitions
 from taxi_assets.frames import REJECT_REASONS
 from taxi_assets.jobs import data_path_job
+from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.resources import SettingsError, resources_for_environment
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
 
@@ -56,14 +57,7 @@ def run_data_path(
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, day: date) -> dict[str, object]:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]),
-        limit=1,
-    ).records
-    if not records:
-        return {}
-    metadata = records[0].asset_materialization.metadata
-    return {key: getattr(value, "value", value) for key, value in metadata.items()}
+    return latest_materialization_metadata(instance, asset, day.isoformat())
 
 
 def summary_table(instance: dg.DagsterInstance, days: Sequence[date]) -> pl.DataFrame:

@@ -37,3 +37,20 @@ def time_range_metadata(frame: pl.DataFrame, column: str = "ts") -> dict[str, dg
 
 def preview(frame: pl.DataFrame, max_rows: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(frame, max_rows))
+
+
+def latest_materialization_metadata(
+    instance: dg.DagsterInstance, asset: str, partition: str | None = None
+) -> dict[str, Any]:
+    """The plain values of an asset's (partition's) latest materialization metadata, or {}."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset),
+            asset_partitions=None if partition is None else [partition],
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return {}
+    metadata = records[0].asset_materialization.metadata
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}

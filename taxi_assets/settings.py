@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, field_validator
 
+from taxi_assets.blessing import BlessingRules
 from taxi_assets.calendar import validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
@@ -118,4 +119,57 @@ class ValidationSettings(dg.ConfigurableResource):
             row_count_ratio_max=self.row_count_ratio_max,
             per_feature=dict(self.per_feature_thresholds),
             ignore=frozenset(self.ignored_features),
+        )
+
+
+class EvaluationSettings(dg.ConfigurableResource):
+    """How models are judged and gated, and when a live forecast counts as degraded.
+
+    A resource rather than run config: the rules a model was blessed under are part of the
+    deployment's audit trail (each evaluation report records them), not a per-run knob.
+    """
+
+    max_mae: float | None = Field(default=None, description="Absolute bound on MAE (None: none).")
+    max_rmse: float | None = Field(default=None, description="Absolute bound on RMSE.")
+    max_poisson_deviance: float | None = Field(
+        default=None, description="Absolute bound on the mean Poisson deviance."
+    )
+    production_tolerance: float = Field(
+        default=0.02, description="How much worse than production a candidate may be overall."
+    )
+    slice_tolerance: float = Field(
+        default=0.10, description="How much worse than production it may be on any slice."
+    )
+    slice_min_rows: int = Field(
+        default=400, description="Slices with fewer rows are too noisy to block a release."
+    )
+    compared_metrics: list[str] = Field(
+        default_factory=lambda: ["rmse", "poisson_deviance"],
+        description="Metrics compared with the production model.",
+    )
+    must_beat_baselines: bool = Field(
+        default=True, description="The candidate must beat both simple baselines on MAE and RMSE."
+    )
+    mape_min_pickups: int = Field(
+        default=10, description="MAPE counts only rows with at least this many street hails."
+    )
+    busiest_cells: int = Field(
+        default=50, description="How many of the busiest cells form the 'busiest' slice."
+    )
+    forecast_mae_tolerance: float = Field(
+        default=0.3,
+        description="Live forecasts may have this much higher MAE than the model's own "
+        "evaluation on the same hours before forecast_accuracy fails.",
+    )
+
+    def rules(self) -> BlessingRules:
+        return BlessingRules(
+            max_mae=self.max_mae,
+            max_rmse=self.max_rmse,
+            max_poisson_deviance=self.max_poisson_deviance,
+            production_tolerance=self.production_tolerance,
+            slice_tolerance=self.slice_tolerance,
+            slice_min_rows=self.slice_min_rows,
+            compared_metrics=tuple(self.compared_metrics),
+            must_beat_baselines=self.must_beat_baselines,
         )

@@ -1,0 +1,151 @@
+"""Where models, their evaluations, the production pointer and forecast ticks live.
+
+``ArtifactStore`` is one small resource over a folder or a bucket (UPath: ``gs://...``
+works the same). Layout under ``base_dir``::
+
+    models/<version>/demand.cbm, supply.cbm   CatBoost files
+    models/<version>/manifest.json            parameters, features, window, hash, code version
+    models/<version>/evaluation.json          the evaluation report and blessing
+    production_model.json                     the pointer, with its deployment history
+    forecasts/<tokyo day>/<tick>.parquet      every forecast tick, under its own timestamp
+
+A version's files are written before its manifest, so a manifest means a complete version;
+every file is replaced atomically (see ``storage.write_atomically``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+from upath import UPath
+
+from taxi_assets.calendar import TOKYO
+from taxi_assets.storage import write_atomically, write_parquet_atomically
+from taxi_assets.training import (
+    TrainedModel,
+    TrainingParams,
+    content_hash,
+    model_file_bytes,
+    regressor_from_bytes,
+)
+
+MODEL_FILES = ("demand.cbm", "supply.cbm")
+
+
+class RegistryError(RuntimeError):
+    """A model, evaluation or pointer is missing or does not match what was recorded."""
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Model versions, evaluations, the production pointer and forecast ticks."""
+
+    base_dir: str = Field(description="Folder (or gs:// URL) holding models and forecasts.")
+
+    def _path(self, *parts: str) -> UPath:
+        return UPath(self.base_dir).joinpath(*parts)
+
+    def _write_json(self, path: UPath, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
+        write_atomically(path, lambda handle: handle.write(data))
+
+    def _read_json(self, path: UPath) -> dict[str, Any] | None:
+        if not path.exists():
+            return None
+        return json.loads(path.read_bytes())
+
+    def model_folder(self, version: str) -> UPath:
+        return self._path("models", version)
+
+    # Models -----------------------------------------------------------------------------
+
+    def save_model(self, version: str, model: TrainedModel, manifest: dict[str, Any]) -> str:
+        """Store both regressors and the manifest; return the content hash recorded."""
+        files = {
+            "demand.cbm": model_file_bytes(model.demand),
+            "supply.cbm": model_file_bytes(model.supply),
+        }
+        for name, data in files.items():
+            write_atomically(self._path("models", version, name), lambda h, d=data: h.write(d))
+        digest = content_hash(*(files[name] for name in MODEL_FILES))
+        self._write_json(
+            self._path("models", version, "manifest.json"),
+            {**manifest, "model_version": version, "content_hash": digest},
+        )
+        return digest
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        manifest = self._read_json(self._path("models", version, "manifest.json"))
+        if manifest is None:
+            raise RegistryError(
+                f"model version {version!r} has no manifest under {self._path('models')}: "
+                "it was never trained here, or its training did not finish"
+            )
+        return manifest
+
+    def stored_hash(self, version: str) -> str:
+        """The hash of the model files as they are now (not as the manifest says)."""
+        paths = [self._path("models", version, name) for name in MODEL_FILES]
+        missing = [str(path) for path in paths if not path.exists()]
+        if missing:
+            raise RegistryError(f"model version {version!r} is missing {', '.join(missing)}")
+        return content_hash(*(path.read_bytes() for path in paths))
+
+    def load_model(self, version: str) -> TrainedModel:
+        """The model version, after checking its files still match the recorded hash."""
+        manifest = self.manifest(version)
+        actual = self.stored_hash(version)
+        if actual != manifest["content_hash"]:
+            raise RegistryError(
+                f"model version {version!r}: files hash to {actual[:12]}, the manifest "
+                f"recorded {manifest['content_hash'][:12]}; refusing a model that changed "
+                "after training"
+            )
+        demand, supply = (
+            regressor_from_bytes(self._path("models", version, name).read_bytes())
+            for name in MODEL_FILES
+        )
+        return TrainedModel(
+            demand=demand,
+            supply=supply,
+            params=TrainingParams(**manifest["params"]),
+            features=tuple(manifest["features"]),
+        )
+
+    # Evaluations --------------------------------------------------------------------------
+
+    def save_evaluation(self, version: str, report: dict[str, Any]) -> None:
+        self._write_json(self._path("models", version, "evaluation.json"), report)
+
+    def evaluation(self, version: str) -> dict[str, Any] | None:
+        return self._read_json(self._path("models", version, "evaluation.json"))
+
+    # The production pointer ---------------------------------------------------------------
+
+    def production_pointer(self) -> dict[str, Any] | None:
+        return self._read_json(self._path("production_model.json"))
+
+    def set_production_pointer(self, pointer: dict[str, Any]) -> None:
+        self._write_json(self._path("production_model.json"), pointer)
+
+    # Forecast ticks -------------------------------------------------------------------------
+
+    def save_forecast(self, tick: datetime, forecast: pl.DataFrame) -> UPath:
+        local = tick.astimezone(TOKYO)
+        path = self._path("forecasts", local.date().isoformat(), f"{local:%H%M%S}.parquet")
+        write_parquet_atomically(forecast, path)
+        return path
+
+    def forecasts_for_day(self, day: date) -> pl.DataFrame | None:
+        """Every tick stored under a Tokyo day, stacked (ticks carry their own timestamp)."""
+        folder = self._path("forecasts", day.isoformat())
+        if not folder.exists():
+            return None
+        files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
+        if not files:
+            return None
+        return pl.concat([pl.read_parquet(p.read_bytes()) for p in files], how="vertical")

@@ -1,0 +1,159 @@
+"""Blessing rules: each way a candidate is blocked, and the cases where it goes through."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from taxi_assets.blessing import BlessingRules, decide_blessing, reasons_markdown
+
+# (mae, rmse, poisson_deviance) per predictor; the candidate beats everything by default.
+GOOD = {
+    "model": (1.00, 1.20, 0.90),
+    "production": (1.05, 1.25, 0.95),
+    "last_week": (1.40, 1.80, 1.30),
+    "historical_average": (1.20, 1.50, 1.10),
+}
+
+
+def overall(metrics: dict[str, tuple[float, float, float]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "predictor": predictor,
+                "rows": 10_000,
+                "mae": mae,
+                "rmse": rmse,
+                "poisson_deviance": deviance,
+                "mape": 20.0,
+                "mape_rows": 500,
+            }
+            for predictor, (mae, rmse, deviance) in metrics.items()
+        ]
+    )
+
+
+def slices(
+    metrics: dict[str, tuple[float, float, float]], hour_08: dict | None = None
+) -> pl.DataFrame:
+    """Two hour slices with the overall metrics; ``hour_08`` overrides that slice's rows
+    and the model's (mae, rmse, deviance) there."""
+    hour_08 = hour_08 or {}
+    records = []
+    for hour in ("07", "08"):
+        for predictor, values in metrics.items():
+            if hour == "08" and predictor == "model":
+                values = hour_08.get("model", values)
+            mae, rmse, deviance = values
+            records.append(
+                {
+                    "slice_kind": "hour",
+                    "slice": hour,
+                    "predictor": predictor,
+                    "rows": hour_08.get("rows", 1_000) if hour == "08" else 1_000,
+                    "mae": mae,
+                    "rmse": rmse,
+                    "poisson_deviance": deviance,
+                    "mape": None,
+                }
+            )
+    return pl.DataFrame(records)
+
+
+def decide(
+    metrics: dict[str, tuple[float, float, float]],
+    rules: BlessingRules | None = None,
+    hour_08: dict | None = None,
+):
+    return decide_blessing(overall(metrics), slices(metrics, hour_08), rules or BlessingRules())
+
+
+def test_a_candidate_better_than_everything_is_blessed() -> None:
+    decision = decide(GOOD, BlessingRules(max_mae=2.0, max_rmse=2.0, max_poisson_deviance=2.0))
+    assert decision.blessed
+    assert decision.failures == ()
+    assert decision.decided_by == "production and baselines"
+    assert "rmse 1.200 <= max 2.000: ok" in decision.reasons
+    assert all(reason.endswith(": ok") for reason in decision.reasons)
+    assert reasons_markdown(decision).startswith("**Blessed**")
+
+
+def test_an_absolute_bound_blocks() -> None:
+    decision = decide(GOOD, BlessingRules(max_rmse=1.0))
+    assert not decision.blessed
+    assert decision.failures == ("rmse 1.200 > max 1.000: FAIL",)
+
+
+def test_worse_than_production_beyond_tolerance_blocks() -> None:
+    metrics = {**GOOD, "model": (1.00, 1.30, 0.90), "production": (1.05, 1.20, 0.95)}
+    decision = decide(metrics)
+    assert not decision.blessed
+    assert decision.failures[0] == (
+        "rmse 1.300 vs production 1.200 (+8.3%) beyond tolerance 2%: FAIL"
+    )
+    markdown = reasons_markdown(decision)
+    assert markdown.startswith("**Not blessed**")
+    assert "- ❌ rmse 1.300 vs production 1.200 (+8.3%)" in markdown
+
+
+def test_slightly_worse_than_production_within_tolerance_passes() -> None:
+    metrics = {**GOOD, "model": (1.00, 1.22, 0.90), "production": (1.05, 1.20, 0.95)}
+    decision = decide(metrics)
+    assert decision.blessed
+    assert "rmse 1.220 vs production 1.200 (+1.7%) within tolerance 2%: ok" in decision.reasons
+
+
+def test_one_slice_beyond_tolerance_blocks() -> None:
+    decision = decide(GOOD, hour_08={"model": (1.0, 1.50, 0.90)})
+    assert not decision.blessed
+    assert len(decision.failures) == 1
+    assert decision.failures[0].startswith("hour 08: rmse 1.500 vs production 1.250 (+20.0%)")
+    assert "poisson_deviance within 10% of production in all 2 judged slices" in "\n".join(
+        decision.reasons
+    )
+
+
+def test_a_slice_with_too_few_rows_is_skipped_and_said_so() -> None:
+    decision = decide(GOOD, hour_08={"model": (1.0, 1.50, 0.90), "rows": 100})
+    assert decision.blessed
+    skipped = [reason for reason in decision.reasons if "not judged" in reason]
+    assert skipped == ["slices not judged (fewer than 400 rows, too noisy): hour 08 (100 rows)"]
+    assert "ℹ️" in reasons_markdown(decision)
+
+
+def test_without_production_the_baselines_decide() -> None:
+    metrics = {name: values for name, values in GOOD.items() if name != "production"}
+    metrics["model"] = (1.30, 1.45, 0.90)  # worse MAE than the historical average
+    decision = decide(metrics)
+    assert decision.decided_by == "baselines (no production model yet)"
+    assert "no production model yet: the baselines decide" in decision.reasons
+    assert not decision.blessed
+    assert decision.failures == ("mae 1.300 vs historical_average 1.200 (+8.3%) not better: FAIL",)
+
+
+def test_without_production_a_candidate_beating_the_baselines_is_blessed() -> None:
+    metrics = {name: values for name, values in GOOD.items() if name != "production"}
+    decision = decide(metrics)
+    assert decision.blessed
+    assert decision.decided_by == "baselines (no production model yet)"
+
+
+def test_baselines_can_be_waived() -> None:
+    metrics = {**GOOD, "model": (1.50, 1.20, 0.90)}
+    assert not decide(metrics).blessed
+    assert decide(metrics, BlessingRules(must_beat_baselines=False)).blessed
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("production_tolerance", -0.01),
+        ("slice_tolerance", -0.1),
+        ("max_rmse", -1.0),
+        ("slice_min_rows", -1),
+        ("compared_metrics", ("rmse", "r2")),
+    ],
+)
+def test_rules_reject_impossible_values_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        BlessingRules(**{field: value})
