@@ -1,0 +1,169 @@
+"""Serving: the 5-minute forecast from the production model, and where vacant taxis should go.
+
+Neither asset is partitioned (a partition per 5 minutes would be 105k a year): each tick
+is stored under its own timestamp by the artifact store, and the IO manager keeps the
+latest tick for the guidance and the UI.
+"""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from taxi_assets.assets.demand import cell_demand
+from taxi_assets.assets.ingestion import read_from_source
+from taxi_assets.assets.model import production_model
+from taxi_assets.guidance import cruising_guidance as rank_neighbours
+from taxi_assets.metadata import preview
+from taxi_assets.registry import ArtifactStore
+from taxi_assets.serving import (
+    days_touched,
+    forecast_tick,
+    history_days,
+    live_cell_demand,
+    live_window,
+)
+from taxi_assets.settings import PipelineSettings
+from taxi_assets.sources.base import ProbeSource
+from taxi_assets.storage import StoredPartitions
+
+
+class ForecastConfig(dg.Config):
+    """Which instant the forecast is made at. The schedule passes its tick; by hand, now."""
+
+    tick: str | None = Field(
+        default=None,
+        description="ISO 8601 instant with a time zone, e.g. 2026-05-03T18:00:00+09:00 "
+        "(default: now)",
+    )
+
+    def tick_time(self) -> datetime:
+        if self.tick is None:
+            return datetime.now(UTC)
+        try:
+            tick = datetime.fromisoformat(self.tick)
+        except ValueError:
+            raise dg.Failure(
+                description=f"tick={self.tick!r} is not an ISO 8601 instant", allow_retries=False
+            ) from None
+        if tick.tzinfo is None:
+            raise dg.Failure(
+                description=f"tick={self.tick!r} has no time zone (UTC or Tokyo?): add one",
+                allow_retries=False,
+            )
+        return tick
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"catboost", "polars"},
+    deps=[production_model, cell_demand],
+)
+def demand_forecast(
+    context: dg.AssetExecutionContext,
+    config: ForecastConfig,
+    probe_source: ProbeSource,
+    artifacts: ArtifactStore,
+    stored: StoredPartitions,
+    settings: PipelineSettings,
+) -> dg.Output[pl.DataFrame]:
+    """Expected street hails and vacant taxis in every cell for the next 15 minutes, made
+    from the live probes every 5 minutes by the production model: what the cruising guidance
+    and the dispatch screens read."""
+    started = time.monotonic()
+    tick = config.tick_time()
+    pointer = artifacts.production_pointer()
+    if pointer is None:
+        raise dg.Failure(
+            description="No production model yet: materialize production_model first",
+            allow_retries=False,
+        )
+    model = artifacts.load_model(pointer["model_version"])
+    area = settings.service_area()
+    window_start, target = live_window(tick, settings.bucket_minutes)
+    days = days_touched(window_start, tick)
+    raw = {day: read_from_source(lambda d=day: probe_source.read_probes(d)).probes for day in days}
+    live = live_cell_demand(raw, tick, area, settings.cleaning_rules(), settings.bucket_minutes)
+    history = [stored.read("cell_demand", day.isoformat()) for day in history_days(tick)]
+    found = [frame for frame in history if frame is not None]
+    if len(found) < len(history):
+        context.log.warning(
+            f"{len(history) - len(found)} of the {len(history)} previous days of cell_demand "
+            "are not stored: their features are missing (null) in this forecast"
+        )
+    weather = pl.concat(
+        [
+            read_from_source(lambda d=day: probe_source.read_weather(d))
+            for day in days_touched(window_start - timedelta(hours=1), tick)
+        ]
+    )
+    forecast = forecast_tick(
+        model,
+        live,
+        pl.concat(found) if found else None,
+        weather,
+        area,
+        tick,
+        settings.bucket_minutes,
+    )
+    path = artifacts.save_forecast(tick, forecast)
+    seconds = time.monotonic() - started
+    context.log.info(
+        f"Forecast for {target:%Y-%m-%d %H:%M} UTC by {pointer['model_version']} in {seconds:.2f}s"
+    )
+    busiest = forecast.sort("expected_street_hails", descending=True).head(10)
+    return dg.Output(
+        forecast,
+        metadata={
+            "tick": dg.MetadataValue.timestamp(tick),
+            "target_bucket_start": dg.MetadataValue.timestamp(target),
+            "model_version": pointer["model_version"],
+            "model_content_hash": pointer["content_hash"],
+            "cells": forecast.height,
+            "expected_street_hails": float(forecast["expected_street_hails"].sum()),
+            "expected_vacant_taxis": float(forecast["expected_vacant_taxis"].sum()),
+            "live_buckets": live["bucket_start"].n_unique(),
+            "history_days_found": len(found),
+            "seconds": round(seconds, 3),
+            "tick_path": dg.MetadataValue.path(str(path)),
+            "busiest_cells": preview(busiest, 10),
+        },
+    )
+
+
+class GuidanceConfig(dg.Config):
+    radius_cells: int = Field(default=1, ge=1, description="How far a taxi is sent (cells).")
+    top_n: int = Field(default=3, ge=1, description="Destinations listed per cell.")
+
+
+@dg.asset(group_name="serving", kinds={"polars"})
+def cruising_guidance(
+    context: dg.AssetExecutionContext,
+    config: GuidanceConfig,
+    demand_forecast: pl.DataFrame,
+    settings: PipelineSettings,
+) -> Iterator:
+    """For every cell, where a vacant taxi there should head next: the neighbouring cells
+    (or staying put) ranked by expected street hails minus the vacant taxis already there."""
+    guidance = rank_neighbours(
+        demand_forecast.select("cell", "expected_street_hails", "expected_vacant_taxis"),
+        settings.service_area(),
+        radius=config.radius_cells,
+        top_n=config.top_n,
+    )
+    best = guidance.filter(pl.col("rank") == 1)
+    moves = best.filter(pl.col("target_cell") != pl.col("cell"))
+    yield dg.Output(
+        guidance,
+        metadata={
+            "tick": dg.MetadataValue.timestamp(demand_forecast["tick"][0]),
+            "cells": best.height,
+            "cells_sent_elsewhere": moves.height,
+            "cells_told_to_stay": best.height - moves.height,
+            "best_opportunity": float(best["opportunity"].max() or 0.0),
+            "top_destinations": preview(best.sort("opportunity", descending=True), 10),
+        },
+    )

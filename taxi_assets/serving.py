@@ -1,0 +1,129 @@
+"""The 5-minute forecast: the live window through the training path's own functions.
+
+At a tick, the target is the bucket in progress (the first one without complete data): at
+10:00 the forecast covers 10:00-10:15, at 10:05 and 10:10 it is refreshed with whatever
+late pings arrived. Its features come from the last complete buckets, read live from the
+probe source and put through the same cleaning, trip and demand functions as the nightly
+path, and from stored ``cell_demand`` for yesterday and last week.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from taxi_assets.calendar import TOKYO, day_window_utc
+from taxi_assets.cleaning import CleaningRules, clean_probes
+from taxi_assets.demand import aggregate_cell_demand
+from taxi_assets.features import (
+    HISTORY_COLUMNS,
+    HISTORY_DAYS,
+    KEYS,
+    build_features,
+    history_buckets_needed,
+)
+from taxi_assets.service_area import ServiceArea
+from taxi_assets.training import TrainedModel
+from taxi_assets.trips import derive_trip_events
+
+FORECAST_COLUMNS = (
+    "tick",
+    "cell",
+    "bucket_start",
+    "expected_street_hails",
+    "expected_vacant_taxis",
+)
+
+
+def target_bucket(tick: datetime, bucket_minutes: int) -> datetime:
+    """The start (UTC) of the bucket in progress at ``tick``, buckets aligned to Tokyo days."""
+    if tick.tzinfo is None:
+        raise ValueError(f"tick {tick.isoformat()} has no time zone: pass an aware datetime")
+    day_start, _ = day_window_utc(tick.astimezone(TOKYO).date())
+    elapsed = tick - day_start
+    width = timedelta(minutes=bucket_minutes)
+    return day_start + (elapsed // width) * width
+
+
+def live_window(tick: datetime, bucket_minutes: int) -> tuple[datetime, datetime]:
+    """[start, end) of the complete buckets the recent features read, ending at the target."""
+    end = target_bucket(tick, bucket_minutes)
+    return end - history_buckets_needed(bucket_minutes) * timedelta(minutes=bucket_minutes), end
+
+
+def days_touched(start: datetime, end: datetime) -> list[date]:
+    """Tokyo days overlapping [start, end]."""
+    first, last = start.astimezone(TOKYO).date(), end.astimezone(TOKYO).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def live_cell_demand(
+    raw_by_day: Mapping[date, pl.DataFrame],
+    tick: datetime,
+    area: ServiceArea,
+    rules: CleaningRules,
+    bucket_minutes: int,
+) -> pl.DataFrame:
+    """Cell demand of the live window's complete buckets from the raw pings seen by ``tick``.
+
+    Each day goes through ``clean_probes``, ``derive_trip_events`` and
+    ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at or after the
+    tick are not there yet and are dropped first.
+    """
+    start, end = live_window(tick, bucket_minutes)
+    parts = []
+    for day, raw in sorted(raw_by_day.items()):
+        seen = raw.filter(pl.col("ts") < tick)
+        cleaned = clean_probes(seen, day, area, rules).clean
+        demand = aggregate_cell_demand(
+            cleaned, derive_trip_events(cleaned), day, area, bucket_minutes
+        )
+        parts.append(
+            demand.filter((pl.col("bucket_start") >= start) & (pl.col("bucket_start") < end))
+        )
+    return pl.concat(parts)
+
+
+def history_days(tick: datetime) -> list[date]:
+    """The stored days of cell demand the daily features read (yesterday back to last week)."""
+    today = tick.astimezone(TOKYO).date()
+    return [today - timedelta(days=d) for d in range(HISTORY_DAYS, 0, -1)]
+
+
+def forecast_tick(
+    model: TrainedModel,
+    live: pl.DataFrame,
+    stored: pl.DataFrame | None,
+    weather: pl.DataFrame,
+    area: ServiceArea,
+    tick: datetime,
+    bucket_minutes: int,
+) -> pl.DataFrame:
+    """Expected street hails and vacant taxis in every cell for the bucket in progress.
+
+    ``live`` (the window's complete buckets) wins over ``stored`` cell demand where both
+    hold a bucket: it is what the nightly path will also see, minus the late pings.
+    """
+    history = live.select(HISTORY_COLUMNS)
+    if stored is not None:
+        history = pl.concat([history, stored.select(HISTORY_COLUMNS)]).unique(
+            list(KEYS), keep="first"
+        )
+    target = target_bucket(tick, bucket_minutes)
+    targets = (
+        area.cells()
+        .select("cell")
+        .with_columns(
+            bucket_start=pl.lit(target).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+        )
+    )
+    # Labels of the target bucket are unknown at the tick; drop any a replay could see.
+    history = history.filter(pl.col("bucket_start") < target)
+    features = build_features(history, weather, targets, bucket_minutes)
+    return (
+        model.predict(features)
+        .with_columns(tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"))
+        .select(FORECAST_COLUMNS)
+    )
