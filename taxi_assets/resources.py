@@ -8,6 +8,8 @@ pick the same code path with different folders:
 - ``TAXI_ASSETS_DATA_DIR``: folder of asset partitions (default ``data``).
 - ``TAXI_ASSETS_PROBE_SOURCE``: ``simulator`` (default) or ``landing``.
 - ``TAXI_ASSETS_LANDING_DIR``: the landing folder, when the source is ``landing``.
+- ``TAXI_ASSETS_ARTIFACTS_DIR``: models, evaluations, the production pointer and
+  forecast ticks (default ``<data dir>/artifacts``).
 - ``TAXI_ASSETS_SIM_FLEET_SIZE``, ``TAXI_ASSETS_SIM_SEED``: the simulated city.
 """
 
@@ -17,11 +19,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from taxi_assets.settings import PipelineSettings, ValidationSettings
+from taxi_assets.registry import ArtifactStore
+from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.sources.landing import LandingFolderProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.storage import PartitionedParquetIOManager
+from taxi_assets.storage import PartitionedParquetIOManager, StoredPartitions
 
 ENVIRONMENTS = ("local",)
 PROBE_SOURCES = ("simulator", "landing")
@@ -68,9 +71,22 @@ def resources_for_environment(env: Mapping[str, str] | None = None) -> dict[str,
         raise SettingsError(
             f"TAXI_ASSETS_ENV={name!r} is unknown: choose one of {', '.join(ENVIRONMENTS)}"
         )
+    data_dir = env.get("TAXI_ASSETS_DATA_DIR", "data")
+    return local_resources(
+        data_dir,
+        env.get("TAXI_ASSETS_ARTIFACTS_DIR", f"{data_dir}/artifacts"),
+        probe_source_from_env(env),
+    )
+
+
+def local_resources(data_dir: str, artifacts_dir: str, probe_source: ProbeSource) -> dict[str, Any]:
+    """Every resource of the embedded environment, with files under the given folders."""
     return {
-        "io_manager": PartitionedParquetIOManager(base_dir=env.get("TAXI_ASSETS_DATA_DIR", "data")),
-        "probe_source": probe_source_from_env(env),
+        "io_manager": PartitionedParquetIOManager(base_dir=data_dir),
+        "stored": StoredPartitions(base_dir=data_dir),
+        "artifacts": ArtifactStore(base_dir=artifacts_dir),
+        "probe_source": probe_source,
         "settings": PipelineSettings(),
         "validation": ValidationSettings(),
+        "evaluation": EvaluationSettings(),
     }

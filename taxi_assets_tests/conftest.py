@@ -8,9 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from taxi_assets.settings import PipelineSettings, ValidationSettings
+from taxi_assets.resources import local_resources
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.storage import PartitionedParquetIOManager
 
 # A small fleet keeps a simulated day to a few seconds while exercising every fault.
 SMALL_FLEET = 60
@@ -31,9 +30,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture
 def small_city_resources(data_dir: Path) -> dict[str, object]:
-    return {
-        "io_manager": PartitionedParquetIOManager(base_dir=str(data_dir)),
-        "probe_source": SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7),
-        "settings": PipelineSettings(),
-        "validation": ValidationSettings(),
-    }
+    return local_resources(
+        str(data_dir),
+        str(data_dir / "artifacts"),
+        SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7),
+    )

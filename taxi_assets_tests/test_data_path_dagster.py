@@ -13,11 +13,14 @@ from polars.testing import assert_frame_equal
 from taxi_assets.assets import cleaning as cleaning_assets
 from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.frames import RAW_PROBES_SCHEMA
+from taxi_assets.jobs import DATA_PATH_GROUPS
+from taxi_assets.partitions import daily_partitions
 from taxi_assets.sources.base import ProbeDelivery, ProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
 
 DAY = "2026-04-29"
-DATA_PATH = dg.load_assets_from_modules(list(ASSET_MODULES))
+ALL_ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
+DATA_PATH = dg.AssetSelection.groups(*DATA_PATH_GROUPS)
 ASSETS = (
     "raw_probes",
     "weather",
@@ -27,12 +30,14 @@ ASSETS = (
     "cell_demand",
     "clean_probes_statistics",
     "cell_demand_statistics",
+    "training_features",
 )
 
 
 def materialize_day(resources: dict, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        DATA_PATH,
+        ALL_ASSETS,
+        selection=DATA_PATH,
         partition_key=DAY,
         resources=resources,
         instance=instance,
@@ -56,7 +61,7 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert materialized_assets(result) == set(ASSETS)
 
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 11
+    assert len(evaluations) == 12
     assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
 
     raw, clean, rejected = (
@@ -82,9 +87,7 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert "ts_min" in metadata["clean_probes"]
 
     # The instance keeps the partition's materialization, as the UI shows it.
-    status = instance.get_status_by_partition(
-        dg.AssetKey("cell_demand"), [DAY], DATA_PATH[0].partitions_def
-    )
+    status = instance.get_status_by_partition(dg.AssetKey("cell_demand"), [DAY], daily_partitions)
     assert status is not None
 
 
@@ -153,7 +156,7 @@ def test_raw_probes_match_the_source_schema(
     small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
 ) -> None:
     result = dg.materialize(
-        DATA_PATH,
+        ALL_ASSETS,
         partition_key=DAY,
         resources=small_city_resources,
         instance=instance,
@@ -185,7 +188,7 @@ def test_a_transient_source_error_is_retried(
 ) -> None:
     source = SourceThatTimesOutOnce(marker=str(tmp_path / "marker"))
     result = dg.materialize(
-        DATA_PATH,
+        ALL_ASSETS,
         partition_key=DAY,
         resources={**small_city_resources, "probe_source": source},
         instance=instance,

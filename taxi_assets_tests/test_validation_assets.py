@@ -11,15 +11,18 @@ import pytest
 
 from taxi_assets.assets import cleaning as cleaning_assets
 from taxi_assets.definitions import ASSET_MODULES
+from taxi_assets.jobs import DATA_PATH_GROUPS
 from taxi_assets.settings import ValidationSettings
 
-DATA_PATH = dg.load_assets_from_modules(list(ASSET_MODULES))
+ALL_ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
+DATA_PATH = dg.AssetSelection.groups(*DATA_PATH_GROUPS)
 YESTERDAY, TODAY = "2026-05-05", "2026-05-06"
 
 
 def materialize(resources: dict, instance: dg.DagsterInstance, day: str):
     return dg.materialize(
-        DATA_PATH,
+        ALL_ASSETS,
+        selection=DATA_PATH,
         partition_key=day,
         resources=resources,
         instance=instance,
