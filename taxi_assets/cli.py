@@ -1,4 +1,6 @@
-"""``taxi-assets``: run the main job over a window of days and summarize what it made;
+"""``taxi-assets run``: the whole loop over a window of days (data path, training,
+evaluation, deployment when blessed, one forecast tick) and a summary of what it made;
+``taxi-assets models`` lists and compares trained model versions;
 ``taxi-assets schema infer`` re-infers an asset's data schema for review.
 
 The runs go into the Dagster instance at ``$DAGSTER_HOME``, so ``dagster dev`` shows them
@@ -12,47 +14,105 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from taxi_assets.calendar import TOKYO
 from taxi_assets.definitions import build_definitions
+from taxi_assets.experiments import add_models_parser, models_command
 from taxi_assets.frames import REJECT_REASONS
-from taxi_assets.jobs import data_path_job
+from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, training_job
 from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.resources import SettingsError, resources_for_environment
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
 
-# A week with a national holiday (Showa Day, Wed 29 April) and a weekend, so the summary
-# shows weekday, holiday and weekend demand side by side.
-DEFAULT_START = date(2026, 4, 27)
-DEFAULT_DAYS = 7
+# Two weeks ending on Constitution Day (Sun 3 May): the data path's summary shows weekdays,
+# Showa Day (29 April) and weekends side by side; the last day is the model's held-out day,
+# the 13 before it its training window (a week of them also feed the week-ago lags).
+DEFAULT_START = date(2026, 4, 20)
+DEFAULT_DAYS = 14
+# The forecast tick of the loop: Sunday evening of the held-out day, in Tokyo time.
+DEFAULT_TICK = time_of_day(18, 0)
+# Training needs a day to fit, a day to stop early on, and the held-out day to evaluate.
+MIN_DAYS_FOR_MODEL = 3
+EVALUATION_PREDICTORS = ("model", "production", "last_week", "historical_average", "oracle")
+
+
+# Step-level DEBUG events stay in the instance (and the UI); the terminal gets the INFO
+# lines: pings read, kept and rejected per day, training progress, the blessing.
+CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def run_job(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    job_name: str,
+    label: str,
+    partition: date | None = None,
+    ops_config: dict | None = None,
+) -> bool:
+    """One run of a job (for one partition), reported on one line; True if it succeeded."""
+    started = time.monotonic()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        partition_key=None if partition is None else partition.isoformat(),
+        instance=instance,
+        raise_on_error=False,
+        run_config={**CONSOLE_INFO, **({"ops": ops_config} if ops_config else {})},
+    )
+    status = "ok" if result.success else "FAILED"
+    print(
+        f"  {label}  {status}  run {result.run_id[:8]}  {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    return result.success
 
 
 def run_data_path(
     instance: dg.DagsterInstance, defs: dg.Definitions, days: Sequence[date]
 ) -> list[bool]:
     """Materialize the data path for each day, one run per day; return which succeeded."""
-    job = defs.resolve_job_def(data_path_job.name)
-    outcomes = []
-    for day in days:
-        started = time.monotonic()
-        result = job.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            # Step-level DEBUG events stay in the instance (and the UI); the terminal gets
-            # the INFO lines: pings read, kept and rejected per day.
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    return [run_job(instance, defs, data_path_job.name, str(day), partition=day) for day in days]
+
+
+def run_model_loop(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    day: date,
+    tick: datetime,
+    iterations: int | None,
+) -> list[bool]:
+    """Train on the days before ``day``, evaluate on it, deploy if blessed; then one
+    forecast tick and that tick's accuracy against the day's demand."""
+    training_config = {} if iterations is None else {"iterations": iterations}
+    outcomes = [
+        run_job(
+            instance,
+            defs,
+            training_job.name,
+            f"train, evaluate, deploy ({day})",
+            partition=day,
+            ops_config={"demand_model": {"config": training_config}},
         )
-        status = "ok" if result.success else "FAILED"
-        print(
-            f"  {day}  {status}  run {result.run_id[:8]}  {time.monotonic() - started:.1f}s",
-            flush=True,
+    ]
+    if latest_materialization_metadata(instance, "production_model"):
+        outcomes.append(
+            run_job(
+                instance,
+                defs,
+                forecast_job.name,
+                f"forecast tick {tick.isoformat()}",
+                ops_config={"demand_forecast": {"config": {"tick": tick.isoformat()}}},
+            )
         )
-        outcomes.append(result.success)
+        outcomes.append(
+            run_job(instance, defs, monitoring_job.name, f"forecast accuracy ({day})", day)
+        )
+    else:
+        print("  no production model (none blessed yet): forecast skipped")
     return outcomes
 
 
@@ -134,10 +194,83 @@ def print_summary(table: pl.DataFrame) -> None:
     )
 
 
+def evaluation_table(instance: dg.DagsterInstance, day: date) -> pl.DataFrame:
+    """Model, production model, baselines and oracle on the held-out day, as the
+    evaluation recorded them in the instance."""
+    recorded = latest_materialization_metadata(instance, "model_evaluation", day.isoformat())
+    rows = []
+    for predictor in EVALUATION_PREDICTORS:
+        suffix = "" if predictor == "model" else f"_{predictor}"
+        if f"mae{suffix}" in recorded:
+            rows.append(
+                {
+                    "predictor": predictor,
+                    **{
+                        m: recorded.get(f"{m}{suffix}") for m in ("mae", "rmse", "poisson_deviance")
+                    },
+                }
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "predictor": pl.String,
+            "mae": pl.Float64,
+            "rmse": pl.Float64,
+            "poisson_deviance": pl.Float64,
+        },
+    )
+
+
+def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
+    model = latest_materialization_metadata(instance, "demand_model", day.isoformat())
+    evaluation = latest_materialization_metadata(instance, "model_evaluation", day.isoformat())
+    if not model or not evaluation:
+        print("\nNo model evaluation recorded for", day)
+        return
+    table = evaluation_table(instance, day)
+    print(
+        f"\nModel {model['model_version']}: trained on {model['window_start']}.."
+        f"{model['window_end']} ({model['training_rows']:,} rows, best iteration "
+        f"{model['best_iteration']}, {model['training_seconds']:.0f}s), evaluated on {day}:"
+    )
+    with pl.Config(
+        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=4
+    ):
+        print(table)
+    by_name = {row["predictor"]: row for row in table.iter_rows(named=True)}
+    if "oracle" in by_name:
+        model_row, oracle = by_name["model"], by_name["oracle"]
+        rmse_gap = model_row["rmse"] / oracle["rmse"] - 1
+        deviance_gap = model_row["poisson_deviance"] / oracle["poisson_deviance"] - 1
+        print(
+            f"Distance to the oracle (the true rate): RMSE +{rmse_gap:.1%}, "
+            f"Poisson deviance +{deviance_gap:.1%}"
+        )
+    print(f"Blessed: {evaluation['blessed']} (decided by {evaluation['decided_by']})")
+    deployed = latest_materialization_metadata(instance, "production_model")
+    if deployed:
+        print(
+            f"Production model: {deployed['model_version']} ({deployed['action']}, "
+            f"by {deployed['triggered_by']})"
+        )
+    forecast = latest_materialization_metadata(instance, "demand_forecast")
+    accuracy = latest_materialization_metadata(instance, "forecast_accuracy", day.isoformat())
+    if forecast:
+        print(
+            f"Forecast tick: {forecast['cells']} cells, {forecast['expected_street_hails']:.0f} "
+            f"street hails expected in the next bucket, made in {forecast['seconds']:.2f}s"
+            + (f"; its MAE {accuracy['mae']:.4f}" if accuracy else "")
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="materialize the data path for a window of days")
+    run = sub.add_parser(
+        "run",
+        help="the whole loop: data path for a window of days, then training, evaluation, "
+        "deployment when blessed and one forecast tick on its last day",
+    )
     run.add_argument(
         "--start",
         type=date.fromisoformat,
@@ -153,6 +286,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
     )
+    run.add_argument(
+        "--data-path-only",
+        action="store_true",
+        help="materialize the data path only (no training, deployment or forecast)",
+    )
+    run.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="boosting iterations of the demand model (default: the training config's)",
+    )
+    run.add_argument(
+        "--tick",
+        type=time_of_day.fromisoformat,
+        default=DEFAULT_TICK,
+        help=f"Tokyo time of the forecast tick on the last day (default {DEFAULT_TICK:%H:%M})",
+    )
+    add_models_parser(sub)
     schema = sub.add_parser("schema", help="the committed data schemas of the assets")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
     infer = schema_sub.add_parser(
@@ -179,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of <asset>.json (default: the committed taxi_assets/validation/schemas)",
     )
     args = parser.parse_args(argv)
+    if args.command == "models":
+        return models_command(args)
     if args.command == "schema":
         return infer_command(
             args.asset, args.start, args.days, args.data_dir, args.write, args.schema_dir
@@ -198,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"settings: {error}", file=sys.stderr)
         return 2
+    if not args.data_path_only and args.days < MIN_DAYS_FOR_MODEL:
+        print(
+            f"--days {args.days}: the model loop needs at least {MIN_DAYS_FOR_MODEL} days (train, "
+            "stop early, evaluate); pass more days or --data-path-only",
+            file=sys.stderr,
+        )
+        return 2
     days = [args.start + timedelta(days=i) for i in range(args.days)]
     print(
         f"Materializing data_path_job for {days[0]}..{days[-1]} "
@@ -206,7 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         outcomes = run_data_path(instance, defs, days)
+        if not args.data_path_only and all(outcomes):
+            tick = datetime.combine(days[-1], args.tick, tzinfo=TOKYO)
+            outcomes += run_model_loop(instance, defs, days[-1], tick, args.iterations)
         print_summary(summary_table(instance, days))
+        if not args.data_path_only:
+            print_model_summary(instance, days[-1])
     print(f"Finished in {time.monotonic() - started:.0f}s; open the UI with `make ui`.")
     return 0 if all(outcomes) else 1
 

@@ -130,12 +130,13 @@ def build_features(
         frame = frame.join(lagged, on=KEYS, how="left")
 
     n_1h = _buckets_in(60, bucket_minutes)
-    n_3h = history_buckets_needed(bucket_minutes)
+    n_3h = _buckets_in(180, bucket_minutes)
     hails = [f"hails_prev_{k}" for k in range(1, n_3h + 1)]
     vacant = [f"_vacant_prev_{k}" for k in range(1, n_1h + 1)]
     local = pl.col("bucket_start").dt.convert_time_zone(TOKYO_TZ_NAME)
-    # The rain of the last hour observed before T (the hour holding T's previous bucket).
-    last_hour = (pl.col("bucket_start") - bucket).dt.truncate("1h")
+    # The rain of the last hour completed by T's start: hourly rain is an hour's total, so
+    # the hour still under way at T (10:00-11:00 for T = 10:15) is not known yet.
+    last_hour = pl.col("bucket_start").dt.truncate("1h") - timedelta(hours=1)
     rain = weather.lazy().select(
         pl.col("hour_start").alias("_rain_hour"), pl.col("rain_mm_per_h").cast(pl.Float64)
     )

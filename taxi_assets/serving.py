@@ -10,7 +10,7 @@ path, and from stored ``cell_demand`` for yesterday and last week.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -24,12 +24,14 @@ from taxi_assets.features import (
     build_features,
     history_buckets_needed,
 )
+from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.service_area import ServiceArea
 from taxi_assets.training import TrainedModel
 from taxi_assets.trips import derive_trip_events
 
 FORECAST_COLUMNS = (
     "tick",
+    "model_version",
     "cell",
     "bucket_start",
     "expected_street_hails",
@@ -73,9 +75,12 @@ def live_cell_demand(
     tick are not there yet and are dropped first.
     """
     start, end = live_window(tick, bucket_minutes)
+    tick_utc = tick.astimezone(UTC)
     parts = []
     for day, raw in sorted(raw_by_day.items()):
-        seen = raw.filter(pl.col("ts") < tick)
+        seen = raw.filter(pl.col("ts") < tick_utc)
+        if seen.height == 0:
+            continue  # nothing delivered for that day yet: unknown (null), not zero demand
         cleaned = clean_probes(seen, day, area, rules).clean
         demand = aggregate_cell_demand(
             cleaned, derive_trip_events(cleaned), day, area, bucket_minutes
@@ -83,6 +88,8 @@ def live_cell_demand(
         parts.append(
             demand.filter((pl.col("bucket_start") >= start) & (pl.col("bucket_start") < end))
         )
+    if not parts:
+        return pl.DataFrame(schema=CELL_DEMAND_SCHEMA)
     return pl.concat(parts)
 
 
@@ -94,6 +101,7 @@ def history_days(tick: datetime) -> list[date]:
 
 def forecast_tick(
     model: TrainedModel,
+    model_version: str,
     live: pl.DataFrame,
     stored: pl.DataFrame | None,
     weather: pl.DataFrame,
@@ -124,6 +132,9 @@ def forecast_tick(
     features = build_features(history, weather, targets, bucket_minutes)
     return (
         model.predict(features)
-        .with_columns(tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"))
+        .with_columns(
+            tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"),
+            model_version=pl.lit(model_version),
+        )
         .select(FORECAST_COLUMNS)
     )

@@ -221,15 +221,18 @@ def train_model(
 
 def rolling_origin_folds(days: list[date], folds: int, min_train_days: int = 2) -> list[date]:
     """The test day of each fold, oldest first: fold k trains on every day before its test
-    day and tests on that day, so each fold predicts a future it has not seen."""
+    day and tests on that day, so each fold predicts a future it has not seen.
+
+    ``min_train_days`` counts every day before the first test day (training and early
+    stopping alike).
+    """
     days = sorted(days)
     if folds < 1:
         raise ValueError(f"cross_validation_folds={folds} must be at least 1")
-    # Each fold needs min_train_days to train on plus one day to stop early on.
-    if len(days) < folds + min_train_days + 1:
+    if len(days) < folds + min_train_days:
         raise ValueError(
-            f"cross_validation_folds={folds} needs at least {folds + min_train_days + 1} "
-            f"days in the window, it has {len(days)}"
+            f"cross_validation_folds={folds} needs at least {folds + min_train_days} days in "
+            f"the window ({min_train_days} before the first test day), it has {len(days)}"
         )
     return days[-folds:]
 

@@ -24,7 +24,7 @@ def test_run_materializes_the_window_and_prints_the_summary(
 
     # The default 1,000-taxi city, as `make run` uses it: the drift thresholds are
     # calibrated for it (a 40-taxi city wanders more from one day to the next).
-    exit_code = cli.main(["run", "--start", "2026-05-02", "--days", "2"])
+    exit_code = cli.main(["run", "--start", "2026-05-02", "--days", "2", "--data-path-only"])
 
     out = capsys.readouterr().out
     assert exit_code == 0, out
@@ -41,6 +41,46 @@ def test_run_materializes_the_window_and_prints_the_summary(
         assert len(runs) == 2
         assert {run.tags["dagster/partition"] for run in runs} == {"2026-05-02", "2026-05-03"}
         assert all(run.is_success for run in runs)
+
+
+def test_run_is_the_whole_loop_from_data_to_forecast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("TAXI_ASSETS_DATA_DIR", str(tmp_path / "data"))
+
+    # Three days of the default city: train on the first, stop early on the second,
+    # evaluate on the third.
+    args = ["run", "--start", "2026-05-01", "--days", "3", "--iterations", "100"]
+    exit_code = cli.main(args)
+
+    out = capsys.readouterr().out
+    assert exit_code == 0, out
+    assert "train, evaluate, deploy (2026-05-03)  ok" in out
+    assert "forecast tick 2026-05-03T18:00:00+09:00  ok" in out
+    assert "forecast accuracy (2026-05-03)  ok" in out
+    for predictor in ("model", "last_week", "historical_average", "oracle"):
+        assert f"│ {predictor} " in out
+    assert "Distance to the oracle" in out and "Production model: 2026-05-03-" in out
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        jobs = [run.job_name for run in instance.get_runs()]
+        assert sorted(set(jobs)) == [
+            "data_path_job",
+            "forecast_job",
+            "monitoring_job",
+            "training_job",
+        ]
+
+
+def test_the_model_loop_needs_three_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert cli.main(["run", "--days", "2"]) == 2
+    assert "needs at least 3 days" in capsys.readouterr().err
 
 
 def test_run_without_dagster_home_explains_what_to_set(

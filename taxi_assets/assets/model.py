@@ -138,9 +138,16 @@ def demand_model(
 
     cv_metadata: dict[str, Any] = {}
     if config.cross_validation_folds:
-        folds = cross_validate(
-            rows, params, config.cross_validation_folds, config.validation_days, context.log.info
-        )
+        try:
+            folds = cross_validate(
+                rows,
+                params,
+                config.cross_validation_folds,
+                config.validation_days,
+                context.log.info,
+            )
+        except ValueError as error:  # a window too short for the folds asked for
+            raise dg.Failure(description=str(error), allow_retries=False) from error
         cv_metadata = {
             **fold_summary(folds),
             "cv_folds_table": dg.MetadataValue.md(markdown_table(folds, folds.height)),

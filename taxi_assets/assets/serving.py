@@ -102,6 +102,7 @@ def demand_forecast(
     )
     forecast = forecast_tick(
         model,
+        pointer["model_version"],
         live,
         pl.concat(found) if found else None,
         weather,

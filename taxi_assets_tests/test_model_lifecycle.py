@@ -1,0 +1,319 @@
+"""The model lifecycle through Dagster: train, evaluate, gate, deploy, forecast, roll back.
+
+The data of a small simulated city is materialized once per module; every test gets a
+fresh instance and artifact store, so deployments of one test never leak into another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from taxi_assets.definitions import ASSET_MODULES, build_definitions
+from taxi_assets.experiments import compare_versions, model_versions
+from taxi_assets.registry import ArtifactStore
+from taxi_assets.resources import local_resources
+from taxi_assets.settings import EvaluationSettings
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets_tests.conftest import SMALL_FLEET
+
+DAYS = ("2026-04-27", "2026-04-28", "2026-04-29", "2026-04-30", "2026-05-01")
+HELD_OUT = DAYS[-1]
+TICK = "2026-05-01T18:07:00+09:00"
+FAST_TRAINING = {"iterations": 10, "supply_iterations": 5, "early_stopping_rounds": 5}
+# The gate's outcome must not hinge on how well a tiny model does on a 60-taxi city:
+# these settings bless any model (no bounds, no baselines to beat, wide tolerances)...
+BLESS_ANY = EvaluationSettings(
+    must_beat_baselines=False, production_tolerance=10.0, slice_tolerance=10.0
+)
+# ...and these bless none (an absolute RMSE bound no model meets).
+BLESS_NONE = EvaluationSettings(max_rmse=1e-9)
+
+
+def source() -> SimulatedProbeSource:
+    return SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7)
+
+
+@pytest.fixture(scope="module")
+def city_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five days of cell demand, weather and training features on disk."""
+    data_dir = tmp_path_factory.mktemp("lifecycle") / "data"
+    resources = local_resources(str(data_dir), str(data_dir / "unused_artifacts"), source())
+    selection = dg.AssetSelection.groups("ingestion", "cleaning", "demand", "features")
+    with dg.instance_for_test() as instance:
+        for day in DAYS:
+            result = dg.materialize(
+                dg.load_assets_from_modules(list(ASSET_MODULES)),
+                selection=selection,
+                partition_key=day,
+                resources=resources,
+                instance=instance,
+            )
+            assert result.success
+    return data_dir
+
+
+class Platform:
+    """The code location over the shared data, with its own artifacts and instance."""
+
+    def __init__(self, data_dir: Path, artifacts_dir: Path, instance: dg.DagsterInstance):
+        self.artifacts = ArtifactStore(base_dir=str(artifacts_dir))
+        self.instance = instance
+        self.resources = local_resources(str(data_dir), str(artifacts_dir), source())
+        self.data_dir = data_dir
+
+    def defs(self, evaluation: EvaluationSettings) -> dg.Definitions:
+        return build_definitions({**self.resources, "evaluation": evaluation})
+
+    def run(
+        self,
+        job: str,
+        partition: str | None = None,
+        ops: dict[str, Any] | None = None,
+        evaluation: EvaluationSettings = BLESS_ANY,
+        tags: dict[str, str] | None = None,
+    ) -> dg.ExecuteInProcessResult:
+        return (
+            self.defs(evaluation)
+            .resolve_job_def(job)
+            .execute_in_process(
+                partition_key=partition,
+                instance=self.instance,
+                run_config={"ops": ops or {}},
+                raise_on_error=False,
+                tags=tags,
+            )
+        )
+
+    def train(
+        self, day: str = HELD_OUT, evaluation: EvaluationSettings = BLESS_ANY, **config: Any
+    ) -> dg.ExecuteInProcessResult:
+        training = {"window_days": 4, **FAST_TRAINING, **config}
+        return self.run(
+            "training_job", day, {"demand_model": {"config": training}}, evaluation=evaluation
+        )
+
+    def deploy(self, evaluation: EvaluationSettings = BLESS_ANY, **config: Any):
+        defs = self.defs(evaluation)
+        return dg.materialize(
+            [spec for spec in dg.load_assets_from_modules(list(ASSET_MODULES))],
+            selection="production_model",
+            resources=defs.resources,
+            instance=self.instance,
+            run_config={"ops": {"production_model": {"config": config}}},
+            raise_on_error=False,
+        )
+
+    def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+        for event in result.get_asset_materialization_events():
+            if event.asset_key.to_user_string() == asset:
+                return {
+                    k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()
+                }
+        raise AssertionError(f"{asset} was not materialized")
+
+    def pointer(self) -> dict[str, Any] | None:
+        return self.artifacts.production_pointer()
+
+
+@pytest.fixture
+def platform(city_data: Path, tmp_path: Path) -> Iterator[Platform]:
+    with dg.instance_for_test() as instance:
+        yield Platform(city_data, tmp_path / "artifacts", instance)
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
+    result = platform.train()
+    assert result.success
+    assert materialized(result) == {"demand_model", "model_evaluation", "production_model"}
+
+    model = platform.metadata(result, "demand_model")
+    version = model["model_version"]
+    assert version.startswith(HELD_OUT)
+    assert model["window_start"] == "2026-04-27" and model["window_end"] == "2026-04-30"
+    assert model["partitions_used"] == list(DAYS[:-1])
+    assert model["params"]["iterations"] == 10 and "hails_last_week" in model["features"]
+    assert len(model["content_hash"]) == 64 and model["code_version"]
+    manifest = platform.artifacts.manifest(version)
+    assert manifest["content_hash"] == model["content_hash"]
+
+    evaluation = platform.metadata(result, "model_evaluation")
+    for key in (
+        "mae",
+        "rmse",
+        "poisson_deviance",
+        "mae_last_week",
+        "mae_historical_average",
+        "rmse_oracle",
+        "poisson_deviance_oracle",
+    ):
+        assert isinstance(evaluation[key], float), key
+    assert evaluation["blessed"] is True
+    assert evaluation["decided_by"] == "baselines (no production model yet)"
+    assert "mae_production" not in evaluation  # nothing in production to compare with yet
+    assert (
+        "| hour | 08 |" in evaluation["slices"] and "| busiest | busiest |" in evaluation["slices"]
+    )
+    assert "no production model yet" in evaluation["blessing_reasons"]
+
+    assert platform.pointer()["model_version"] == version
+    assert platform.metadata(result, "production_model")["action"] == "deploy"
+
+    forecast_run = platform.run("forecast_job", ops={"demand_forecast": {"config": {"tick": TICK}}})
+    assert forecast_run.success
+    forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
+    assert forecast.height == 1520 and forecast["cell"].n_unique() == 1520
+    assert forecast["model_version"].unique().to_list() == [version]
+    # The 18:07 tick forecasts the bucket in progress, 18:00-18:15 Tokyo (09:00 UTC).
+    assert forecast["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
+    assert (forecast["expected_street_hails"] >= 0).all()
+    assert platform.metadata(forecast_run, "demand_forecast")["model_version"] == version
+    guidance = pl.read_parquet(platform.data_dir / "cruising_guidance.parquet")
+    assert set(guidance["rank"].unique()) == {1, 2, 3}
+
+    accuracy_run = platform.run("monitoring_job", HELD_OUT)
+    assert accuracy_run.success
+    accuracy = platform.metadata(accuracy_run, "forecast_accuracy")
+    assert accuracy["ticks"] == 1 and accuracy["rows"] == 1520
+    assert isinstance(accuracy["mae"], float) and accuracy["mae_in_evaluation"] > 0
+
+
+def test_second_model_is_judged_against_production(platform: Platform) -> None:
+    first = platform.train()
+    second = platform.train()
+    assert first.success and second.success
+    evaluation = platform.metadata(second, "model_evaluation")
+    assert (
+        evaluation["production_model_version"]
+        == platform.metadata(first, "demand_model")["model_version"]
+    )
+    assert isinstance(evaluation["mae_production"], float)
+    assert evaluation["decided_by"] == "production and baselines"
+
+
+def test_an_unblessed_model_never_becomes_production(platform: Platform) -> None:
+    blessed = platform.train()
+    assert blessed.success
+    production = platform.pointer()["model_version"]
+
+    rejected = platform.train(evaluation=BLESS_NONE)
+    assert not rejected.success
+    assert materialized(rejected) == {"demand_model", "model_evaluation"}
+    checks = rejected.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("blessed", False)]
+    assert "rmse" in checks[0].description and "FAIL" in checks[0].description
+    assert platform.pointer()["model_version"] == production
+
+    # A later run selecting only the deploy step, aimed at the rejected model, refuses too.
+    candidate = platform.metadata(rejected, "demand_model")["model_version"]
+    later = platform.deploy(model_version=candidate)
+    assert not later.success
+    failure = later.get_step_failure_events()[0].step_failure_data.error
+    assert "Refusing to deploy" in failure.message and "not bless" in failure.message
+    assert platform.pointer()["model_version"] == production
+
+    # A short excuse is not a reason.
+    assert not platform.deploy(model_version=candidate, override_reason="urgent").success
+    assert platform.pointer()["model_version"] == production
+
+
+def test_override_deploys_an_unblessed_model_and_records_why(platform: Platform) -> None:
+    rejected = platform.train(evaluation=BLESS_NONE)
+    candidate = platform.metadata(rejected, "demand_model")["model_version"]
+    reason = "Incident 4711: production model files lost, any model beats none"
+    result = platform.deploy(model_version=candidate, override_reason=reason)
+    assert result.success
+    metadata = platform.metadata(result, "production_model")
+    assert metadata["action"] == "override" and metadata["blessed"] is False
+    assert metadata["override_reason"] == reason
+    assert metadata["triggered_by"].startswith("user ")
+    assert isinstance(metadata["rmse"], float)  # the metrics it was deployed with
+    pointer = platform.pointer()
+    assert pointer["override_reason"] == reason and pointer["model_version"] == candidate
+
+
+def test_rollback_is_one_materialization(platform: Platform) -> None:
+    first = platform.metadata(platform.train(day="2026-04-30"), "demand_model")["model_version"]
+    second = platform.metadata(platform.train(), "demand_model")["model_version"]
+    assert platform.pointer()["model_version"] == second
+    assert [entry["model_version"] for entry in platform.pointer()["history"]] == [first]
+
+    result = platform.deploy(rollback=True)
+    assert result.success
+    assert platform.metadata(result, "production_model")["action"] == "rollback"
+    assert platform.pointer()["model_version"] == first
+    assert platform.pointer()["history"] == []
+    # Nothing older to go back to.
+    assert not platform.deploy(rollback=True).success
+
+
+def test_a_model_changed_after_evaluation_is_not_deployed(platform: Platform) -> None:
+    platform.train(evaluation=BLESS_NONE)  # evaluated (not blessed), files on disk
+    version = platform.pointer() and platform.pointer()["model_version"]
+    assert version is None
+    candidate = model_versions(platform.instance)["model_version"][0]
+    report_path = platform.artifacts.model_folder(candidate) / "evaluation.json"
+    report = json.loads(report_path.read_text())
+    report["blessed"] = True  # someone edits the report by hand...
+    report_path.write_text(json.dumps(report))
+    result = platform.deploy(model_version=candidate)
+    assert not result.success  # ...but Dagster's record of the evaluation disagrees
+    assert "disagree" in result.get_step_failure_events()[0].step_failure_data.error.message
+
+    (platform.artifacts.model_folder(candidate) / "demand.cbm").write_bytes(b"tampered")
+    result = platform.deploy(model_version=candidate)
+    assert not result.success
+    assert "hash" in result.get_step_failure_events()[0].step_failure_data.error.message
+
+
+def test_warm_start_continues_from_the_production_model(platform: Platform) -> None:
+    production = platform.metadata(platform.train(), "demand_model")["model_version"]
+    warm = platform.train(warm_start=True)
+    assert warm.success
+    model = platform.metadata(warm, "demand_model")
+    assert model["warm_start_from"] == production
+    trees = platform.artifacts.load_model(model["model_version"]).demand.tree_count_
+    cold_trees = platform.artifacts.load_model(production).demand.tree_count_
+    assert trees > cold_trees
+
+
+def test_cross_validation_reports_mean_and_spread(platform: Platform) -> None:
+    result = platform.train(cross_validation_folds=2)
+    assert result.success
+    model = platform.metadata(result, "demand_model")
+    assert model["cv_folds"] == 2.0
+    for metric in ("mae", "rmse", "poisson_deviance"):
+        assert model[f"cv_{metric}_mean"] > 0 and model[f"cv_{metric}_std"] >= 0
+    assert "test_day" in model["cv_folds_table"]
+
+
+def test_comparison_tool_on_two_real_training_runs(platform: Platform) -> None:
+    a = platform.metadata(platform.train(), "demand_model")["model_version"]
+    b = platform.metadata(platform.train(depth=4, window_days=3), "demand_model")["model_version"]
+    listed = model_versions(platform.instance)
+    assert set(listed["model_version"]) == {a, b}
+    assert listed["mae"].is_not_null().all()  # both evaluated
+
+    report = compare_versions(platform.instance, a, b)
+    params = {row["param"]: (row["a"], row["b"]) for row in report.params.iter_rows(named=True)}
+    assert params == {"depth": ("6", "4")}
+    assert report.partitions_only_in_a == ["2026-04-27"]
+    metrics = {row["metric"] for row in report.metrics.iter_rows(named=True)}
+    assert {"mae", "rmse", "poisson_deviance"} <= metrics
+
+
+def test_training_without_enough_history_fails_clearly(platform: Platform) -> None:
+    result = platform.train(day="2026-04-28")
+    assert not result.success
+    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "1 day(s) of training_features" in message and "backfill" in message

@@ -1,0 +1,416 @@
+"""The artifact store, training (split, parameters, folds, warm start) and scoring."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from taxi_assets.calendar import TOKYO, bucket_starts, day_window_utc
+from taxi_assets.evaluation import (
+    historical_average_predictions,
+    historical_average_table,
+    overall_metrics,
+)
+from taxi_assets.features import FEATURES, TARGET, build_features
+from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.registry import ArtifactStore, RegistryError
+from taxi_assets.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
+from taxi_assets.training import (
+    TrainedModel,
+    TrainingParams,
+    _pool,
+    predict_demand,
+    rolling_origin_folds,
+    split_by_time,
+    tokyo_day,
+    train_model,
+)
+
+FIRST_DAY = date(2026, 4, 6)  # a Monday
+# Nine days: the two cross-validation test days are a Monday and a Tuesday.
+DAYS = [FIRST_DAY + timedelta(days=i) for i in range(9)]
+CELLS = list(range(100, 120))
+PARAMS = TrainingParams(iterations=20, supply_iterations=10)
+
+
+def synthetic_cell_demand(seed: int = 0) -> pl.DataFrame:
+    """Poisson counts whose rate depends on the cell and the Tokyo hour, over DAYS."""
+    rng = np.random.default_rng(seed)
+    grid = (
+        pl.concat([bucket_starts(day, 15) for day in DAYS])
+        .to_frame()
+        .join(pl.DataFrame({"cell": CELLS}, schema={"cell": pl.Int64}), how="cross")
+    )
+    hour = grid["bucket_start"].dt.convert_time_zone("Asia/Tokyo").dt.hour().to_numpy()
+    rate = (1 + grid["cell"].to_numpy() % 5) * (1.1 + np.sin(hour / 24 * 2 * np.pi))
+    n = grid.height
+    return (
+        grid.with_columns(
+            street_hail_pickups=rng.poisson(rate),
+            app_booking_pickups=rng.poisson(1.0, n),
+            pickups=0,
+            dropoffs=rng.poisson(2.0, n),
+            vacant_taxis=rng.poisson(2 * rate),
+            occupied_taxis=rng.poisson(3.0, n),
+        )
+        .select(CELL_DEMAND_SCHEMA.names())
+        .cast(dict(CELL_DEMAND_SCHEMA))
+    )
+
+
+@pytest.fixture(scope="module")
+def rows() -> pl.DataFrame:
+    """Feature rows of every bucket of DAYS (the first week's daily features are null)."""
+    demand = synthetic_cell_demand()
+    first, _ = day_window_utc(DAYS[0])
+    weather = pl.DataFrame(
+        [(first + timedelta(hours=h), float(h % 7 == 0)) for h in range(24 * len(DAYS))],
+        schema=WEATHER_SCHEMA,
+        orient="row",
+    )
+    return build_features(demand, weather, demand, 15)
+
+
+@pytest.fixture(scope="module")
+def model(rows: pl.DataFrame) -> TrainedModel:
+    return train_model(rows, PARAMS)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(base_dir=str(tmp_path / "artifacts"))
+
+
+def manifest_of(model: TrainedModel) -> dict[str, object]:
+    return {"params": model.params.as_dict(), "features": list(model.features), "note": "test"}
+
+
+# The artifact store ----------------------------------------------------------------------------
+
+
+def test_a_saved_model_loads_back_and_predicts_identically(
+    store: ArtifactStore, model: TrainedModel, rows: pl.DataFrame
+) -> None:
+    digest = store.save_model("v1", model, manifest_of(model))
+
+    manifest = store.manifest("v1")
+    assert manifest["content_hash"] == digest == store.stored_hash("v1")
+    assert len(digest) == 64
+    assert (manifest["model_version"], manifest["note"]) == ("v1", "test")
+    loaded = store.load_model("v1")
+    assert loaded.params == model.params
+    assert loaded.features == FEATURES
+    assert_frame_equal(loaded.predict(rows), model.predict(rows))
+
+
+def test_two_different_models_hash_differently(
+    store: ArtifactStore, model: TrainedModel, rows: pl.DataFrame
+) -> None:
+    other = train_model(rows, dataclasses.replace(PARAMS, random_seed=1, depth=3))
+    assert store.save_model("v1", model, manifest_of(model)) != store.save_model(
+        "v2", other, manifest_of(other)
+    )
+
+
+@pytest.mark.parametrize("name", ["demand.cbm", "supply.cbm"])
+def test_a_model_file_changed_after_saving_is_refused(
+    store: ArtifactStore, model: TrainedModel, name: str
+) -> None:
+    store.save_model("v1", model, manifest_of(model))
+    path = Path(store.base_dir) / "models" / "v1" / name
+    path.write_bytes(path.read_bytes() + b"\0")
+
+    with pytest.raises(RegistryError, match="model version 'v1'.*changed after training"):
+        store.load_model("v1")
+
+
+def test_a_model_file_deleted_after_saving_is_refused(
+    store: ArtifactStore, model: TrainedModel
+) -> None:
+    store.save_model("v1", model, manifest_of(model))
+    (Path(store.base_dir) / "models" / "v1" / "supply.cbm").unlink()
+
+    with pytest.raises(RegistryError, match="model version 'v1' is missing .*supply.cbm"):
+        store.load_model("v1")
+
+
+def test_an_unknown_version_is_refused(store: ArtifactStore, model: TrainedModel) -> None:
+    store.save_model("v1", model, manifest_of(model))
+    with pytest.raises(RegistryError, match="model version 'v9' has no manifest"):
+        store.load_model("v9")
+
+
+def test_evaluation_and_production_pointer_round_trip(store: ArtifactStore) -> None:
+    assert store.production_pointer() is None
+    assert store.evaluation("v1") is None
+
+    store.save_evaluation("v1", {"blessed": True, "mae": 0.5})
+    store.set_production_pointer({"model_version": "v1", "content_hash": "abc"})
+    store.set_production_pointer({"model_version": "v2", "history": ["v1"]})
+
+    assert store.evaluation("v1") == {"blessed": True, "mae": 0.5}
+    assert store.production_pointer() == {"model_version": "v2", "history": ["v1"]}
+
+
+def forecast_at(tick: datetime, value: float) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"tick": [tick, tick], "cell": [1, 2], "expected_street_hails": [value, value + 1]},
+        schema={
+            "tick": pl.Datetime("us", "UTC"),
+            "cell": pl.Int64,
+            "expected_street_hails": pl.Float64,
+        },
+    )
+
+
+def test_forecasts_are_stored_under_the_tokyo_day_of_their_tick(store: ArtifactStore) -> None:
+    late_evening = datetime(2026, 4, 28, 14, 50, tzinfo=UTC)  # 23:50 Tokyo, the 28th
+    after_midnight = datetime(2026, 4, 28, 15, 5, tzinfo=UTC)  # 00:05 Tokyo, the 29th
+    later = datetime(2026, 4, 29, 10, 0, tzinfo=TOKYO)
+
+    store.save_forecast(late_evening, forecast_at(late_evening, 1.0))
+    path = store.save_forecast(after_midnight, forecast_at(after_midnight, 2.0))
+    store.save_forecast(later, forecast_at(later, 3.0))
+    store.save_forecast(later, forecast_at(later, 4.0))  # a rerun replaces its tick
+
+    assert path.parts[-2:] == ("2026-04-29", "000500.parquet")
+    day = store.forecasts_for_day(date(2026, 4, 29))
+    assert day is not None
+    assert day.sort("tick", "cell").rows() == [
+        (after_midnight, 1, 2.0),
+        (after_midnight, 2, 3.0),
+        (later, 1, 4.0),
+        (later, 2, 5.0),
+    ]
+    evening = store.forecasts_for_day(date(2026, 4, 28))
+    assert evening is not None and evening["tick"].unique().to_list() == [late_evening]
+    assert store.forecasts_for_day(date(2026, 4, 30)) is None
+
+
+# Training --------------------------------------------------------------------------------------
+
+
+def test_split_by_time_holds_out_the_last_tokyo_days() -> None:
+    instants = [
+        datetime(2026, 4, 20, 14, 45, tzinfo=UTC),  # 23:45 Tokyo, the 20th
+        datetime(2026, 4, 20, 15, 0, tzinfo=UTC),  # 00:00 Tokyo, the 21st
+        datetime(2026, 4, 21, 15, 0, tzinfo=UTC),  # 00:00 Tokyo, the 22nd
+        datetime(2026, 4, 22, 3, 0, tzinfo=UTC),  # 12:00 Tokyo, the 22nd
+    ]
+    frame = pl.DataFrame(
+        {"row": range(4), "bucket_start": instants},
+        schema={"row": pl.Int64, "bucket_start": pl.Datetime("us", "UTC")},
+    )
+
+    train, valid = split_by_time(frame, validation_days=1)
+    assert (train["row"].to_list(), valid["row"].to_list()) == ([0, 1], [2, 3])
+    train, valid = split_by_time(frame, validation_days=2)
+    assert (train["row"].to_list(), valid["row"].to_list()) == ([0], [1, 2, 3])
+    with pytest.raises(ValueError, match=r"3 day\(s\).*hold out 3 validation.*widen the window"):
+        split_by_time(frame, validation_days=3)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"objective": "Tweedie"}, "objective='Tweedie' is unknown.*Poisson.*RMSE"),
+        ({"iterations": 0}, "iterations=0 must be at least 1"),
+        ({"supply_iterations": 0}, "supply_iterations=0"),
+        ({"learning_rate": 0.0}, r"learning_rate=0.0 must be in \(0, 1\]"),
+        ({"learning_rate": 1.5}, "learning_rate=1.5"),
+    ],
+)
+def test_training_params_reject_impossible_values_naming_them(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainingParams(**change)  # type: ignore[arg-type]
+
+
+def test_training_params_accept_rmse() -> None:
+    assert TrainingParams(objective="RMSE").as_dict()["objective"] == "RMSE"
+
+
+def test_rolling_origin_folds_test_on_the_last_days() -> None:
+    days = [FIRST_DAY + timedelta(days=i) for i in (4, 0, 5, 2, 1, 3)]
+    assert rolling_origin_folds(days, folds=2) == [DAYS[4], DAYS[5]]
+    assert rolling_origin_folds(days, folds=3) == DAYS[3:6]
+    # min_train_days counts every day before the first test day.
+    assert rolling_origin_folds(days, folds=4, min_train_days=2) == DAYS[2:6]
+    with pytest.raises(ValueError, match="cross_validation_folds=5 needs at least 7 days.*has 6"):
+        rolling_origin_folds(days, folds=5, min_train_days=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        rolling_origin_folds(days, folds=0)
+
+
+def test_training_drops_unlabelled_rows_and_validates_on_the_last_day(
+    rows: pl.DataFrame, model: TrainedModel
+) -> None:
+    after = datetime.combine(DAYS[-1] + timedelta(days=1), datetime.min.time(), tzinfo=TOKYO)
+    unlabelled = rows.filter(pl.col("bucket_start") == rows["bucket_start"].max()).with_columns(
+        bucket_start=pl.lit(after).dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+        street_hail_pickups=pl.lit(None, pl.Int32),
+    )
+
+    retrained = train_model(pl.concat([rows, unlabelled]), PARAMS)
+
+    last_day = rows.filter(tokyo_day() == DAYS[-1]).height
+    assert (model.training_rows, model.validation_rows) == (rows.height - last_day, last_day)
+    assert (retrained.training_rows, retrained.validation_rows) == (
+        model.training_rows,
+        model.validation_rows,
+    )
+    assert np.isfinite(model.validation_rmse)
+
+
+def test_warm_start_continues_from_the_previous_trees(
+    rows: pl.DataFrame, model: TrainedModel
+) -> None:
+    warm = train_model(rows, PARAMS, warm_start=model)
+
+    # Early stopping keeps the best of the new trees: best_iteration counts new trees only.
+    assert warm.demand.tree_count_ == model.demand.tree_count_ + warm.best_iteration + 1
+    assert warm.demand.tree_count_ > model.demand.tree_count_
+    assert warm.supply.tree_count_ > model.supply.tree_count_
+    pool = _pool(rows, None)
+    for new, old in ((warm.demand, model.demand), (warm.supply, model.supply)):
+        np.testing.assert_allclose(
+            new.predict(pool, ntree_end=old.tree_count_), old.predict(pool), rtol=1e-9
+        )
+    assert not np.allclose(warm.demand.predict(pool), model.demand.predict(pool))
+
+
+def test_warm_start_from_a_model_with_other_features_is_refused(
+    rows: pl.DataFrame, model: TrainedModel
+) -> None:
+    older = dataclasses.replace(model, features=FEATURES[:-1])
+    with pytest.raises(ValueError, match="warm start needs the same features"):
+        train_model(rows, PARAMS, warm_start=older)
+
+
+# Scoring ---------------------------------------------------------------------------------------
+
+
+def test_score_held_out_puts_every_predictor_side_by_side(
+    rows: pl.DataFrame, model: TrainedModel
+) -> None:
+    training = rows.filter(tokyo_day() < DAYS[-1])
+    held_out = rows.filter(tokyo_day() == DAYS[-1])
+    unlabelled = held_out.head(3).with_columns(street_hail_pickups=pl.lit(None, pl.Int32))
+    production = train_model(rows, dataclasses.replace(PARAMS, objective="RMSE", depth=3))
+    # The simulator's true rate comes in 5-minute slices, three to a 15-minute bucket.
+    true_demand = (
+        held_out.select("cell", "bucket_start")
+        .join(pl.DataFrame({"minutes": [0, 5, 10]}), how="cross")
+        .select(
+            "cell",
+            slice_start=pl.col("bucket_start") + pl.duration(minutes=pl.col("minutes")),
+            expected_street_hails=pl.lit(0.5),
+        )
+    )
+
+    bare = score_held_out(pl.concat([held_out, unlabelled]), model, training)
+    full = score_held_out(held_out, model, training, production, true_demand)
+
+    assert bare.columns == [
+        *SCORED_KEYS,
+        "actual",
+        "pred_model",
+        "pred_historical_average",
+        "pred_last_week",
+    ]
+    assert bare.height == held_out.height  # the unlabelled rows are not scored
+    assert set(full.columns) == {*bare.columns, "pred_production", "pred_oracle"}
+    assert full["actual"].to_list() == held_out[TARGET].cast(pl.Float64).to_list()
+    np.testing.assert_allclose(
+        full["pred_model"].to_numpy(), predict_demand(model.demand, model.params, held_out)
+    )
+    np.testing.assert_allclose(
+        full["pred_production"].to_numpy(),
+        predict_demand(production.demand, production.params, held_out),
+    )
+    assert not np.allclose(full["pred_production"].to_numpy(), full["pred_model"].to_numpy())
+    # The held-out day has its whole week of history: last week is that day's count.
+    assert (
+        full["pred_last_week"].to_list() == held_out["hails_last_week"].cast(pl.Float64).to_list()
+    )
+    assert full["pred_oracle"].to_list() == [1.5] * held_out.height
+    # The historical average knows the training days only: cell 100, 10:00, weekdays.
+    slot = training.filter(
+        (pl.col("cell") == 100)
+        & (pl.col("bucket_of_day") == 40)
+        & (pl.col("day_type") == "weekday")
+    )
+    scored_slot = full.filter((pl.col("cell") == 100) & (pl.col("bucket_of_day") == 40))
+    assert scored_slot["pred_historical_average"].to_list() == pytest.approx([slot[TARGET].mean()])
+
+
+def test_cross_validation_one_row_per_fold_and_predictor(rows: pl.DataFrame) -> None:
+    folds = cross_validate(rows, PARAMS, folds=2)
+
+    assert folds.height == 6
+    assert sorted(folds.select("fold", "predictor").rows()) == [
+        (fold, predictor)
+        for fold in (1, 2)
+        for predictor in ("historical_average", "last_week", "model")
+    ]
+    assert (
+        folds.filter(pl.col("predictor") == "model").sort("fold")["test_day"].to_list()
+        == (DAYS[-2:])
+    )
+    # Fold 1's baseline knows only the days before its test day.
+    before, test = rows.filter(tokyo_day() < DAYS[-2]), rows.filter(tokyo_day() == DAYS[-2])
+    baseline = historical_average_predictions(
+        test.with_columns(actual=pl.col(TARGET).cast(pl.Float64)), historical_average_table(before)
+    )
+    expected = overall_metrics(baseline, ("historical_average",))
+    fold_1 = folds.filter((pl.col("fold") == 1) & (pl.col("predictor") == "historical_average"))
+    assert fold_1["mae"].item() == pytest.approx(expected["mae"].item())
+    assert fold_1["rmse"].item() == pytest.approx(expected["rmse"].item())
+
+    summary = fold_summary(folds)
+
+    model_rows = folds.filter(pl.col("predictor") == "model").sort("fold")
+    assert summary["cv_folds"] == 2.0
+    assert summary["cv_mae_mean"] == pytest.approx(model_rows["mae"].mean())
+    assert summary["cv_mae_std"] == pytest.approx(model_rows["mae"].std(ddof=1))
+    assert summary["cv_rmse_mean"] == pytest.approx(model_rows["rmse"].mean())
+    assert {"cv_poisson_deviance_mean", "cv_poisson_deviance_std"} <= summary.keys()
+    for baseline in ("last_week", "historical_average"):
+        reference = folds.filter(pl.col("predictor") == baseline).sort("fold")["rmse"]
+        beaten = float((model_rows["rmse"] < reference).sum())
+        assert summary[f"cv_folds_beating_{baseline}"] == beaten
+
+
+def test_cross_validation_refuses_a_window_too_short(rows: pl.DataFrame) -> None:
+    # Two folds and one validation day need two days before the first test day.
+    with pytest.raises(ValueError, match="cross_validation_folds=2 needs at least 4 days.*has 3"):
+        cross_validate(rows.filter(tokyo_day() < DAYS[3]), PARAMS, folds=2)
+    assert cross_validate(rows.filter(tokyo_day() < DAYS[4]), PARAMS, folds=2).height == 6
+
+
+def test_fold_summary_of_one_fold_has_no_spread() -> None:
+    folds = pl.DataFrame(
+        {
+            "fold": [1, 1, 1],
+            "predictor": ["model", "last_week", "historical_average"],
+            "mae": [1.0, 2.0, 0.5],
+            "rmse": [1.0, 2.0, 0.5],
+            "poisson_deviance": [1.0, 2.0, 0.5],
+        }
+    )
+    summary = fold_summary(folds)
+    assert summary["cv_mae_std"] == 0.0
+    assert (
+        summary["cv_folds_beating_last_week"],
+        summary["cv_folds_beating_historical_average"],
+    ) == (
+        1.0,
+        0.0,
+    )
