@@ -9,6 +9,7 @@ import pandera.polars as pa
 import polars as pl
 
 from taxi_assets.metadata import markdown_table
+from taxi_assets.partitions import daily_partitions
 
 CONTRACT_CHECK = "contract"
 FAILURE_SAMPLE_ROWS = 20
@@ -22,6 +23,7 @@ def contract_check_spec(asset: str, model: type[pa.DataFrameModel]) -> dg.AssetC
         asset=asset,
         blocking=True,
         description=f"Pandera contract {model.__name__}: {summary}",
+        partitions_def=daily_partitions,
     )
 
 

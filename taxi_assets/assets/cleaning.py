@@ -43,6 +43,7 @@ ROWS_CONSERVED_CHECK = "rows_conserved"
             asset="clean_probes",
             blocking=True,
             description="Rows in raw_probes = rows in clean_probes + rows in rejected_probes.",
+            partitions_def=daily_partitions,
         ),
     ],
 )

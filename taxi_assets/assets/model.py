@@ -25,6 +25,7 @@ from taxi_assets.scoring import busiest_cells, cross_validate, fold_summary, sco
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
+from taxi_assets.validation.gate import unvalidated_days
 
 # A window is chosen per run (config), but a partition mapping is fixed: map the longest
 # window we allow and pick the configured days from it (partitions load lazily, so unused
@@ -52,6 +53,11 @@ class TrainingConfig(dg.Config):
     )
     warm_start: bool = Field(
         default=False, description="Continue boosting from the current production model."
+    )
+    skip_unvalidated_days: bool = Field(
+        default=False,
+        description="Train without the days whose validation checks failed or never ran "
+        "(default: refuse to train while any day of the window is unvalidated).",
     )
     cross_validation_folds: int = Field(
         default=0,
@@ -83,6 +89,29 @@ def window_partitions(
     return {key: loaded[key] for key in sorted(loaded) if first <= key < day.isoformat()}
 
 
+def _validated(
+    context: dg.AssetExecutionContext, window: dict[str, pl.LazyFrame], skip: bool
+) -> tuple[dict[str, pl.LazyFrame], list[str]]:
+    """The window without days whose validation failed or never ran, or a Failure naming
+    them (unless ``skip``): a model must not learn from data nobody vouched for."""
+    problems = unvalidated_days(context.instance, list(window))
+    if not problems:
+        return window, []
+    summary = "; ".join(f"{day}: {', '.join(why)}" for day, why in problems.items())
+    if not skip:
+        raise dg.Failure(
+            description=(
+                f"{len(problems)} day(s) of the training window did not pass validation "
+                f"({summary}). Fix and re-validate them (re-materialize their statistics), "
+                "or train without them with skip_unvalidated_days: true."
+            ),
+            allow_retries=False,
+        )
+    context.log.warning(f"Training without {len(problems)} unvalidated day(s): {summary}")
+    kept = {key: frame for key, frame in window.items() if key not in problems}
+    return kept, sorted(problems)
+
+
 def _collect(partitions: dict[str, pl.LazyFrame]) -> pl.DataFrame:
     return pl.concat([frame.collect() for frame in partitions.values()])
 
@@ -92,6 +121,12 @@ def _collect(partitions: dict[str, pl.LazyFrame]) -> pl.DataFrame:
     group_name="model",
     kinds={"catboost"},
     code_version=CODE_VERSION,
+    # The data checks of the window's days gate training (see validation/gate.py); as deps
+    # they are in the lineage, and a blocking check failing in the same run skips training.
+    deps=[
+        dg.AssetDep(statistics, partition_mapping=TRAINING_WINDOW)
+        for statistics in ("clean_probes_statistics", "cell_demand_statistics")
+    ],
     ins={
         "training_features": dg.AssetIn(
             partition_mapping=TRAINING_WINDOW, metadata={"allow_missing_partitions": True}
@@ -109,10 +144,11 @@ def demand_model(
     data window, content hash, code version)."""
     day = partition_day(context)
     window = window_partitions(training_features, day, config.window_days)
+    window, skipped = _validated(context, window, config.skip_unvalidated_days)
     if len(window) <= config.validation_days:
         raise dg.Failure(
             description=(
-                f"demand_model {day}: {len(window)} day(s) of training_features stored in the "
+                f"demand_model {day}: {len(window)} validated day(s) of training_features in the "
                 f"{config.window_days} days before it ({', '.join(window) or 'none'}); "
                 f"training needs more than validation_days={config.validation_days}. "
                 "Materialize training_features for earlier days (a backfill) first."
@@ -196,6 +232,7 @@ def demand_model(
             "training_seconds": round(model.training_seconds, 2),
             "trained_at": dg.MetadataValue.timestamp(trained_at),
             "warm_start_from": warm_start_from,
+            "days_skipped_unvalidated": dg.MetadataValue.json(skipped),
             "model_path": dg.MetadataValue.path(str(artifacts.model_folder(version))),
             **cv_metadata,
         }
@@ -229,6 +266,7 @@ def _predictor_metadata(overall: pl.DataFrame) -> dict[str, float]:
             BLESSED_CHECK,
             asset="model_evaluation",
             blocking=True,
+            partitions_def=daily_partitions,
             description="The candidate passed every blessing rule; production_model waits "
             "for this.",
         )

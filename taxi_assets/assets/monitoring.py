@@ -38,6 +38,7 @@ def expected_mae(scored: pl.DataFrame, report: dict) -> float | None:
         dg.AssetCheckSpec(
             ACCURACY_CHECK,
             asset="forecast_accuracy",
+            partitions_def=daily_partitions,
             description="The day's live forecasts were not much worse than the model's own "
             "evaluation on the same hours (EvaluationSettings.forecast_mae_tolerance).",
         )

@@ -88,6 +88,7 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
                 SCHEMA_CHECK,
                 asset=f"{source}_statistics",
                 blocking=True,
+                partitions_def=daily_partitions,
                 description=f"{source} matches its versioned schema: columns, types, ranges, "
                 "categories and null fractions.",
             ),
@@ -95,6 +96,7 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
                 DRIFT_CHECK,
                 asset=f"{source}_statistics",
                 blocking=True,
+                partitions_def=daily_partitions,
                 description=f"No feature of {source} moved beyond its threshold since the "
                 "previous day (Jensen-Shannon for numbers, L-infinity for categories, row "
                 "count ratio).",

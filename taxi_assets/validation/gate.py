@@ -1,0 +1,49 @@
+"""Training only learns from validated days: what the data checks recorded, per day.
+
+A blocking check already stops ``demand_model`` when it fails in the same run. A day
+validated (and failed) in an earlier run is caught here: ``demand_model`` reads the latest
+result of every validation check for each day of its window from the instance, the record
+the UI shows, before it trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+# The checks a day must pass before a model may learn from it.
+VALIDATION_CHECKS = (
+    dg.AssetCheckKey(dg.AssetKey("clean_probes_statistics"), "schema_anomalies"),
+    dg.AssetCheckKey(dg.AssetKey("clean_probes_statistics"), "drift_vs_previous_day"),
+    dg.AssetCheckKey(dg.AssetKey("cell_demand_statistics"), "schema_anomalies"),
+    dg.AssetCheckKey(dg.AssetKey("cell_demand_statistics"), "drift_vs_previous_day"),
+    dg.AssetCheckKey(dg.AssetKey("training_features"), "contract"),
+)
+
+
+def _name(key: dg.AssetCheckKey) -> str:
+    return f"{key.asset_key.to_user_string()}:{key.name}"
+
+
+def unvalidated_days(
+    instance: dg.DagsterInstance,
+    days: Sequence[str],
+    checks: Sequence[dg.AssetCheckKey] = VALIDATION_CHECKS,
+) -> dict[str, list[str]]:
+    """For each day that may not be trained on, why: ``check failed`` or ``check never
+    ran``, per check. Days that passed every check are absent."""
+    problems: dict[str, list[str]] = {}
+    for day in days:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            list(checks), partition_filter=PartitionKeyFilter(key=day)
+        )
+        for check in checks:
+            found = latest[check].status if check in latest else None
+            if found is None:
+                problems.setdefault(day, []).append(f"{_name(check)} never ran")
+            elif found != AssetCheckExecutionRecordStatus.SUCCEEDED:
+                problems.setdefault(day, []).append(f"{_name(check)} {found.value.lower()}")
+    return problems
