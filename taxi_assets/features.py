@@ -167,9 +167,12 @@ def build_features(
         )
         .collect()
     )
-    holidays = {day: is_japanese_holiday(day) for day in frame["_local_day"].unique().to_list()}
+    holidays = pl.Series(
+        [day for day in frame["_local_day"].unique().to_list() if is_japanese_holiday(day)],
+        dtype=pl.Date,
+    )
     frame = frame.with_columns(
-        is_holiday=pl.col("_local_day").replace_strict(holidays, return_dtype=pl.Boolean),
+        is_holiday=pl.col("_local_day").is_in(holidays.implode()),
     ).with_columns(
         day_type=pl.when(pl.col("is_holiday") | (pl.col("weekday") == 7))
         .then(pl.lit("holiday"))

@@ -8,6 +8,7 @@ works the same). Layout under ``base_dir``::
     models/<version>/evaluation.json          the evaluation report and blessing
     production_model.json                     the pointer, with its deployment history
     forecasts/<tokyo day>/<tick>.parquet      every forecast tick, under its own timestamp
+    forecast_features/<tokyo day>/<tick>.parquet  the features each tick was made from
 
 A version's files are written before its manifest, so a manifest means a complete version;
 every file is replaced atomically (see ``storage.write_atomically``).
@@ -134,11 +135,24 @@ class ArtifactStore(dg.ConfigurableResource):
 
     # Forecast ticks -------------------------------------------------------------------------
 
-    def save_forecast(self, tick: datetime, forecast: pl.DataFrame) -> UPath:
+    def _tick_path(self, folder: str, tick: datetime) -> UPath:
         local = tick.astimezone(TOKYO)
-        path = self._path("forecasts", local.date().isoformat(), f"{local:%H%M%S}.parquet")
+        return self._path(folder, local.date().isoformat(), f"{local:%H%M%S}.parquet")
+
+    def save_forecast(self, tick: datetime, forecast: pl.DataFrame) -> UPath:
+        path = self._tick_path("forecasts", tick)
         write_parquet_atomically(forecast, path)
         return path
+
+    def save_forecast_features(self, tick: datetime, features: pl.DataFrame) -> UPath:
+        """The features a tick was made from: what training-serving skew is judged on."""
+        path = self._tick_path("forecast_features", tick)
+        write_parquet_atomically(features, path)
+        return path
+
+    def forecast_features(self, tick: datetime) -> pl.DataFrame | None:
+        path = self._tick_path("forecast_features", tick)
+        return pl.read_parquet(path.read_bytes()) if path.exists() else None
 
     def forecasts_for_day(self, day: date) -> pl.DataFrame | None:
         """Every tick stored under a Tokyo day, stacked (ticks carry their own timestamp)."""

@@ -99,9 +99,7 @@ def history_days(tick: datetime) -> list[date]:
     return [today - timedelta(days=d) for d in range(HISTORY_DAYS, 0, -1)]
 
 
-def forecast_tick(
-    model: TrainedModel,
-    model_version: str,
+def tick_features(
     live: pl.DataFrame,
     stored: pl.DataFrame | None,
     weather: pl.DataFrame,
@@ -109,7 +107,8 @@ def forecast_tick(
     tick: datetime,
     bucket_minutes: int,
 ) -> pl.DataFrame:
-    """Expected street hails and vacant taxis in every cell for the bucket in progress.
+    """The model's features for every cell at the bucket in progress, built by the very
+    function that built the training features.
 
     ``live`` (the window's complete buckets) wins over ``stored`` cell demand where both
     hold a bucket: it is what the nightly path will also see, minus the late pings.
@@ -129,7 +128,14 @@ def forecast_tick(
     )
     # Labels of the target bucket are unknown at the tick; drop any a replay could see.
     history = history.filter(pl.col("bucket_start") < target)
-    features = build_features(history, weather, targets, bucket_minutes)
+    return build_features(history, weather, targets, bucket_minutes)
+
+
+def forecast_from_features(
+    model: TrainedModel, model_version: str, features: pl.DataFrame, tick: datetime
+) -> pl.DataFrame:
+    """Expected street hails and vacant taxis per row of ``features``, stamped with the
+    tick and the model version that made them."""
     return (
         model.predict(features)
         .with_columns(
@@ -138,3 +144,18 @@ def forecast_tick(
         )
         .select(FORECAST_COLUMNS)
     )
+
+
+def forecast_tick(
+    model: TrainedModel,
+    model_version: str,
+    live: pl.DataFrame,
+    stored: pl.DataFrame | None,
+    weather: pl.DataFrame,
+    area: ServiceArea,
+    tick: datetime,
+    bucket_minutes: int,
+) -> pl.DataFrame:
+    """Expected street hails and vacant taxis in every cell for the bucket in progress."""
+    features = tick_features(live, stored, weather, area, tick, bucket_minutes)
+    return forecast_from_features(model, model_version, features, tick)

@@ -144,9 +144,17 @@ class StoredPartitions(dg.ConfigurableResource):
 
     base_dir: str = Field(description="The IO manager's base_dir.")
 
+    def _path(self, asset: str, partition_key: str) -> UPath:
+        return UPath(self.base_dir) / asset / f"{partition_key}{PolarsParquetStore.extension}"
+
     def read(self, asset: str, partition_key: str) -> pl.DataFrame | None:
-        path = UPath(self.base_dir) / asset / f"{partition_key}{PolarsParquetStore.extension}"
+        path = self._path(asset, partition_key)
         if not path.exists():
             return None
         with path.open("rb") as handle:
             return pl.read_parquet(handle)
+
+    def scan(self, asset: str, partition_key: str) -> pl.LazyFrame | None:
+        """The partition as a lazy frame (filters are pushed into the parquet read)."""
+        path = self._path(asset, partition_key)
+        return pl.scan_parquet(str(path)) if path.exists() else None

@@ -31,6 +31,7 @@ ASSETS = (
     "clean_probes_statistics",
     "cell_demand_statistics",
     "training_features",
+    "training_features_statistics",
 )
 
 
@@ -61,7 +62,7 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert materialized_assets(result) == set(ASSETS)
 
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 12
+    assert len(evaluations) == 14
     assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
 
     raw, clean, rejected = (

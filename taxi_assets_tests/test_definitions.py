@@ -29,11 +29,30 @@ EXPECTED_ASSETS = {
         {"schema_anomalies", "drift_vs_previous_day"},
     ),
     "training_features": ("features", {"cell_demand", "weather"}, {"contract"}),
-    "demand_model": ("model", {"training_features"}, set()),
+    "training_features_statistics": (
+        "validation",
+        {"training_features"},
+        {"schema_anomalies", "drift_vs_previous_day"},
+    ),
+    "demand_model": (
+        "model",
+        {
+            "training_features",
+            "clean_probes_statistics",
+            "cell_demand_statistics",
+            "training_features_statistics",
+        },
+        set(),
+    ),
     "model_evaluation": ("model", {"training_features", "demand_model"}, {"blessed"}),
     "production_model": ("model", {"model_evaluation"}, set()),
     "demand_forecast": ("serving", {"production_model", "cell_demand"}, set()),
     "cruising_guidance": ("serving", {"demand_forecast"}, set()),
+    "serving_skew": (
+        "serving",
+        {"demand_forecast", "training_features"},
+        {"no_training_serving_skew"},
+    ),
     "forecast_accuracy": (
         "monitoring",
         {"demand_forecast", "cell_demand"},
@@ -42,9 +61,12 @@ EXPECTED_ASSETS = {
 }
 # Not partitioned: a pointer, and the 5-minute forecast (a partition per tick would be 105k
 # a year); every other asset is one partition per Tokyo day.
-UNPARTITIONED = {"production_model", "demand_forecast", "cruising_guidance"}
+UNPARTITIONED = {"production_model", "demand_forecast", "cruising_guidance", "serving_skew"}
 # Monitoring reports on what already happened: nothing downstream to block.
-NON_BLOCKING_CHECKS = {"forecast_accuracy:accuracy_vs_evaluation"}
+NON_BLOCKING_CHECKS = {
+    "forecast_accuracy:accuracy_vs_evaluation",
+    "serving_skew:no_training_serving_skew",
+}
 
 
 def test_definitions_load_and_validate() -> None:

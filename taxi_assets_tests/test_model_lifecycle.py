@@ -200,6 +200,13 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert platform.metadata(forecast_run, "demand_forecast")["model_version"] == version
     guidance = pl.read_parquet(platform.data_dir / "cruising_guidance.parquet")
     assert set(guidance["rank"].unique()) == {1, 2, 3}
+    skew = platform.metadata(forecast_run, "serving_skew")
+    assert skew["model_version"] == version and skew["serving_rows"] == 1520
+    assert skew["training_rows_compared"] > 0  # the same slot on the window's days
+    assert all(isinstance(skew[f"js_{name}"], float) for name in ("hails_prev_1", "vacant_prev_1"))
+    [skew_check] = forecast_run.get_asset_check_evaluations()
+    assert skew_check.check_name == "no_training_serving_skew"
+    assert skew_check.severity == dg.AssetCheckSeverity.WARN
 
     accuracy_run = platform.run("monitoring_job", HELD_OUT)
     assert accuracy_run.success

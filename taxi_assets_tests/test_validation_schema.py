@@ -11,7 +11,8 @@ import pytest
 
 from taxi_assets.cleaning import clean_probes
 from taxi_assets.demand import aggregate_cell_demand
-from taxi_assets.frames import CELL_DEMAND_SCHEMA, CLEAN_PROBES_SCHEMA
+from taxi_assets.features import build_features
+from taxi_assets.frames import CELL_DEMAND_SCHEMA, CLEAN_PROBES_SCHEMA, WEATHER_SCHEMA
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.simulation import CityConfig, simulate_day
 from taxi_assets.trips import derive_trip_events
@@ -286,7 +287,17 @@ def test_load_schema_explains_how_to_create_a_missing_schema(
 
 @pytest.mark.parametrize("asset", sorted(schema_cli.SCHEMA_ASSETS))
 def test_committed_schemas_load_and_match_the_frame_schemas(asset: str) -> None:
-    frame_schema = {"clean_probes": CLEAN_PROBES_SCHEMA, "cell_demand": CELL_DEMAND_SCHEMA}[asset]
+    frame_schema = {
+        "clean_probes": CLEAN_PROBES_SCHEMA,
+        "cell_demand": CELL_DEMAND_SCHEMA,
+        # What build_features makes of no data at all: its columns and types.
+        "training_features": build_features(
+            pl.DataFrame(schema=CELL_DEMAND_SCHEMA),
+            pl.DataFrame(schema=WEATHER_SCHEMA),
+            pl.DataFrame(schema=CELL_DEMAND_SCHEMA),
+            15,
+        ).schema,
+    }[asset]
     schema = load_schema(asset)
     assert {name: f.dtype for name, f in schema.features.items()} == {
         name: str(dtype) for name, dtype in frame_schema.items()

@@ -25,7 +25,7 @@ from taxi_assets.scoring import busiest_cells, cross_validate, fold_summary, sco
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
-from taxi_assets.validation.gate import unvalidated_days
+from taxi_assets.validation.gate import VALIDATED_ASSETS, unvalidated_days
 
 # A window is chosen per run (config), but a partition mapping is fixed: map the longest
 # window we allow and pick the configured days from it (partitions load lazily, so unused
@@ -124,8 +124,8 @@ def _collect(partitions: dict[str, pl.LazyFrame]) -> pl.DataFrame:
     # The data checks of the window's days gate training (see validation/gate.py); as deps
     # they are in the lineage, and a blocking check failing in the same run skips training.
     deps=[
-        dg.AssetDep(statistics, partition_mapping=TRAINING_WINDOW)
-        for statistics in ("clean_probes_statistics", "cell_demand_statistics")
+        dg.AssetDep(f"{asset}_statistics", partition_mapping=TRAINING_WINDOW)
+        for asset in VALIDATED_ASSETS
     ],
     ins={
         "training_features": dg.AssetIn(

@@ -17,18 +17,20 @@ from taxi_assets.assets.demand import cell_demand
 from taxi_assets.assets.ingestion import read_from_source
 from taxi_assets.assets.model import production_model
 from taxi_assets.guidance import cruising_guidance as rank_neighbours
-from taxi_assets.metadata import preview
+from taxi_assets.metadata import markdown_table, preview
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.serving import (
     days_touched,
-    forecast_tick,
+    forecast_from_features,
     history_days,
     live_cell_demand,
     live_window,
+    tick_features,
 )
-from taxi_assets.settings import PipelineSettings
+from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.storage import StoredPartitions
+from taxi_assets.validation.skew import feature_skew, same_slot_reference
 
 
 class ForecastConfig(dg.Config):
@@ -100,17 +102,12 @@ def demand_forecast(
             for day in days_touched(window_start - timedelta(hours=1), tick)
         ]
     )
-    forecast = forecast_tick(
-        model,
-        pointer["model_version"],
-        live,
-        pl.concat(found) if found else None,
-        weather,
-        area,
-        tick,
-        settings.bucket_minutes,
+    features = tick_features(
+        live, pl.concat(found) if found else None, weather, area, tick, settings.bucket_minutes
     )
+    forecast = forecast_from_features(model, pointer["model_version"], features, tick)
     path = artifacts.save_forecast(tick, forecast)
+    artifacts.save_forecast_features(tick, features)
     seconds = time.monotonic() - started
     context.log.info(
         f"Forecast for {target:%Y-%m-%d %H:%M} UTC by {pointer['model_version']} in {seconds:.2f}s"
@@ -167,4 +164,89 @@ def cruising_guidance(
             "best_opportunity": float(best["opportunity"].max() or 0.0),
             "top_destinations": preview(best.sort("opportunity", descending=True), 10),
         },
+    )
+
+
+SKEW_CHECK = "no_training_serving_skew"
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"polars"},
+    deps=[dg.AssetDep("training_features", partition_mapping=dg.AllPartitionMapping())],
+    check_specs=[
+        dg.AssetCheckSpec(
+            SKEW_CHECK,
+            asset="serving_skew",
+            description="The tick's features are distributed like the production model's "
+            "training features at the same time of day (a warning: the forecast is already "
+            "out, but someone should look).",
+        )
+    ],
+)
+def serving_skew(
+    context: dg.AssetExecutionContext,
+    demand_forecast: pl.DataFrame,
+    artifacts: ArtifactStore,
+    stored: StoredPartitions,
+    validation: ValidationSettings,
+) -> dg.MaterializeResult:
+    """Whether the live forecast's inputs look like what its model learned from: the same
+    feature code can still be fed differently live than in training, and a model fed
+    inputs it never saw forecasts nonsense without failing."""
+    tick = demand_forecast["tick"][0]
+    version = demand_forecast["model_version"][0]
+    serving = artifacts.forecast_features(tick)
+    if serving is None:
+        raise dg.Failure(
+            description=f"No features stored for the tick {tick}: re-run demand_forecast",
+            allow_retries=False,
+        )
+    partitions = artifacts.manifest(version)["partitions_used"]
+    scans = [
+        scan for day in partitions if (scan := stored.scan("training_features", day)) is not None
+    ]
+    if not scans:
+        raise dg.Failure(
+            description=f"None of {version}'s training days ({partitions[0]}..{partitions[-1]}) "
+            "has stored training_features to compare with",
+            allow_retries=False,
+        )
+    reference = same_slot_reference(pl.concat(scans), serving)
+    skew = feature_skew(serving, reference, validation.skew_js_threshold)
+    crossed = skew.filter(pl.col("crossed"))
+    context.log.info(
+        f"Skew of tick {tick} against {reference.height:,} training rows of {version}: "
+        f"{crossed.height} feature(s) above {validation.skew_js_threshold}"
+    )
+    distances = {
+        f"js_{name}": float(js) for name, js in skew.select("feature", "jensen_shannon").iter_rows()
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "tick": dg.MetadataValue.timestamp(tick),
+            "model_version": version,
+            "serving_rows": serving.height,
+            "training_rows_compared": reference.height,
+            "features_skewed": crossed.height,
+            **distances,
+            "skew_report": dg.MetadataValue.md(markdown_table(skew, skew.height)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=SKEW_CHECK,
+                passed=crossed.height == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"features_skewed": crossed.height, **distances},
+                description=(
+                    "; ".join(
+                        f"{name}: JS {js:.3f} > {threshold}"
+                        for name, js, threshold in crossed.select(
+                            "feature", "jensen_shannon", "threshold"
+                        ).iter_rows()
+                    )
+                    or f"No feature above JS {validation.skew_js_threshold}"
+                ),
+            )
+        ],
     )

@@ -189,3 +189,9 @@ cell_demand_statistics = statistics_asset(
     "How a day of per-cell demand and supply is distributed, and whether it drifted from "
     "the day before: the first warning that training data no longer looks like the past.",
 )
+training_features_statistics = statistics_asset(
+    "training_features",
+    "How a day of model features is distributed and whether it drifted from the day before: "
+    "a feature computed wrongly, or fed by a broken upstream, shows here before the model "
+    "learns from it.",
+)

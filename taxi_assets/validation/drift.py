@@ -182,10 +182,12 @@ def compare_statistics(
     features compare by Jensen-Shannon divergence of histograms binned with the same
     edges (a ValueError names a feature whose edges differ), categorical ones by
     L-infinity distance of value frequencies. Skipped: timestamps, ``thresholds.ignore``,
-    features on one side only or whose kind changed (schema anomalies report those).
+    features on one side only, whose kind changed, or all null on a day that has rows
+    (schema anomalies report those: missing columns, types, null fractions).
     Sorted crossed first, then by distance / threshold, descending.
     """
     by_feature = {row["feature"]: row for row in reference.iter_rows(named=True)}
+    current_rows, reference_rows = _rows(current), _rows(reference)
     records = []
     for row in current.iter_rows(named=True):
         feature, kind = row["feature"], row["kind"]
@@ -195,6 +197,10 @@ def compare_statistics(
             or kind not in (NUMERIC, CATEGORICAL)
             or reference_row is None
             or reference_row["kind"] != kind
+            # All null on a day with rows (history not yet reaching back that far): the
+            # null fraction is the schema check's to judge, not a distribution to compare.
+            or (current_rows and not row["count"])
+            or (reference_rows and not reference_row["count"])
         ):
             continue
         metric = JENSEN_SHANNON if kind == NUMERIC else L_INFINITY
@@ -211,7 +217,7 @@ def compare_statistics(
                 "severity": _severity(distance, threshold),
             }
         )
-    ratio = _row_count_ratio(_rows(current), _rows(reference))
+    ratio = _row_count_ratio(current_rows, reference_rows)
     low, high = thresholds.row_count_ratio_min, thresholds.row_count_ratio_max
     records.append(
         {

@@ -14,12 +14,14 @@ import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-# The checks a day must pass before a model may learn from it.
+# The assets whose statistics a day must pass before a model may learn from it.
+VALIDATED_ASSETS = ("clean_probes", "cell_demand", "training_features")
 VALIDATION_CHECKS = (
-    dg.AssetCheckKey(dg.AssetKey("clean_probes_statistics"), "schema_anomalies"),
-    dg.AssetCheckKey(dg.AssetKey("clean_probes_statistics"), "drift_vs_previous_day"),
-    dg.AssetCheckKey(dg.AssetKey("cell_demand_statistics"), "schema_anomalies"),
-    dg.AssetCheckKey(dg.AssetKey("cell_demand_statistics"), "drift_vs_previous_day"),
+    *(
+        dg.AssetCheckKey(dg.AssetKey(f"{asset}_statistics"), check)
+        for asset in VALIDATED_ASSETS
+        for check in ("schema_anomalies", "drift_vs_previous_day")
+    ),
     dg.AssetCheckKey(dg.AssetKey("training_features"), "contract"),
 )
 

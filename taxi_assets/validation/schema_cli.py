@@ -27,6 +27,7 @@ from taxi_assets.validation.schema import (
 SCHEMA_ASSETS: Mapping[str, dict[str, Sequence[str]]] = {
     "clean_probes": {"categorical": ("cell",)},
     "cell_demand": {"categorical": ("cell",)},
+    "training_features": {"categorical": ("cell", "day_type")},
 }
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 

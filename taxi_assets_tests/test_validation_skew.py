@@ -1,0 +1,57 @@
+"""Training-serving skew: like-for-like comparison of a tick's features with training."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from taxi_assets.validation.skew import SKEW_FEATURES, feature_skew, same_slot_reference
+
+RNG = np.random.default_rng(5)
+
+
+def feature_rows(n: int, rate: float, bucket_of_day: int = 72, day_type: str = "weekday"):
+    """Rows of every skew feature drawn from Poisson counts at ``rate``."""
+    return pl.DataFrame(
+        {
+            "bucket_of_day": [bucket_of_day] * n,
+            "day_type": [day_type] * n,
+            **{name: RNG.poisson(rate, n).astype(np.float32) for name in SKEW_FEATURES},
+        }
+    )
+
+
+def test_the_same_process_shows_no_skew() -> None:
+    skew = feature_skew(feature_rows(1520, 0.4), feature_rows(6080, 0.4), threshold=0.03)
+    assert not skew["crossed"].any()
+    assert skew["jensen_shannon"].max() < 0.01
+
+
+def test_a_feature_fed_twice_the_supply_is_skewed_and_named() -> None:
+    serving = feature_rows(1520, 3.0).with_columns(pl.col("vacant_prev_1") * 2)
+    skew = feature_skew(serving, feature_rows(6080, 3.0), threshold=0.03)
+    assert skew.filter(pl.col("crossed"))["feature"].to_list() == ["vacant_prev_1"]
+    assert skew["feature"][0] == "vacant_prev_1"  # worst first
+
+
+def test_history_missing_at_serving_time_is_skew() -> None:
+    serving = feature_rows(1520, 0.4).with_columns(hails_last_week=pl.lit(None, pl.Float32))
+    skew = feature_skew(serving, feature_rows(6080, 0.4), threshold=0.03)
+    row = skew.filter(pl.col("feature") == "hails_last_week").row(0, named=True)
+    assert row["jensen_shannon"] == 1.0 and row["crossed"]
+    assert row["null_fraction_serving"] == 1.0 and row["null_fraction_training"] == 0.0
+
+
+def test_reference_is_the_same_slot_and_kind_of_day() -> None:
+    training = pl.concat(
+        [
+            feature_rows(10, 0.4, bucket_of_day=72, day_type="weekday"),
+            feature_rows(20, 0.4, bucket_of_day=72, day_type="holiday"),
+            feature_rows(30, 0.4, bucket_of_day=73, day_type="saturday"),
+        ]
+    ).lazy()
+    holiday_tick = feature_rows(5, 0.4, bucket_of_day=72, day_type="saturday")
+    assert same_slot_reference(training, holiday_tick).height == 20  # weekend or holiday
+    weekday_tick = feature_rows(5, 0.4, bucket_of_day=73, day_type="weekday")
+    # No weekday at that slot in the window: every kind of day at the slot instead.
+    assert same_slot_reference(training, weekday_tick).height == 30
