@@ -121,8 +121,9 @@ class ValidationSettings(dg.ConfigurableResource):
         description="Features never compared between days (identifiers, calendar, weather).",
     )
 
-    # bench/calibrate_skew.py: normal ticks stayed below 0.012; doubled supply, live trips
-    # lost and stored history missing all crossed 0.08.
+    # bench/calibrate_skew.py: normal ticks across a day stayed below 0.013; supply counted
+    # twice (0.15), trips no longer derived live (0.145) and stored history missing (1.0)
+    # crossed. Half the live feed (0.022) does not: the nightly drift checks catch that.
     skew_js_threshold: float = Field(
         default=0.03,
         description="Jensen-Shannon divergence allowed between a forecast tick's features "
