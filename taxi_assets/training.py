@@ -45,8 +45,9 @@ class TrainingParams:
     """Hyper-parameters of one training run; recorded whole in the model's manifest."""
 
     objective: str = "Poisson"
-    # Sized for a 2-core machine: ~0.45 s a tree on 1.6 M rows (13 days of 1,520 cells);
-    # 150 trees at 0.15 come within 0.5% of the RMSE of 400 at 0.1 (bench/bench_model.py).
+    # Sized for a 2-core machine: ~0.45 s a tree on 1.75 M rows (12 days of 1,520 cells,
+    # plus one for early stopping). 150 trees at 0.15 came within 0.33% of the RMSE of 400
+    # at 0.1 in 137 s instead of 209 s (bench/bench_model.py --compare-params).
     iterations: int = 150
     learning_rate: float = 0.15
     depth: int = 6

@@ -1,0 +1,360 @@
+"""Benchmark the demand model against two baselines and the oracle on a held-out simulated day.
+
+Each of ``--days`` Tokyo days of the simulated city goes through the data path's own
+functions (clean_probes -> derive_trip_events -> aggregate_cell_demand), and each day's
+features are built from the week before it (build_features), as training_features does.
+The model trains on every day but the last (the last training day stops it early) and is
+scored on the last day next to last week, the historical average and the simulator's true
+rate (the oracle, the floor no model can beat). No Dagster: the pure functions only.
+
+    python bench/bench_model.py [--start 2026-04-20 --days 14 --fleet 1000 --seed 42]
+    python bench/bench_model.py --compare-params    # also 400 trees at 0.1, for training.py
+
+Per-day cell demand, weather and true demand are cached as parquet under ``--cache-dir``,
+so reruns skip the simulation: one folder per fleet, seed, bucket and hash of the code that
+makes those frames (simulator, cleaning, trips, demand), so a change there starts a new
+folder; feature and training code is not cached, it runs every time. Exits 1 when the model
+does not beat both baselines on MAE and RMSE, so it can gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import catboost
+import polars as pl
+
+import taxi_assets
+from taxi_assets.cleaning import CleaningRules, clean_probes
+from taxi_assets.demand import aggregate_cell_demand
+from taxi_assets.evaluation import BASELINES, overall_metrics
+from taxi_assets.features import HISTORY_DAYS, build_features
+from taxi_assets.scoring import score_held_out
+from taxi_assets.service_area import CENTRAL_TOKYO
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.training import TrainedModel, TrainingParams, train_model
+from taxi_assets.trips import derive_trip_events
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data_path import machine as data_path_machine  # noqa: E402
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BUCKET_MINUTES = 15
+AREA = CENTRAL_TOKYO
+SCORED_PREDICTORS = ("model", *BASELINES, "oracle")
+# What training.py's comment about the default trees is measured against.
+COMPARE_ITERATIONS, COMPARE_LEARNING_RATE = 400, 0.1
+_DEFAULTS = TrainingParams()
+# The code that shapes the cached frames, relative to the package: a change in any of it
+# must not be hidden by a cache written before.
+CACHED_CODE = (
+    "simulation",
+    "sources/simulated.py",
+    "cleaning.py",
+    "trips.py",
+    "demand.py",
+    "frames.py",
+    "calendar.py",
+    "mesh.py",
+    "service_area.py",
+)
+
+
+def cached_code_hash() -> str:
+    root = Path(taxi_assets.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in CACHED_CODE:
+        path = root / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def machine() -> str:
+    """The machine line of bench_data_path.py, plus the load average and CatBoost."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{data_path_machine()}  load={load}  catboost={catboost.__version__}"
+
+
+@dataclass(frozen=True)
+class DayCache:
+    """Cell demand, weather and true demand of simulated days, one parquet file each."""
+
+    folder: Path
+    source: SimulatedProbeSource
+    rules: CleaningRules = CleaningRules()
+
+    @classmethod
+    def at(cls, cache_dir: Path, fleet_size: int, seed: int) -> DayCache:
+        name = f"fleet{fleet_size}-seed{seed}-{BUCKET_MINUTES}min-code{cached_code_hash()}"
+        folder = cache_dir / name
+        return cls(folder, SimulatedProbeSource(fleet_size=fleet_size, seed=seed))
+
+    def _cached(self, kind: str, day: date, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+        path = self.folder / kind / f"{day.isoformat()}.parquet"
+        if path.exists():
+            return pl.read_parquet(path)
+        frame = make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        frame.write_parquet(tmp)
+        tmp.replace(path)
+        return frame
+
+    def cell_demand(self, day: date) -> pl.DataFrame:
+        def simulate() -> pl.DataFrame:
+            started = time.perf_counter()
+            raw = self.source.read_probes(day).probes
+            clean = clean_probes(raw, day, AREA, self.rules).clean
+            demand = aggregate_cell_demand(
+                clean, derive_trip_events(clean), day, AREA, BUCKET_MINUTES
+            )
+            print(
+                f"  {day}: simulated {raw.height:,} pings -> {demand.height:,} cell-buckets "
+                f"in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+            return demand
+
+        return self._cached("cell_demand", day, simulate)
+
+    def weather(self, day: date) -> pl.DataFrame:
+        return self._cached("weather", day, lambda: self.source.read_weather(day))
+
+    def true_demand(self, day: date) -> pl.DataFrame:
+        return self._cached("true_demand", day, lambda: self.source.true_demand(day))
+
+
+def day_features(
+    day: date, demand: dict[date, pl.DataFrame], weather: dict[date, pl.DataFrame]
+) -> pl.DataFrame:
+    """Feature rows of ``day`` from the loaded days among it and the week before it (the
+    first days of a window lack part of that week: their lags are null, as in Dagster)."""
+    week = [day - timedelta(days=d) for d in range(HISTORY_DAYS, -1, -1)]
+    history = pl.concat([demand[d] for d in week if d in demand])
+    rain = pl.concat([weather[d] for d in (day - timedelta(days=1), day) if d in weather])
+    targets = demand[day].select("cell", "bucket_start")
+    return build_features(history, rain, targets, BUCKET_MINUTES)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One trained model and the overall metrics of every predictor on the held-out day."""
+
+    model: TrainedModel
+    overall: pl.DataFrame  # overall_metrics: one row per predictor
+
+    def metric(self, predictor: str, name: str) -> float:
+        row = self.overall.filter(pl.col("predictor") == predictor)
+        return float(row[name][0])
+
+
+def train_and_score(
+    training_rows: pl.DataFrame,
+    held_out: pl.DataFrame,
+    true_demand: pl.DataFrame,
+    params: TrainingParams,
+) -> Scored:
+    def log(message: str) -> None:
+        print(f"  {message}", flush=True)
+
+    model = train_model(training_rows, params, validation_days=1, log=log)
+    scored = score_held_out(
+        held_out, model, training_rows, true_demand=true_demand, bucket_minutes=BUCKET_MINUTES
+    )
+    return Scored(model, overall_metrics(scored, SCORED_PREDICTORS))
+
+
+def relative(value: float, reference: float, decimals: int = 1) -> str:
+    return f"{100 * (value / reference - 1):+.{decimals}f}%"
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table, columns padded so it also reads as plain text."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [cells[0].ljust(widths[0])]
+        padded += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + (":" if i else "-")) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def predictors_table(result: Scored) -> str:
+    model = result.model
+    rows = []
+    for predictor in SCORED_PREDICTORS:
+        rmse = result.metric(predictor, "rmse")
+        deviance = result.metric(predictor, "poisson_deviance")
+        is_oracle, is_model = predictor == "oracle", predictor == "model"
+        oracle_rmse, oracle_deviance = (
+            result.metric("oracle", name) for name in ("rmse", "poisson_deviance")
+        )
+        rows.append(
+            [
+                predictor,
+                f"{result.metric(predictor, 'mae'):.4f}",
+                f"{rmse:.4f}",
+                f"{deviance:.4f}",
+                "-" if is_oracle else relative(rmse, oracle_rmse),
+                "-" if is_oracle else relative(deviance, oracle_deviance),
+                f"{model.training_seconds:.1f}" if is_model else "-",
+                f"{model.training_rows:,} + {model.validation_rows:,}" if is_model else "-",
+            ]
+        )
+    header = [
+        "predictor",
+        "MAE",
+        "RMSE",
+        "Poisson deviance",
+        "RMSE vs oracle",
+        "deviance vs oracle",
+        "train s",
+        "train + early-stop rows",
+    ]
+    return markdown(header, rows)
+
+
+def params_table(default: Scored, compared: Scored) -> str:
+    reference = compared.metric("model", "rmse")
+    rows = []
+    for result in (default, compared):
+        params = result.model.params
+        rmse = result.metric("model", "rmse")
+        rows.append(
+            [
+                f"{params.iterations} trees @ {params.learning_rate:g}",
+                str(result.model.best_iteration),
+                f"{result.metric('model', 'mae'):.4f}",
+                f"{rmse:.4f}",
+                f"{result.metric('model', 'poisson_deviance'):.4f}",
+                "-" if result is compared else relative(rmse, reference, decimals=2),
+                f"{result.model.training_seconds:.1f}",
+            ]
+        )
+    header = [
+        "params",
+        "best iteration",
+        "MAE",
+        "RMSE",
+        "Poisson deviance",
+        f"RMSE vs {COMPARE_ITERATIONS} @ {COMPARE_LEARNING_RATE:g}",
+        "train s",
+    ]
+    return markdown(header, rows)
+
+
+def gate_failures(result: Scored) -> list[str]:
+    """Why the model does not beat both baselines on MAE and RMSE (empty: it does)."""
+    failures = []
+    for baseline in BASELINES:
+        for metric in ("mae", "rmse"):
+            ours, theirs = result.metric("model", metric), result.metric(baseline, metric)
+            if not ours < theirs:
+                failures.append(f"{metric.upper()} {ours:.4f} >= {baseline} {theirs:.4f}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 4, 20))
+    parser.add_argument(
+        "--days", type=int, default=14, help="window: train on all but the last, score the last"
+    )
+    parser.add_argument("--fleet", type=int, default=1000, help="simulated taxis")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--iterations", type=int, default=_DEFAULTS.iterations)
+    parser.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate)
+    parser.add_argument(
+        "--compare-params",
+        action="store_true",
+        help=f"also train {COMPARE_ITERATIONS} trees at {COMPARE_LEARNING_RATE:g} and compare",
+    )
+    parser.add_argument("--cache-dir", type=Path, default=RESULTS_DIR / "model_cache")
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_DIR / "model.md", help="markdown report"
+    )
+    args = parser.parse_args(argv)
+    if args.days < 3:
+        parser.error("--days must be at least 3 (one to train, one to stop early, one to score)")
+
+    days = [args.start + timedelta(days=i) for i in range(args.days)]
+    held_out_day, training_days = days[-1], days[:-1]
+    params = replace(_DEFAULTS, iterations=args.iterations, learning_rate=args.learning_rate)
+    print(machine(), flush=True)
+    print(
+        f"fleet={args.fleet}  seed={args.seed}  train {training_days[0]}..{training_days[-1]} "
+        f"(early stopping on {training_days[-1]})  held out {held_out_day}",
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    cache = DayCache.at(args.cache_dir, args.fleet, args.seed)
+    demand = {day: cache.cell_demand(day) for day in days}
+    weather = {day: cache.weather(day) for day in days}
+    true_demand = cache.true_demand(held_out_day)
+    print(f"cell demand of {len(days)} days ready in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    training_rows = pl.concat([day_features(day, demand, weather) for day in training_days])
+    held_out = day_features(held_out_day, demand, weather)
+    print(
+        f"features: {training_rows.height:,} training rows, {held_out.height:,} held out, "
+        f"in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    result = train_and_score(training_rows, held_out, true_demand, params)
+    compared = None
+    if args.compare_params:
+        compared = train_and_score(
+            training_rows,
+            held_out,
+            true_demand,
+            replace(params, iterations=COMPARE_ITERATIONS, learning_rate=COMPARE_LEARNING_RATE),
+        )
+
+    scored_rows = result.metric("model", "rows")
+    title = (
+        f"Held out {held_out_day} ({held_out['day_type'][0]}), {scored_rows:,.0f} cell-buckets; "
+        f"model {params.iterations} trees @ {params.learning_rate:g} "
+        f"(best iteration {result.model.best_iteration}); fleet {args.fleet}, seed {args.seed}"
+    )
+    sections = [title, predictors_table(result)]
+    if compared is not None:
+        default_rmse, compared_rmse = (r.metric("model", "rmse") for r in (result, compared))
+        sections += [
+            params_table(result, compared),
+            f"RMSE of {params.iterations} trees @ {params.learning_rate:g} relative to "
+            f"{COMPARE_ITERATIONS} @ {COMPARE_LEARNING_RATE:g}: "
+            f"{relative(default_rmse, compared_rmse, decimals=2)}; training "
+            f"{result.model.training_seconds:.0f} s instead of "
+            f"{compared.model.training_seconds:.0f} s.",
+        ]
+    failures = gate_failures(result)
+    verdict = (
+        "Gate: FAIL, " + "; ".join(failures)
+        if failures
+        else "Gate: pass (the model beats both baselines on MAE and RMSE)"
+    )
+    report = "\n\n".join([*sections, verdict])
+    print("\n" + report)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(f"{machine()}\n\n{report}\n")
+        print(f"\nwritten to {args.output}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
