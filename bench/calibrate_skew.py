@@ -102,11 +102,9 @@ def main() -> int:
         ]
 
     print(f"\nthreshold (ValidationSettings.skew_js_threshold) = {threshold}")
-    print(f"{'case':32s} {'worst feature':26s} {'JS':>8s}  crossed")
+    print(f"{'case':32s} {'worst feature':26s} {'distance':>8s}  crossed")
     for case, worst in [*normal, *broken, *blind]:
-        print(
-            f"{case:32s} {worst['feature']:26s} {worst['jensen_shannon']:8.4f}  {worst['crossed']}"
-        )
+        print(f"{case:32s} {worst['feature']:26s} {worst['distance']:8.4f}  {worst['crossed']}")
     false_alarms = [case for case, worst in normal if worst["crossed"]]
     missed = [case for case, worst in broken if not worst["crossed"]]
     if false_alarms or missed:

@@ -220,7 +220,8 @@ def serving_skew(
         f"{crossed.height} feature(s) above {validation.skew_js_threshold}"
     )
     distances = {
-        f"js_{name}": float(js) for name, js in skew.select("feature", "jensen_shannon").iter_rows()
+        f"js_{name}": float(distance)
+        for name, distance in skew.select("feature", "distance").iter_rows()
     }
     return dg.MaterializeResult(
         metadata={
@@ -240,9 +241,9 @@ def serving_skew(
                 metadata={"features_skewed": crossed.height, **distances},
                 description=(
                     "; ".join(
-                        f"{name}: JS {js:.3f} > {threshold}"
-                        for name, js, threshold in crossed.select(
-                            "feature", "jensen_shannon", "threshold"
+                        f"{name}: {metric} {distance:.3f} > {threshold}"
+                        for name, metric, distance, threshold in crossed.select(
+                            "feature", "metric", "distance", "threshold"
                         ).iter_rows()
                     )
                     or f"No feature above JS {validation.skew_js_threshold}"

@@ -18,10 +18,14 @@ from taxi_assets.evaluation import day_kind
 from taxi_assets.features import DAILY_FEATURES, RECENT_FEATURES
 from taxi_assets.validation.drift import jensen_shannon_divergence
 
+# The numeric features: the categorical ones are fixed by the comparison itself (each tick
+# covers every cell once, and the day type chooses the reference rows).
 SKEW_FEATURES = RECENT_FEATURES + DAILY_FEATURES
+JENSEN_SHANNON = "jensen_shannon"
 SKEW_SCHEMA = {
     "feature": pl.String,
-    "jensen_shannon": pl.Float64,
+    "metric": pl.String,
+    "distance": pl.Float64,
     "null_fraction_serving": pl.Float64,
     "null_fraction_training": pl.Float64,
     "threshold": pl.Float64,
@@ -61,9 +65,8 @@ def feature_skew(
     """Per feature: the Jensen-Shannon divergence (base 2) between serving and training
     values, both null fractions, and whether it crossed ``threshold``; worst first.
 
-    A feature without any value on one side is compared by its null fractions only (its
-    divergence is then 1.0 if the other side has values): missing history at serving time
-    is skew too.
+    A feature without any value on one side scores 1.0 if the other side has values:
+    missing history at serving time is skew too.
     """
     records = []
     for name in features:
@@ -73,16 +76,24 @@ def feature_skew(
             divergence = jensen_shannon_divergence(*_histograms(live, past, bins))
         else:
             divergence = 0.0 if len(live) == len(past) else 1.0
-        records.append(
-            {
-                "feature": name,
-                "jensen_shannon": divergence,
-                "null_fraction_serving": serving[name].null_count() / max(serving.height, 1),
-                "null_fraction_training": training[name].null_count() / max(training.height, 1),
-                "threshold": threshold,
-                "crossed": divergence > threshold,
-            }
-        )
-    return pl.DataFrame(records, schema=SKEW_SCHEMA).sort(
-        ["crossed", "jensen_shannon"], descending=True
-    )
+        records.append(_record(name, JENSEN_SHANNON, divergence, serving, training, threshold))
+    return pl.DataFrame(records, schema=SKEW_SCHEMA).sort(["crossed", "distance"], descending=True)
+
+
+def _record(
+    name: str,
+    metric: str,
+    distance: float,
+    serving: pl.DataFrame,
+    training: pl.DataFrame,
+    threshold: float,
+) -> dict[str, object]:
+    return {
+        "feature": name,
+        "metric": metric,
+        "distance": distance,
+        "null_fraction_serving": serving[name].null_count() / max(serving.height, 1),
+        "null_fraction_training": training[name].null_count() / max(training.height, 1),
+        "threshold": threshold,
+        "crossed": distance > threshold,
+    }
