@@ -140,6 +140,21 @@ def split_by_time(rows: pl.DataFrame, validation_days: int) -> tuple[pl.DataFram
     return rows.filter(~in_validation), rows.filter(in_validation)
 
 
+def _tree_settings(params: TrainingParams) -> dict[str, object]:
+    """What the demand and supply regressors share: tree shape, seed, quiet, every core."""
+    return {
+        "learning_rate": params.learning_rate,
+        "depth": params.depth,
+        "l2_leaf_reg": params.l2_leaf_reg,
+        "border_count": params.border_count,
+        "max_ctr_complexity": params.max_ctr_complexity,
+        "random_seed": params.random_seed,
+        "allow_writing_files": False,
+        "verbose": False,
+        "thread_count": os.cpu_count() or 1,
+    }
+
+
 def train_model(
     rows: pl.DataFrame,
     params: TrainingParams,
@@ -169,18 +184,10 @@ def train_model(
         loss_function=params.objective,
         eval_metric="RMSE" if params.objective == "RMSE" else "Poisson",
         iterations=params.iterations,
-        learning_rate=params.learning_rate,
-        depth=params.depth,
-        l2_leaf_reg=params.l2_leaf_reg,
-        border_count=params.border_count,
-        max_ctr_complexity=params.max_ctr_complexity,
-        random_seed=params.random_seed,
         od_type="Iter",
         od_wait=params.early_stopping_rounds,
         use_best_model=True,
-        allow_writing_files=False,
-        verbose=False,
-        thread_count=os.cpu_count() or 1,
+        **_tree_settings(params),
     )
     demand.fit(
         train_pool,
@@ -189,16 +196,7 @@ def train_model(
     )
     log(f"Demand model: best iteration {demand.get_best_iteration()}")
     supply = CatBoostRegressor(
-        loss_function="RMSE",
-        iterations=params.supply_iterations,
-        learning_rate=params.learning_rate,
-        depth=params.depth,
-        border_count=params.border_count,
-        max_ctr_complexity=params.max_ctr_complexity,
-        random_seed=params.random_seed,
-        allow_writing_files=False,
-        verbose=False,
-        thread_count=os.cpu_count() or 1,
+        loss_function="RMSE", iterations=params.supply_iterations, **_tree_settings(params)
     )
     supply.fit(
         _pool(train, SUPPLY_TARGET),
@@ -265,4 +263,6 @@ def content_hash(*files: bytes) -> str:
 
 # Changes whenever the code that builds features or fits models changes; recorded with every
 # model so a metric change can be traced to a code change.
-CODE_VERSION = _source_hash(features_module, train_model, predict_demand, TrainingParams)
+CODE_VERSION = _source_hash(
+    features_module, train_model, _tree_settings, predict_demand, TrainingParams
+)

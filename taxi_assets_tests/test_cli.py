@@ -13,15 +13,20 @@ from taxi_assets import cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_run_materializes_the_window_and_prints_the_summary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Dagster home with the repo's dagster.yaml, as `make run` prepares it."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("TAXI_ASSETS_DATA_DIR", str(tmp_path / "data"))
+    return home
 
+
+def test_run_materializes_the_window_and_prints_the_summary(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The default 1,000-taxi city, as `make run` uses it: the drift thresholds are
     # calibrated for it (a 40-taxi city wanders more from one day to the next).
     exit_code = cli.main(["run", "--start", "2026-05-02", "--days", "2", "--data-path-only"])
@@ -44,14 +49,8 @@ def test_run_materializes_the_window_and_prints_the_summary(
 
 
 def test_run_is_the_whole_loop_from_data_to_forecast(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("TAXI_ASSETS_DATA_DIR", str(tmp_path / "data"))
-
     # Three days of the default city: train on the first, stop early on the second,
     # evaluate on the third.
     args = ["run", "--start", "2026-05-01", "--days", "3", "--iterations", "100"]
