@@ -26,7 +26,7 @@ from taxi_assets.definitions import build_definitions
 from taxi_assets.experiments import add_models_parser, models_command
 from taxi_assets.frames import REJECT_REASONS
 from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, training_job
-from taxi_assets.metadata import latest_materialization_metadata
+from taxi_assets.metadata import latest_materialization_metadata, text_table
 from taxi_assets.resources import SettingsError, resources_for_environment
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
 
@@ -153,36 +153,24 @@ def summary_table(instance: dg.DagsterInstance, days: Sequence[date]) -> pl.Data
 
 def print_summary(table: pl.DataFrame) -> None:
     totals = table.select(pl.exclude("day", "weekday", "cells").sum())
-    with pl.Config(
-        tbl_rows=100,
-        tbl_cols=30,
-        tbl_width_chars=200,
-        tbl_hide_dataframe_shape=True,
-        thousands_separator=True,
-        tbl_hide_column_data_types=True,
-    ):
-        print("\nDays:")
-        print(
-            table.select(
-                "day",
-                "weekday",
-                "pings",
-                "kept",
-                "rejected",
-                "cells",
-                "cells_with_pickups",
-                "street_hails",
-                "app_bookings",
-                "anomalies",
-                "drifted",
-            )
-        )
-        print("\nRejected pings by reason (all days):")
-        print(
-            totals.select(*REJECT_REASONS).transpose(
-                include_header=True, header_name="reason", column_names=["rows"]
-            )
-        )
+    days = table.select(
+        "day",
+        "weekday",
+        "pings",
+        "kept",
+        "rejected",
+        "cells",
+        "cells_with_pickups",
+        "street_hails",
+        "app_bookings",
+        "anomalies",
+        "drifted",
+    )
+    print(f"\nDays:\n{text_table(days)}")
+    by_reason = totals.select(*REJECT_REASONS).transpose(
+        include_header=True, header_name="reason", column_names=["rows"]
+    )
+    print(f"\nRejected pings by reason (all days):\n{text_table(by_reason)}")
     n = table.height
     total = totals.row(0, named=True)
     print(
@@ -233,10 +221,7 @@ def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
         f"{model['window_end']} ({model['training_rows']:,} rows, best iteration "
         f"{model['best_iteration']}, {model['training_seconds']:.0f}s), evaluated on {day}:"
     )
-    with pl.Config(
-        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=4
-    ):
-        print(table)
+    print(text_table(table))
     by_name = {row["predictor"]: row for row in table.iter_rows(named=True)}
     if "oracle" in by_name:
         model_row, oracle = by_name["model"], by_name["oracle"]

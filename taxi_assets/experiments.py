@@ -20,6 +20,7 @@ import dagster as dg
 import polars as pl
 
 from taxi_assets.calendar import TOKYO, TOKYO_TZ_NAME
+from taxi_assets.metadata import text_table
 
 MODEL_ASSET = "demand_model"
 EVALUATION_ASSET = "model_evaluation"
@@ -303,25 +304,11 @@ def compare_versions(instance: dg.DagsterInstance, a: str, b: str) -> Comparison
     )
 
 
-def _table(frame: pl.DataFrame) -> str:
-    with pl.Config(
-        tbl_rows=-1,
-        tbl_cols=-1,
-        tbl_width_chars=250,
-        fmt_str_lengths=80,
-        float_precision=4,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        thousands_separator=True,
-    ):
-        return str(frame)
-
-
 def format_model_versions(versions: pl.DataFrame) -> str:
     """The ``model_versions`` table for a terminal."""
     if versions.is_empty():
         return f"No {MODEL_ASSET} materializations recorded in this instance yet."
-    return f"{versions.height} model version(s), newest first:\n{_table(versions)}"
+    return f"{versions.height} model version(s), newest first:\n{text_table(versions)}"
 
 
 def _listing(items: list[str]) -> str:
@@ -330,15 +317,17 @@ def _listing(items: list[str]) -> str:
 
 def format_comparison(report: ComparisonReport) -> str:
     """A ``ComparisonReport`` for a terminal: runs, params, features, data, metrics."""
-    params = _table(report.params) if not report.params.is_empty() else "(same parameters)"
-    metrics = _table(report.metrics) if not report.metrics.is_empty() else "(no metrics recorded)"
+    params = text_table(report.params) if not report.params.is_empty() else "(same parameters)"
+    metrics = (
+        text_table(report.metrics) if not report.metrics.is_empty() else "(no metrics recorded)"
+    )
     return "\n".join(
         [
             f"A = {report.a}",
             f"B = {report.b}",
             "",
             "Runs:",
-            _table(report.runs),
+            text_table(report.runs),
             "",
             f"Parameters that differ ({report.params.height}; null = not set):",
             params,

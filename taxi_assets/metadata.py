@@ -18,6 +18,21 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     return "\n".join([header, rule, *rows, *more])
 
 
+def text_table(frame: pl.DataFrame) -> str:
+    """A frame as a plain-text table for a terminal: every row and column, no dtypes."""
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=250,
+        fmt_str_lengths=80,
+        float_precision=4,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        thousands_separator=True,
+    ):
+        return str(frame)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"

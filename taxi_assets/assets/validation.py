@@ -36,16 +36,10 @@ TODAY_AND_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
 
 
 def today_and_previous(
-    loaded: pl.DataFrame | dict[str, pl.DataFrame] | None, day: date, source: str
+    loaded: dict[str, pl.DataFrame], day: date, source: str
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Split what the IO manager loaded into (today, previous day or None).
-
-    It hands over a bare frame when only one partition was mapped (the very first
-    partition of the calendar) and a dict by partition key otherwise.
-    """
-    if isinstance(loaded, pl.DataFrame):
-        return loaded, None
-    loaded = loaded or {}
+    """Split what the IO manager loaded (a dict by partition key, missing days left out)
+    into (today, previous day or None)."""
     today = loaded.get(day.isoformat())
     if today is None:
         raise dg.Failure(
