@@ -16,6 +16,7 @@ EXACT = {
     "dagster-webserver": "1.13.27",
     "dagster-graphql": "1.13.27",
     "dagster-gcp": "0.29.27",
+    "dagster-postgres": "0.29.27",
     "pandera": "0.35.0",
     "catboost": "1.2.10",
     "polars": "2.1.0",
