@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint ui validate home bench clean
+.PHONY: install system-packages run test lint ui validate home bench clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# PostgreSQL and Chromium from Debian, for the Postgres-instance and browser tests.
+system-packages:
+	bash scripts/install_system_packages.sh
+
+test: lint system-packages
 	$(BIN)/python -m pytest
 
 validate: install home

@@ -1,23 +1,39 @@
-"""Resources per environment, chosen in one place.
+"""Resources per environment, chosen in one place by ``TAXI_ASSETS_ENV``.
 
-Settings come from environment variables so that ``dagster dev``, the CLI and the tests
-pick the same code path with different folders:
+Settings come from environment variables so that ``dagster dev``, the CLI, the tests and
+a Kubernetes pod pick the same code path with different backends. Every setting of the
+chosen environment is checked when the code location loads; all the problems are reported
+together, in one message, so a deployment is fixed in one round rather than one error at a
+time.
 
-- ``TAXI_ASSETS_ENV``: ``local`` (the embedded default; production arrives with the
-  production backends).
+``local`` (the embedded default):
+
 - ``TAXI_ASSETS_DATA_DIR``: folder of asset partitions (default ``data``).
-- ``TAXI_ASSETS_PROBE_SOURCE``: ``simulator`` (default) or ``landing``.
-- ``TAXI_ASSETS_LANDING_DIR``: the landing folder, when the source is ``landing``.
-- ``TAXI_ASSETS_ARTIFACTS_DIR``: models, evaluations, the production pointer and
-  forecast ticks (default ``<data dir>/artifacts``).
+- ``TAXI_ASSETS_ARTIFACTS_DIR``: models, evaluations, the production pointer and forecast
+  ticks (default ``<data dir>/artifacts``).
+- ``TAXI_ASSETS_PROBE_SOURCE``: ``simulator`` (default) or ``landing``, with
+  ``TAXI_ASSETS_LANDING_DIR`` for the landing folder.
 - ``TAXI_ASSETS_SIM_FLEET_SIZE``, ``TAXI_ASSETS_SIM_SEED``: the simulated city.
+
+``production`` (see :data:`PRODUCTION_SETTINGS` and docs/deployment.md): probes from
+BigQuery, partitions and artifacts in a GCS bucket, each through its own service account.
+Credentials are handed to the resources as ``dg.EnvVar`` references: Dagster resolves
+them inside the run, and the UI, the event log and run configs only ever show the name
+of the variable, never its value.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import dagster as dg
 
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
@@ -26,7 +42,7 @@ from taxi_assets.sources.landing import LandingFolderProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.storage import PartitionedParquetIOManager, StoredPartitions
 
-ENVIRONMENTS = ("local",)
+ENVIRONMENTS = ("local", "production")
 PROBE_SOURCES = ("simulator", "landing")
 
 
@@ -34,49 +50,115 @@ class SettingsError(ValueError):
     """The environment's settings are missing or invalid; the message lists all of them."""
 
 
-def probe_source_from_env(env: Mapping[str, str]) -> ProbeSource:
-    kind = env.get("TAXI_ASSETS_PROBE_SOURCE", "simulator")
-    if kind == "simulator":
-        return SimulatedProbeSource(
-            fleet_size=_int_setting(env, "TAXI_ASSETS_SIM_FLEET_SIZE", 1000),
-            seed=_int_setting(env, "TAXI_ASSETS_SIM_SEED", 42),
-        )
-    if kind == "landing":
-        landing_dir = env.get("TAXI_ASSETS_LANDING_DIR")
-        if not landing_dir:
-            raise SettingsError(
-                "TAXI_ASSETS_PROBE_SOURCE=landing needs TAXI_ASSETS_LANDING_DIR (the folder "
-                "holding probes/<day>/ and weather/)"
-            )
-        return LandingFolderProbeSource(landing_dir=landing_dir)
-    raise SettingsError(
-        f"TAXI_ASSETS_PROBE_SOURCE={kind!r} is unknown: choose one of {', '.join(PROBE_SOURCES)}"
-    )
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    meaning: str
+    required: bool = True
+    secret: bool = False
 
 
-def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+# The production settings, in the order docs/deployment.md explains them. Each credential
+# belongs to one service account with one job (least privilege): the probe reader cannot
+# write anything, the artifact writer cannot read the probes.
+PRODUCTION_SETTINGS = (
+    Setting("TAXI_ASSETS_GCP_PROJECT", "the GCP project that runs the BigQuery jobs"),
+    Setting("TAXI_ASSETS_BQ_PROBES_TABLE", "probes table, project.dataset.table"),
+    Setting("TAXI_ASSETS_BQ_WEATHER_TABLE", "hourly weather table, project.dataset.table"),
+    Setting("TAXI_ASSETS_BQ_LOCATION", "BigQuery location (default asia-northeast1)", False),
+    Setting(
+        "TAXI_ASSETS_BQ_READER_CREDENTIALS",
+        "base64 key of the read-only probe reader service account",
+        secret=True,
+    ),
+    Setting("TAXI_ASSETS_GCS_BUCKET", "bucket of asset partitions and model artifacts"),
+    Setting("TAXI_ASSETS_GCS_PREFIX", "folder inside the bucket (default taxi_assets)", False),
+    Setting(
+        "TAXI_ASSETS_GCS_WRITER_CREDENTIALS",
+        "base64 key of the service account that may write the artifact bucket only",
+        secret=True,
+    ),
+)
+DEFAULT_BQ_LOCATION = "asia-northeast1"
+DEFAULT_GCS_PREFIX = "taxi_assets"
+
+# BigQuery ids: project (letters, digits, hyphens), dataset and table (letters, digits, _).
+_TABLE_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.\w{1,1024}\.[\w-]{1,1024}$", re.ASCII)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
+
+
+class _Problems:
+    """Collects every problem with the settings, to raise them together."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.found: list[str] = []
+
+    def add(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.env.get(name, "").strip()
+        return value or (default or "")
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            self.add(f"{name}={raw!r} is not a whole number")
+            return default
+
+    def raise_if_any(self, heading: str) -> None:
+        if self.found:
+            raise SettingsError("\n  - ".join([heading, *self.found]))
 
 
 def resources_for_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every resource of the environment ``TAXI_ASSETS_ENV`` names (default ``local``)."""
     env = os.environ if env is None else env
     name = env.get("TAXI_ASSETS_ENV", "local")
-    if name not in ENVIRONMENTS:
-        raise SettingsError(
-            f"TAXI_ASSETS_ENV={name!r} is unknown: choose one of {', '.join(ENVIRONMENTS)}"
-        )
-    data_dir = env.get("TAXI_ASSETS_DATA_DIR", "data")
-    return local_resources(
-        data_dir,
-        env.get("TAXI_ASSETS_ARTIFACTS_DIR", f"{data_dir}/artifacts"),
-        probe_source_from_env(env),
+    if name == "local":
+        return _local_resources_from_env(env)
+    if name == "production":
+        return production_resources(env)
+    raise SettingsError(
+        f"TAXI_ASSETS_ENV={name!r} is unknown: choose one of {', '.join(ENVIRONMENTS)}"
     )
+
+
+def _local_resources_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    problems = _Problems(env)
+    probe_source = _local_probe_source(problems)
+    problems.raise_if_any("TAXI_ASSETS_ENV=local has invalid settings:")
+    data_dir = problems.text("TAXI_ASSETS_DATA_DIR", "data")
+    artifacts_dir = problems.text("TAXI_ASSETS_ARTIFACTS_DIR", f"{data_dir}/artifacts")
+    return local_resources(data_dir, artifacts_dir, probe_source)
+
+
+def _local_probe_source(problems: _Problems) -> ProbeSource | None:
+    kind = problems.text("TAXI_ASSETS_PROBE_SOURCE", "simulator")
+    if kind == "simulator":
+        return SimulatedProbeSource(
+            fleet_size=problems.integer("TAXI_ASSETS_SIM_FLEET_SIZE", 1000),
+            seed=problems.integer("TAXI_ASSETS_SIM_SEED", 42),
+        )
+    if kind == "landing":
+        landing_dir = problems.text("TAXI_ASSETS_LANDING_DIR")
+        if landing_dir:
+            return LandingFolderProbeSource(landing_dir=landing_dir)
+        problems.add(
+            "TAXI_ASSETS_PROBE_SOURCE=landing needs TAXI_ASSETS_LANDING_DIR (the folder "
+            "holding probes/<day>/ and weather/)"
+        )
+        return None
+    problems.add(
+        f"TAXI_ASSETS_PROBE_SOURCE={kind!r} is unknown: choose one of {', '.join(PROBE_SOURCES)}"
+    )
+    return None
 
 
 def local_resources(data_dir: str, artifacts_dir: str, probe_source: ProbeSource) -> dict[str, Any]:
@@ -86,7 +168,94 @@ def local_resources(data_dir: str, artifacts_dir: str, probe_source: ProbeSource
         "stored": StoredPartitions(base_dir=data_dir),
         "artifacts": ArtifactStore(base_dir=artifacts_dir),
         "probe_source": probe_source,
+        **_shared_settings(),
+    }
+
+
+def _shared_settings() -> dict[str, Any]:
+    return {
         "settings": PipelineSettings(),
         "validation": ValidationSettings(),
         "evaluation": EvaluationSettings(),
     }
+
+
+def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
+    """BigQuery probes, GCS partitions and artifacts, each with its own credentials."""
+    problems = _Problems(env)
+    for setting in PRODUCTION_SETTINGS:
+        if setting.required and not problems.text(setting.name):
+            problems.add(f"{setting.name} is missing: {setting.meaning}")
+    for name in ("TAXI_ASSETS_BQ_PROBES_TABLE", "TAXI_ASSETS_BQ_WEATHER_TABLE"):
+        value = problems.text(name)
+        if value and not _TABLE_ID.match(value):
+            problems.add(f"{name}={value!r} is not a BigQuery table id (project.dataset.table)")
+    bucket = problems.text("TAXI_ASSETS_GCS_BUCKET")
+    if bucket and not _BUCKET.match(bucket):
+        problems.add(f"TAXI_ASSETS_GCS_BUCKET={bucket!r} is not a bucket name (no gs://, no /)")
+    prefix = problems.text("TAXI_ASSETS_GCS_PREFIX", DEFAULT_GCS_PREFIX).strip("/")
+    if not _PREFIX.match(prefix):
+        problems.add(f"TAXI_ASSETS_GCS_PREFIX={prefix!r} has characters outside [A-Za-z0-9._/-]")
+    accounts = {
+        setting.name: _service_account(problems, setting.name)
+        for setting in PRODUCTION_SETTINGS
+        if setting.secret
+    }
+    reader = accounts["TAXI_ASSETS_BQ_READER_CREDENTIALS"]
+    if reader and reader == accounts["TAXI_ASSETS_GCS_WRITER_CREDENTIALS"]:
+        problems.add(
+            "TAXI_ASSETS_BQ_READER_CREDENTIALS and TAXI_ASSETS_GCS_WRITER_CREDENTIALS are the "
+            f"same service account ({reader}): give each its own, with only its own roles"
+        )
+    problems.raise_if_any(
+        "TAXI_ASSETS_ENV=production is missing or has invalid settings "
+        "(docs/deployment.md lists them all):"
+    )
+
+    # Imported here: a local code location does not need to load the Google clients.
+    from dagster_gcp import BigQueryResource
+
+    from taxi_assets.sources.bigquery import BigQueryProbeSource
+
+    root = f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+    writer = dg.EnvVar("TAXI_ASSETS_GCS_WRITER_CREDENTIALS")
+    return {
+        "io_manager": PartitionedParquetIOManager(
+            base_dir=f"{root}/partitions", gcs_credentials=writer
+        ),
+        "stored": StoredPartitions(base_dir=f"{root}/partitions", gcs_credentials=writer),
+        "artifacts": ArtifactStore(base_dir=f"{root}/artifacts", gcs_credentials=writer),
+        "probe_source": BigQueryProbeSource(
+            bigquery=BigQueryResource(
+                project=problems.text("TAXI_ASSETS_GCP_PROJECT"),
+                location=problems.text("TAXI_ASSETS_BQ_LOCATION", DEFAULT_BQ_LOCATION),
+                gcp_credentials=dg.EnvVar("TAXI_ASSETS_BQ_READER_CREDENTIALS"),
+            ),
+            probes_table=problems.text("TAXI_ASSETS_BQ_PROBES_TABLE"),
+            weather_table=problems.text("TAXI_ASSETS_BQ_WEATHER_TABLE"),
+        ),
+        **_shared_settings(),
+    }
+
+
+def _service_account(problems: _Problems, name: str) -> str | None:
+    """The client e-mail of a base64 service-account key, or None (problem noted).
+
+    The value itself never goes into a message: it is a secret.
+    """
+    raw = problems.text(name)
+    if not raw:
+        return None
+    try:
+        key = json.loads(base64.b64decode(raw, validate=True))
+    except (binascii.Error, ValueError):
+        problems.add(f"{name} is not a base64-encoded JSON service-account key")
+        return None
+    if not isinstance(key, dict) or key.get("type") != "service_account":
+        problems.add(f'{name} is not a service-account key (no "type": "service_account")')
+        return None
+    email = key.get("client_email")
+    if not email:
+        problems.add(f"{name} has no client_email")
+        return None
+    return str(email)

@@ -1,0 +1,76 @@
+"""One switch picks the environment; every missing or invalid setting is named at once."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from taxi_assets.resources import PRODUCTION_SETTINGS, SettingsError, resources_for_environment
+
+
+def service_account_key(email: str, secret: str = "-----BEGIN PRIVATE KEY-----") -> str:
+    key = {"type": "service_account", "client_email": email, "private_key": secret}
+    return base64.b64encode(json.dumps(key).encode()).decode()
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "TAXI_ASSETS_ENV": "production",
+        "TAXI_ASSETS_GCP_PROJECT": "tokyo-taxi",
+        "TAXI_ASSETS_BQ_PROBES_TABLE": "tokyo-taxi.probes.gps_pings",
+        "TAXI_ASSETS_BQ_WEATHER_TABLE": "tokyo-taxi.probes.weather_hourly",
+        "TAXI_ASSETS_BQ_READER_CREDENTIALS": service_account_key("reader@tokyo-taxi.iam"),
+        "TAXI_ASSETS_GCS_BUCKET": "tokyo-taxi-artifacts",
+        "TAXI_ASSETS_GCS_WRITER_CREDENTIALS": service_account_key("writer@tokyo-taxi.iam"),
+    }
+    env.update(overrides)
+    return env
+
+
+def test_production_with_nothing_set_lists_every_required_setting_in_one_message() -> None:
+    with pytest.raises(SettingsError) as raised:
+        resources_for_environment({"TAXI_ASSETS_ENV": "production"})
+    message = str(raised.value)
+    for setting in PRODUCTION_SETTINGS:
+        assert (f"{setting.name} is missing" in message) == setting.required, setting.name
+
+
+def test_invalid_production_settings_are_named_together_without_echoing_secrets() -> None:
+    env = production_env(
+        TAXI_ASSETS_BQ_PROBES_TABLE="probes; DROP TABLE x",
+        TAXI_ASSETS_GCS_BUCKET="gs://tokyo-taxi-artifacts",
+        TAXI_ASSETS_BQ_READER_CREDENTIALS="s3cr3t-not-base64!",
+    )
+    with pytest.raises(SettingsError) as raised:
+        resources_for_environment(env)
+    message = str(raised.value)
+    assert (
+        "TAXI_ASSETS_BQ_PROBES_TABLE='probes; DROP TABLE x' is not a BigQuery table id" in message
+    )
+    assert "TAXI_ASSETS_GCS_BUCKET='gs://tokyo-taxi-artifacts' is not a bucket name" in message
+    assert "TAXI_ASSETS_BQ_READER_CREDENTIALS is not a base64-encoded JSON" in message
+    assert "s3cr3t" not in message
+
+
+def test_one_service_account_for_reading_and_writing_is_refused() -> None:
+    same = service_account_key("everything@tokyo-taxi.iam")
+    env = production_env(
+        TAXI_ASSETS_BQ_READER_CREDENTIALS=same, TAXI_ASSETS_GCS_WRITER_CREDENTIALS=same
+    )
+    with pytest.raises(SettingsError, match="same service account"):
+        resources_for_environment(env)
+
+
+def test_local_problems_are_also_reported_together() -> None:
+    with pytest.raises(SettingsError) as raised:
+        resources_for_environment(
+            {
+                "TAXI_ASSETS_PROBE_SOURCE": "simulator",
+                "TAXI_ASSETS_SIM_FLEET_SIZE": "x",
+                "TAXI_ASSETS_SIM_SEED": "y",
+            }
+        )
+    assert "TAXI_ASSETS_SIM_FLEET_SIZE='x'" in str(raised.value)
+    assert "TAXI_ASSETS_SIM_SEED='y'" in str(raised.value)
