@@ -1,4 +1,4 @@
-"""The code location: every asset, check, job and resource of taxi_assets."""
+"""The code location: every asset, check, job, schedule, sensor and resource of taxi_assets."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from taxi_assets.assets import (
     serving,
     validation,
 )
+from taxi_assets.automation import SCHEDULES, SENSORS, alert_resources
 from taxi_assets.jobs import JOBS
 from taxi_assets.resources import resources_for_environment
 
@@ -25,7 +26,14 @@ ASSET_MODULES = (ingestion, cleaning, demand, validation, features, model, servi
 
 def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
     assets = dg.with_source_code_references(dg.load_assets_from_modules(list(ASSET_MODULES)))
-    return dg.Definitions(assets=assets, jobs=list(JOBS), resources=dict(resources))
+    # The alert sensors need the `alerts` resource; an environment may bring its own.
+    return dg.Definitions(
+        assets=assets,
+        jobs=list(JOBS),
+        schedules=list(SCHEDULES),
+        sensors=list(SENSORS),
+        resources={**alert_resources(), **resources},
+    )
 
 
 defs = build_definitions(resources_for_environment())

@@ -43,4 +43,19 @@ monitoring_job = dg.define_asset_job(
     description="Yesterday's live forecasts against what happened.",
 )
 
-JOBS = (data_path_job, training_job, forecast_job, monitoring_job)
+# The nightly schedule's job: one run per closed Tokyo day from raw probes to the deploy
+# decision. One run rather than data_path_job then training_job so a failed contract stops
+# training in the same run (blocking checks), the day is one line in the Runs list, and
+# "re-execute from failure" resumes the whole night where it broke.
+daily_job = dg.define_asset_job(
+    name="daily_job",
+    selection=dg.AssetSelection.groups(*DATA_PATH_GROUPS, "model"),
+    partitions_def=daily_partitions,
+    description=(
+        "One closed Tokyo day end to end: raw probes through every contract to the day's "
+        "training features, then train on the trailing window, evaluate on the day and "
+        "deploy if blessed."
+    ),
+)
+
+JOBS = (data_path_job, training_job, forecast_job, monitoring_job, daily_job)

@@ -150,3 +150,32 @@ def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
+
+
+# Snapshot of the automation: name -> (default status, job). Alerts must never be silently
+# off; schedules and the landing sensor are switched on deliberately (README, "Operations").
+EXPECTED_SCHEDULES = {
+    "daily_training_schedule": ("STOPPED", "daily_job"),
+    "forecast_every_5_minutes": ("STOPPED", "forecast_job"),
+}
+EXPECTED_SENSORS = {
+    "landing_files_sensor": ("STOPPED", "data_path_job"),
+    "asset_check_alert_sensor": ("RUNNING", None),
+    "run_failure_alert_sensor": ("RUNNING", None),
+}
+
+
+def test_schedules_and_sensors_snapshot() -> None:
+    schedules = {
+        s.name: (s.default_status.value, s.job_name)
+        for s in (defs.resolve_schedule_def(name) for name in EXPECTED_SCHEDULES)
+    }
+    sensors = {}
+    for name in EXPECTED_SENSORS:
+        sensor = defs.resolve_sensor_def(name)
+        sensors[name] = (sensor.default_status.value, sensor.job_name if sensor.targets else None)
+    repository = defs.get_repository_def()
+    assert {s.name for s in repository.schedule_defs} == set(EXPECTED_SCHEDULES)
+    assert {s.name for s in repository.sensor_defs} == set(EXPECTED_SENSORS)
+    assert schedules == EXPECTED_SCHEDULES
+    assert sensors == EXPECTED_SENSORS
