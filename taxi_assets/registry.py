@@ -1,7 +1,7 @@
 """Where models, their evaluations, the production pointer and forecast ticks live.
 
 ``ArtifactStore`` is one small resource over a folder or a bucket (UPath: ``gs://...``
-works the same). Layout under ``base_dir``::
+works the same, see ``cloud_paths``). Layout under ``base_dir``::
 
     models/<version>/demand.cbm, supply.cbm   CatBoost files
     models/<version>/manifest.json            parameters, features, window, hash, code version
@@ -11,7 +11,9 @@ works the same). Layout under ``base_dir``::
     forecast_features/<tokyo day>/<tick>.parquet  the features each tick was made from
 
 A version's files are written before its manifest, so a manifest means a complete version;
-every file is replaced atomically (see ``storage.write_atomically``).
+every file is replaced atomically (see ``storage.write_atomically``). CatBoost reads and writes
+only local files: models pass through a temporary file as bytes (``training.model_file_bytes``),
+and the bytes are what is uploaded and hashed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pydantic import Field
 from upath import UPath
 
 from taxi_assets.calendar import TOKYO
-from taxi_assets.storage import write_atomically, write_parquet_atomically
+from taxi_assets.cloud_paths import CREDENTIALS_DESCRIPTION, ENDPOINT_DESCRIPTION, storage_root
+from taxi_assets.storage import read_parquet, write_atomically, write_parquet_atomically
 from taxi_assets.training import (
     TrainedModel,
     TrainingParams,
@@ -46,18 +49,23 @@ class ArtifactStore(dg.ConfigurableResource):
     """Model versions, evaluations, the production pointer and forecast ticks."""
 
     base_dir: str = Field(description="Folder (or gs:// URL) holding models and forecasts.")
+    gcs_credentials: str | None = Field(default=None, description=CREDENTIALS_DESCRIPTION)
+    gcs_endpoint_url: str | None = Field(default=None, description=ENDPOINT_DESCRIPTION)
 
     def _path(self, *parts: str) -> UPath:
-        return UPath(self.base_dir).joinpath(*parts)
+        root = storage_root(self.base_dir, self.gcs_credentials, self.gcs_endpoint_url)
+        return root.joinpath(*parts)
 
     def _write_json(self, path: UPath, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
         write_atomically(path, lambda handle: handle.write(data))
 
     def _read_json(self, path: UPath) -> dict[str, Any] | None:
-        if not path.exists():
+        # One request rather than an existence check and a read (and no gap between them).
+        try:
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
             return None
-        return json.loads(path.read_bytes())
 
     def model_folder(self, version: str) -> UPath:
         return self._path("models", version)
@@ -152,7 +160,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
     def forecast_features(self, tick: datetime) -> pl.DataFrame | None:
         path = self._tick_path("forecast_features", tick)
-        return pl.read_parquet(path.read_bytes()) if path.exists() else None
+        return read_parquet(path) if path.exists() else None
 
     def forecasts_for_day(self, day: date) -> pl.DataFrame | None:
         """Every tick stored under a Tokyo day, stacked (ticks carry their own timestamp)."""
@@ -162,4 +170,4 @@ class ArtifactStore(dg.ConfigurableResource):
         files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
         if not files:
             return None
-        return pl.concat([pl.read_parquet(p.read_bytes()) for p in files], how="vertical")
+        return pl.concat([read_parquet(p) for p in files], how="vertical")

@@ -2,7 +2,7 @@
 
 We keep this small IO manager on Dagster's ``UPathIOManager`` instead of dagster-polars:
 dagster-polars 0.27.x passes an argument Polars 2 removed from ``scan_parquet``. UPath lets
-the same code write to a local folder or to a bucket (``gs://...``) later.
+the same code write to a local folder or to a bucket (``gs://...``, see ``cloud_paths``).
 
 Layout: ``<base_dir>/<asset_key>/<partition_key>.parquet`` (``<base_dir>/<asset_key>.parquet``
 for unpartitioned assets).
@@ -10,6 +10,7 @@ for unpartitioned assets).
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,6 +20,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 from upath import UPath
+
+from taxi_assets.cloud_paths import CREDENTIALS_DESCRIPTION, ENDPOINT_DESCRIPTION, storage_root
 
 LOCAL_PROTOCOLS = {"", "file", "local"}
 
@@ -32,13 +35,17 @@ def write_atomically(path: UPath, write: Callable[[BinaryIO], None]) -> None:
 
     Locally: write a hidden temporary file beside the target, then ``os.replace`` it (atomic
     on POSIX); a crash mid-write leaves the previous version untouched. On object stores a
-    single object upload is already atomic, so we write the final name directly.
+    single object upload is already atomic, so we upload the final name directly (there is no
+    rename there: GCS would copy and delete, and the emulator lacks ``moveTo``). The bytes are
+    written to memory first: an fsspec file's ``close`` on an error would still commit
+    whatever was written so far, replacing the previous version with half a file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not is_local(path):
-        with path.open("wb") as handle:
-            write(handle)
+        buffer = io.BytesIO()
+        write(buffer)
+        path.fs.pipe_file(path.path, buffer.getvalue())
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     target = os.fspath(path.path if hasattr(path, "path") else path)
     tmp = os.path.join(
         os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
@@ -56,6 +63,24 @@ def write_atomically(path: UPath, write: Callable[[BinaryIO], None]) -> None:
 
 def write_parquet_atomically(frame: pl.DataFrame, path: UPath) -> None:
     write_atomically(path, lambda handle: frame.write_parquet(handle, compression="zstd"))
+
+
+def read_parquet(path: UPath) -> pl.DataFrame:
+    with path.open("rb") as handle:
+        return pl.read_parquet(handle)
+
+
+def scan_parquet(path: UPath) -> pl.LazyFrame:
+    """A stored parquet file as a lazy frame.
+
+    Locally Polars reads the file itself and pushes filters and projections into the read.
+    From a bucket the object is downloaded whole and scanned from memory: Polars' own cloud
+    reader takes other credentials (and no emulator endpoint together with a token) than the
+    gcsfs options our paths carry, and a day's partition fits in memory.
+    """
+    if is_local(path):
+        return pl.scan_parquet(os.fspath(path.path if hasattr(path, "path") else path))
+    return pl.scan_parquet(path.read_bytes())
 
 
 def _is_dict_type(typing_type: Any) -> bool:
@@ -80,6 +105,13 @@ class PolarsParquetStore(dg.UPathIOManager):
             )
         write_parquet_atomically(obj, path)
 
+    def make_directory(self, path: UPath) -> None:
+        # Buckets have no folders: an object's name is its full path. gcsfs's mkdir would look
+        # the bucket up (storage.buckets.get, which the writer is not granted) and, finding
+        # nothing listed in an empty bucket, try to create it.
+        if is_local(path):
+            path.mkdir(parents=True, exist_ok=True)
+
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
         if not path.exists():
             raise FileNotFoundError(
@@ -87,9 +119,8 @@ class PolarsParquetStore(dg.UPathIOManager):
                 "materialize it first"
             )
         if _wants_lazy(context.dagster_type.typing_type):
-            return pl.scan_parquet(str(path))
-        with path.open("rb") as handle:
-            return pl.read_parquet(handle)
+            return scan_parquet(path)
+        return read_parquet(path)
 
     def load_partitions(self, context: dg.InputContext) -> Any:
         """Several partitions of one asset as a dict by partition key.
@@ -129,9 +160,12 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManagerFactory):
     base_dir: str = Field(
         description="Folder (or gs:// URL) that holds one parquet file per asset partition."
     )
+    gcs_credentials: str | None = Field(default=None, description=CREDENTIALS_DESCRIPTION)
+    gcs_endpoint_url: str | None = Field(default=None, description=ENDPOINT_DESCRIPTION)
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetStore:
-        return PolarsParquetStore(base_path=UPath(self.base_dir))
+        root = storage_root(self.base_dir, self.gcs_credentials, self.gcs_endpoint_url)
+        return PolarsParquetStore(base_path=root)
 
 
 class StoredPartitions(dg.ConfigurableResource):
@@ -143,18 +177,18 @@ class StoredPartitions(dg.ConfigurableResource):
     """
 
     base_dir: str = Field(description="The IO manager's base_dir.")
+    gcs_credentials: str | None = Field(default=None, description=CREDENTIALS_DESCRIPTION)
+    gcs_endpoint_url: str | None = Field(default=None, description=ENDPOINT_DESCRIPTION)
 
     def _path(self, asset: str, partition_key: str) -> UPath:
-        return UPath(self.base_dir) / asset / f"{partition_key}{PolarsParquetStore.extension}"
+        root = storage_root(self.base_dir, self.gcs_credentials, self.gcs_endpoint_url)
+        return root / asset / f"{partition_key}{PolarsParquetStore.extension}"
 
     def read(self, asset: str, partition_key: str) -> pl.DataFrame | None:
         path = self._path(asset, partition_key)
-        if not path.exists():
-            return None
-        with path.open("rb") as handle:
-            return pl.read_parquet(handle)
+        return read_parquet(path) if path.exists() else None
 
     def scan(self, asset: str, partition_key: str) -> pl.LazyFrame | None:
-        """The partition as a lazy frame (filters are pushed into the parquet read)."""
+        """The partition as a lazy frame (locally, filters are pushed into the parquet read)."""
         path = self._path(asset, partition_key)
-        return pl.scan_parquet(str(path)) if path.exists() else None
+        return scan_parquet(path) if path.exists() else None
