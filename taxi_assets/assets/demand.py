@@ -11,6 +11,7 @@ from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.settings import PipelineSettings
+from taxi_assets.sources.base import ProbeSource
 from taxi_assets.trips import derive_trip_events
 
 
@@ -56,23 +57,31 @@ def cell_demand(
     clean_probes: pl.DataFrame,
     trip_events: pl.DataFrame,
     settings: PipelineSettings,
+    probe_source: ProbeSource,
 ) -> Iterator:
     """Street hails, app bookings, drop-offs and vacant taxis per 500 m cell and time bucket:
     where passengers wait and where taxis are, the quantity the forecast learns."""
     day = partition_day(context)
-    demand = aggregate_cell_demand(
-        clean_probes, trip_events, day, settings.service_area(), settings.bucket_minutes
-    )
+    area, bucket_minutes = settings.service_area(), settings.bucket_minutes
+    # A source that holds the probes in a warehouse (BigQuery) aggregates them there, with
+    # the same rules; the others leave it to Polars on the day's clean probes and trips.
+    demand = probe_source.cell_demand(day, area, settings.cleaning_rules(), bucket_minutes)
+    computed_in = probe_source.cell_demand_engine
+    if demand is None:
+        demand = aggregate_cell_demand(clean_probes, trip_events, day, area, bucket_minutes)
+        computed_in = "polars"
     busiest = (
         demand.group_by("cell")
         .agg(pl.col("street_hail_pickups").sum())
-        .sort("street_hail_pickups", descending=True)
+        # Ties broken by cell: the same demand always gives the same preview.
+        .sort(["street_hail_pickups", "cell"], descending=[True, False])
         .head(10)
     )
     yield dg.Output(
         demand,
         metadata={
             "rows": demand.height,
+            "computed_in": computed_in,
             "cells": demand["cell"].n_unique(),
             **demand_summary(demand),
             "buckets": demand["bucket_start"].n_unique(),

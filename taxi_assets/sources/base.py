@@ -5,10 +5,13 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import polars as pl
+
+from taxi_assets.cleaning import CleaningRules
+from taxi_assets.service_area import ServiceArea
 
 
 class ProbeSourceError(ValueError):
@@ -32,12 +35,23 @@ class ProbeSource(dg.ConfigurableResource):
     source's job, but a file it cannot read is, and raises ``ProbeSourceError``.
     """
 
+    # Where ``cell_demand`` does the work, for the asset's ``computed_in`` metadata.
+    cell_demand_engine: ClassVar[str] = "polars"
+
     @abstractmethod
     def read_probes(self, day: date) -> ProbeDelivery: ...
 
     @abstractmethod
     def read_weather(self, day: date) -> pl.DataFrame:
         """Hourly rain for the day in ``WEATHER_SCHEMA`` (24 rows, UTC hour starts)."""
+
+    def cell_demand(
+        self, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
+    ) -> pl.DataFrame | None:
+        """The day's cell demand (CELL_DEMAND_SCHEMA) computed where the probes live, or
+        None when the source cannot push the work down and the Polars path computes it
+        from ``clean_probes`` and ``trip_events``. Both must agree for the same probes."""
+        return None
 
     def true_demand(self, day: date) -> pl.DataFrame | None:
         """The true demand rate per cell, when the source knows it (only the simulator)."""

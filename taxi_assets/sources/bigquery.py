@@ -1,0 +1,288 @@
+"""Probes from a BigQuery table, with the heavy aggregation pushed down into BigQuery SQL.
+
+Table layout the source expects (``probes_table``, ``project.dataset.table``)::
+
+    vehicle_id INT64, ts TIMESTAMP, lat FLOAT64, lon FLOAT64,
+    speed_kmh FLOAT64, heading FLOAT64, status STRING, service_day DATE
+    PARTITION BY service_day  (require_partition_filter = TRUE recommended)
+    CLUSTER BY vehicle_id
+
+``service_day`` is the Tokyo day the feed delivered the ping for, not the date of ``ts``:
+a device whose clock is off stamps some of its pings outside the day, and those pings
+must still arrive with the day they belong to so that cleaning can see the skew and
+quarantine them (``clock_skew``, ``outside_day``) instead of scattering them over other
+partitions, where they would look like normal pings of another day. Partitioning on
+``DATE(ts)`` would also make a Tokyo day straddle two UTC dates. Every query filters on
+``service_day = @day``, so BigQuery scans one partition.
+
+The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_h
+FLOAT64``, partitioned by DAY on ``hour_start``.
+
+``cell_demand`` runs the whole data path (cleaning, trip derivation, aggregation) as one
+parameterized query (``taxi_assets.sources.bigquery_sql.CELL_DEMAND_SQL``), so a day's
+demand comes back as ~150 k small rows instead of ~3 M pings. What still runs in Polars:
+``raw_probes`` still pulls the day (``read_probes``), and ``clean_probes``,
+``rejected_probes`` and ``trip_events`` are still computed from it, because the
+quarantine, the rows-conserved check and the statistics need the rows themselves. So the
+push-down today saves the aggregation, not the pull. That is acceptable while a day is a
+few million pings (the pull and the cleaning take seconds), and the graph stays honest:
+``cell_demand`` still depends on ``clean_probes`` and ``trip_events``, so their blocking
+checks still gate it, and it is computed from the same partition with the same rules
+(the equality of both paths is tested on DuckDB). A later step, once fleets outgrow a
+pull, writes ``clean_probes`` and ``rejected_probes`` as BigQuery tables with the same
+SQL (a ``CREATE TABLE ... AS`` per partition), runs the statistics in SQL too and drops
+the pull, with ``cell_demand`` reading the clean table.
+
+Credentials are those of a read-only reader service account (``roles/bigquery.dataViewer``
+on the dataset, ``roles/bigquery.jobUser`` on the project; ``roles/bigquery.readSessionUser``
+when the Storage Read API is installed), passed by the deployment through
+``dg.EnvVar`` into the nested ``BigQueryResource`` and never logged here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from typing import ClassVar
+
+import polars as pl
+from dagster_gcp import BigQueryResource
+from google.cloud import bigquery
+from pydantic import Field, field_validator
+
+from taxi_assets.calendar import MINUTES_PER_DAY, day_window_utc, validate_bucket_minutes
+from taxi_assets.cleaning import CleaningRules
+from taxi_assets.frames import (
+    CELL_DEMAND_SCHEMA,
+    PROBE_STATUSES,
+    RAW_PROBES_SCHEMA,
+    WEATHER_SCHEMA,
+)
+from taxi_assets.mesh import CELLS_PER_FIRST_MESH, cols_per_degree, rows_per_degree
+from taxi_assets.service_area import ServiceArea
+from taxi_assets.sources.base import ProbeDelivery, ProbeSource, ProbeSourceError
+from taxi_assets.sources.bigquery_sql import (
+    CELL_DEMAND_SQL,
+    PROBE_TABLE_PLACEHOLDER,
+    READ_PROBES_SQL,
+    READ_WEATHER_SQL,
+    WEATHER_TABLE_PLACEHOLDER,
+)
+
+QueryParameter = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
+
+# A table name cannot be a query parameter, so it is spliced into the SQL text: only
+# letters, digits, '_', '-' and the two dots of project.dataset.table get that far.
+TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+# The BigQuery type each column of the delivered frames must have, for error messages.
+BIGQUERY_TYPES = {
+    "vehicle_id": "INT64",
+    "ts": "TIMESTAMP",
+    "lat": "FLOAT64",
+    "lon": "FLOAT64",
+    "speed_kmh": "FLOAT64",
+    "heading": "FLOAT64",
+    "status": "STRING",
+    "hour_start": "TIMESTAMP",
+    "rain_mm_per_h": "FLOAT64",
+}
+
+
+def validate_table_name(name: str) -> str:
+    """``name`` if it is a plain ``project.dataset.table``, else ValueError naming it."""
+    if not TABLE_NAME.fullmatch(name):
+        raise ValueError(
+            f"BigQuery table {name!r} is not a fully qualified project.dataset.table made of "
+            "letters, digits, '_' and '-'"
+        )
+    return name
+
+
+def probe_day_parameters(day: date) -> list[QueryParameter]:
+    """Parameters of ``READ_PROBES_SQL``: the partition to read."""
+    return [bigquery.ScalarQueryParameter("day", "DATE", day)]
+
+
+def weather_day_parameters(day: date) -> list[QueryParameter]:
+    day_start, day_end = day_window_utc(day)
+    return [
+        bigquery.ScalarQueryParameter("day_start", "TIMESTAMP", day_start),
+        bigquery.ScalarQueryParameter("day_end", "TIMESTAMP", day_end),
+    ]
+
+
+def cell_demand_parameters(
+    day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
+) -> list[QueryParameter]:
+    """Parameters of ``CELL_DEMAND_SQL``: the same numbers the Polars path uses."""
+    validate_bucket_minutes(bucket_minutes)
+    lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
+    level = area.mesh_level
+    n = CELLS_PER_FIRST_MESH[level]
+    cells = [int(cell) for cell in area.cells()["cell"]]
+
+    def scalar(name: str, kind: str, value: object) -> QueryParameter:
+        return bigquery.ScalarQueryParameter(name, kind, value)
+
+    return [
+        *probe_day_parameters(day),
+        *weather_day_parameters(day),
+        scalar("area_lat_min", "FLOAT64", lat_min),
+        scalar("area_lat_max", "FLOAT64", lat_max),
+        scalar("area_lon_min", "FLOAT64", lon_min),
+        scalar("area_lon_max", "FLOAT64", lon_max),
+        scalar("mesh_level", "STRING", level),
+        scalar("mesh_rows_per_degree", "FLOAT64", rows_per_degree(level)),
+        scalar("mesh_cols_per_degree", "FLOAT64", cols_per_degree(level)),
+        scalar("mesh_cells_per_first", "INT64", n),
+        # Sub-cell steps of mesh.mesh_code_from_index; a level coarser than a step never
+        # uses it, and 1 keeps BigQuery's DIV from dividing by zero on the unused branch.
+        scalar("mesh_step_second", "INT64", max(n // 8, 1)),
+        scalar("mesh_step_third", "INT64", max(n // 80, 1)),
+        scalar("mesh_step_half", "INT64", max(n // 160, 1)),
+        bigquery.ArrayQueryParameter("area_cells", "INT64", cells),
+        scalar("max_implied_speed_kmh", "FLOAT64", rules.max_implied_speed_kmh),
+        scalar("max_occupied_minutes", "FLOAT64", rules.max_occupied_minutes),
+        scalar("max_dispatched_minutes", "FLOAT64", rules.max_dispatched_minutes),
+        scalar("clock_skew_min_share", "FLOAT64", rules.clock_skew_min_share),
+        scalar("bucket_us", "INT64", bucket_minutes * 60 * 1_000_000),
+        scalar("buckets_per_day", "INT64", MINUTES_PER_DAY // bucket_minutes),
+    ]
+
+
+def _utc(column: pl.Series, table: str) -> pl.Series:
+    if not isinstance(column.dtype, pl.Datetime):
+        raise ProbeSourceError(
+            f"{table}: column {column.name!r} has type {column.dtype}; expected "
+            f"{BIGQUERY_TYPES[column.name]}"
+        )
+    if column.dtype.time_zone is None:
+        # BigQuery DATETIME has no time zone: is it UTC or Tokyo wall time? Refuse to guess.
+        raise ProbeSourceError(
+            f"{table}: column {column.name!r} holds timestamps without a time zone "
+            "(a DATETIME column?); expected TIMESTAMP, so pings are not shifted by 9 hours"
+        )
+    return column.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def _conform_column(column: pl.Series, dtype: pl.DataType, table: str) -> pl.Series:
+    name = column.name
+    if isinstance(dtype, pl.Datetime):
+        return _utc(column, table)
+    if isinstance(dtype, pl.Enum):
+        if column.dtype != pl.String:
+            raise ProbeSourceError(
+                f"{table}: column {name!r} has type {column.dtype}; expected STRING"
+            )
+        unknown = sorted(set(column.drop_nulls().filter(~column.is_in(PROBE_STATUSES))))
+        if unknown:
+            raise ProbeSourceError(
+                f"{table}: column {name!r} has unknown value(s) {unknown[:5]}; "
+                f"allowed: {', '.join(PROBE_STATUSES)}"
+            )
+        return column.cast(dtype)
+    wanted_integer = dtype.is_integer()
+    if not (column.dtype.is_integer() if wanted_integer else column.dtype.is_numeric()):
+        raise ProbeSourceError(
+            f"{table}: column {name!r} has type {column.dtype}; expected {BIGQUERY_TYPES[name]}"
+        )
+    cast = column.cast(dtype, strict=False)
+    overflow = column.filter(cast.is_null() & column.is_not_null())
+    if overflow.len():
+        raise ProbeSourceError(
+            f"{table}: column {name!r} has {overflow.len()} value(s) out of range for "
+            f"{dtype}, e.g. {overflow.head(3).to_list()}"
+        )
+    return cast
+
+
+def conform(frame: pl.DataFrame, schema: pl.Schema, table: str) -> pl.DataFrame:
+    """Cast a query result to ``schema``, or raise naming the table and column at fault.
+
+    Extra columns are dropped (the table may carry more than we use).
+    """
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        raise ProbeSourceError(
+            f"{table}: missing column(s) {', '.join(missing)}; expected "
+            + ", ".join(f"{name} {BIGQUERY_TYPES[name]}" for name in schema)
+        )
+    return frame.select(
+        _conform_column(frame[name], dtype, table) for name, dtype in schema.items()
+    )
+
+
+def conform_cell_demand(frame: pl.DataFrame) -> pl.DataFrame:
+    """CELL_DEMAND_SCHEMA from the query's INT64 counts and UTC bucket starts."""
+    bucket_start = frame["bucket_start"]
+    if isinstance(bucket_start.dtype, pl.Datetime) and bucket_start.dtype.time_zone is None:
+        # TIMESTAMP_MICROS is UTC by definition; an engine that returns it naive means UTC.
+        frame = frame.with_columns(pl.col("bucket_start").dt.replace_time_zone("UTC"))
+    return frame.with_columns(
+        pl.col("bucket_start").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    ).cast(dict(CELL_DEMAND_SCHEMA))
+
+
+class BigQueryProbeSource(ProbeSource):
+    """Probes and weather from BigQuery tables, one ``service_day`` partition at a time;
+    cell demand computed inside BigQuery."""
+
+    cell_demand_engine: ClassVar[str] = "bigquery"
+
+    bigquery: BigQueryResource = Field(
+        description="Project, location and the read-only reader's credentials (dg.EnvVar)."
+    )
+    probes_table: str = Field(
+        description="project.dataset.table of the pings, partitioned by service_day (DATE)."
+    )
+    weather_table: str = Field(
+        description="project.dataset.table of hourly rain, partitioned by DAY on hour_start."
+    )
+
+    @field_validator("probes_table", "weather_table")
+    @classmethod
+    def _plain_table_name(cls, value: str) -> str:
+        return validate_table_name(value)
+
+    def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
+        """Run one parameterized query and return its rows; the only place that talks to
+        BigQuery, so tests can run the same SQL and parameters on another engine."""
+        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
+        with self.bigquery.get_client() as client:
+            # The Storage Read API is used when google-cloud-bigquery-storage is installed;
+            # otherwise the client falls back to paging over REST (slower, same rows).
+            arrow = client.query(sql, job_config=config).result().to_arrow()
+        result = pl.from_arrow(arrow)
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def _sql(self, template: str) -> str:
+        return template.replace(
+            PROBE_TABLE_PLACEHOLDER, validate_table_name(self.probes_table)
+        ).replace(WEATHER_TABLE_PLACEHOLDER, validate_table_name(self.weather_table))
+
+    def read_probes(self, day: date) -> ProbeDelivery:
+        raw = self._query(self._sql(READ_PROBES_SQL), probe_day_parameters(day))
+        probes = conform(raw, RAW_PROBES_SCHEMA, self.probes_table)
+        origin = {
+            "source": "bigquery",
+            "table": self.probes_table,
+            "partition": f"service_day={day.isoformat()}",
+        }
+        return ProbeDelivery(probes, origin)
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        raw = self._query(self._sql(READ_WEATHER_SQL), weather_day_parameters(day))
+        if raw.height == 0:
+            raise ProbeSourceError(f"{self.weather_table}: no weather rows for {day}")
+        return conform(raw, WEATHER_SCHEMA, self.weather_table)
+
+    def cell_demand(
+        self, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
+    ) -> pl.DataFrame:
+        """The day's cell demand, computed in BigQuery from the same partition
+        ``read_probes`` delivers, with the same rules as the Polars path."""
+        parameters = cell_demand_parameters(day, area, rules, bucket_minutes)
+        return conform_cell_demand(self._query(self._sql(CELL_DEMAND_SQL), parameters))
