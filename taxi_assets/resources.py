@@ -207,6 +207,14 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
             "TAXI_ASSETS_BQ_READER_CREDENTIALS and TAXI_ASSETS_GCS_WRITER_CREDENTIALS are the "
             f"same service account ({reader}): give each its own, with only its own roles"
         )
+    if problems.text("GOOGLE_APPLICATION_CREDENTIALS"):
+        # dagster-gcp's BigQuery resource passes its key through that very variable (a
+        # temporary file for the length of a query) and refuses to start when it is set;
+        # a process-wide key would also blur which resource acts with which account.
+        problems.add(
+            "GOOGLE_APPLICATION_CREDENTIALS is set: unset it, each resource has its own key "
+            "(TAXI_ASSETS_BQ_READER_CREDENTIALS, TAXI_ASSETS_GCS_WRITER_CREDENTIALS)"
+        )
     problems.raise_if_any(
         "TAXI_ASSETS_ENV=production is missing or has invalid settings "
         "(docs/deployment.md lists them all):"

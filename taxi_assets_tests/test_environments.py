@@ -63,6 +63,16 @@ def test_one_service_account_for_reading_and_writing_is_refused() -> None:
         resources_for_environment(env)
 
 
+def test_a_process_wide_google_key_is_refused_with_the_rest() -> None:
+    env = production_env(
+        GOOGLE_APPLICATION_CREDENTIALS="/var/secrets/key.json", TAXI_ASSETS_GCS_BUCKET=""
+    )
+    with pytest.raises(SettingsError) as raised:
+        resources_for_environment(env)
+    assert "GOOGLE_APPLICATION_CREDENTIALS is set: unset it" in str(raised.value)
+    assert "TAXI_ASSETS_GCS_BUCKET is missing" in str(raised.value)
+
+
 def test_local_problems_are_also_reported_together() -> None:
     with pytest.raises(SettingsError) as raised:
         resources_for_environment(
