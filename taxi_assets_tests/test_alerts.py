@@ -7,18 +7,14 @@ import email
 import email.policy
 import json
 import logging
-import socket
 import threading
-import warnings
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from taxi_assets.automation.alert_sensors import (
     asset_check_alert_sensor,
@@ -32,8 +28,10 @@ from taxi_assets.automation.channels import (
     AlertChannels,
     alert_resources,
 )
+from taxi_assets.calendar import day_window_utc
 from taxi_assets.definitions import ASSET_MODULES, defs
 from taxi_assets.sources.landing import LandingFolderProbeSource
+from taxi_assets_tests.smtp_server import SmtpServer, running_smtp_server
 from taxi_assets_tests.webhook_receiver import WebhookReceiver
 
 DAY = date(2026, 5, 1)
@@ -42,20 +40,15 @@ SMTP_USER = "alerts"
 SMTP_PASSWORD = "s3cret-smtp-pa55word"
 
 
-def write_weather_with_negative_rain(landing: Path) -> None:
+def write_weather_with_negative_rain(landing: Path, day: date = DAY) -> None:
     """A weather delivery that reads fine but breaks the contract (rain below 0 in 3 hours)."""
     folder = landing / "weather"
     folder.mkdir(parents=True, exist_ok=True)
-    hours = pl.datetime_range(
-        datetime(2026, 4, 30, 15, tzinfo=UTC),
-        datetime(2026, 5, 1, 14, tzinfo=UTC),
-        "1h",
-        eager=True,
-        time_zone="UTC",
-    )
+    day_start, day_end = day_window_utc(day)
+    hours = pl.datetime_range(day_start, day_end, "1h", closed="left", eager=True, time_zone="UTC")
     rain = [-1.0, -0.5, -2.0] + [0.0] * 21
     pl.DataFrame({"hour_start": hours, "rain_mm_per_h": rain}).write_parquet(
-        folder / f"{DAY}.parquet"
+        folder / f"{day}.parquet"
     )
 
 
@@ -76,23 +69,6 @@ def materialize_bad_weather(
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RecordingHandler:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd API)
-        self.messages.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), envelope.content.decode("utf-8"))
-        )
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as receiver:
@@ -100,43 +76,23 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[tuple[Controller, RecordingHandler]]:
-    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
-        ok = (
-            isinstance(auth_data, LoginPassword)
-            and auth_data.login == SMTP_USER.encode()
-            and auth_data.password == SMTP_PASSWORD.encode()
-        )
-        return AuthResult(success=ok)
-
-    handler = RecordingHandler()
-    warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=free_port(),
-        authenticator=authenticate,
-        auth_required=True,
-        auth_require_tls=False,  # loopback only; production servers use STARTTLS
-    )
-    controller.start()
-    yield controller, handler
-    controller.stop()
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server(SMTP_USER, SMTP_PASSWORD) as server:
+        yield server
 
 
 @pytest.fixture
 def channels(
     webhook: WebhookReceiver,
-    smtp_server: tuple[Controller, RecordingHandler],
+    smtp_server: SmtpServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AlertChannels:
-    controller, _ = smtp_server
     monkeypatch.setenv(WEBHOOK_URL_ENV, webhook.url)
     monkeypatch.setenv(SMTP_PASSWORD_ENV, SMTP_PASSWORD)
     return AlertChannels(
         ui_base_url=UI,
         smtp_host="127.0.0.1",
-        smtp_port=controller.port,
+        smtp_port=smtp_server.port,
         smtp_user=SMTP_USER,
         smtp_starttls=False,
         email_from="taxi-assets@example.test",
@@ -170,7 +126,7 @@ def test_a_failed_check_is_alerted_once_on_every_channel_even_when_read_again(
     instance: dg.DagsterInstance,
     channels: AlertChannels,
     webhook: WebhookReceiver,
-    smtp_server: tuple[Controller, RecordingHandler],
+    smtp_server: SmtpServer,
 ) -> None:
     run_id = materialize_bad_weather(tmp_path, small_city_resources, instance).run_id
 
@@ -203,8 +159,7 @@ def test_a_failed_check_is_alerted_once_on_every_channel_even_when_read_again(
     assert "failure_count=3" in json.dumps(body)
     assert f"<{UI}/runs/{run_id}|Open the run>" in json.dumps(body)
 
-    _, handler = smtp_server
-    ((sender, recipients, content),) = handler.messages
+    ((sender, recipients, content),) = smtp_server.handler.messages
     assert sender == "taxi-assets@example.test"
     assert recipients == ["oncall@example.test", "data@example.test"]
     mail = email.message_from_string(content, policy=email.policy.default)
