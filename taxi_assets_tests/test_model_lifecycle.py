@@ -8,6 +8,7 @@ its own artifact store, so deployments of one test never leak into another.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -369,3 +370,105 @@ def test_training_refuses_a_window_with_a_day_that_failed_validation(
     # Validated again with the normal thresholds, the day is back in the window.
     assert data_path(platform.data_dir, platform.instance, bad_day, LOOSE_DRIFT).success
     assert platform.train().success
+
+
+# Re-execution rebuilds the job from a pointer (Dagster re-executes reconstructable jobs
+# only), so the job comes from a module-level function; these variables name its platform.
+JOB_ENV, DATA_DIR_ENV, ARTIFACTS_DIR_ENV = (
+    "TAXI_ASSETS_TEST_JOB",
+    "TAXI_ASSETS_TEST_DATA_DIR",
+    "TAXI_ASSETS_TEST_ARTIFACTS_DIR",
+)
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def platform_job() -> dg.JobDefinition:
+    resources = local_resources(os.environ[DATA_DIR_ENV], os.environ[ARTIFACTS_DIR_ENV], source())
+    defs = build_definitions({**resources, "evaluation": BLESS_ANY})
+    return defs.resolve_job_def(os.environ[JOB_ENV])
+
+
+def execute(
+    platform: Platform,
+    monkeypatch: pytest.MonkeyPatch,
+    job: str,
+    run_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    from_failure_of: str | None = None,
+) -> tuple[bool, str, set[str]]:
+    """Run ``job``, or re-execute a failed run of it from failure; returns whether it
+    succeeded, its run id and the steps that started. Unlike the UI, Dagster's Python API
+    does not copy the parent's config and tags into a re-execution: pass the same ones."""
+    monkeypatch.setenv(JOB_ENV, job)
+    monkeypatch.setenv(DATA_DIR_ENV, str(platform.data_dir))
+    monkeypatch.setenv(ARTIFACTS_DIR_ENV, platform.artifacts.base_dir)
+    options = (
+        dg.ReexecutionOptions.from_failure(from_failure_of, platform.instance)
+        if from_failure_of
+        else None
+    )
+    with dg.execute_job(
+        dg.reconstructable(platform_job),
+        instance=platform.instance,
+        run_config={**IN_PROCESS, **(run_config or {})},
+        tags=tags,
+        reexecution_options=options,
+        raise_on_error=False,
+    ) as result:
+        started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+        return result.success, result.run_id, started
+
+
+def test_training_reexecuted_from_failure_reuses_the_model_the_failed_run_trained(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held-out day's features file is broken after training started: the evaluation
+    fails; once the file is restored, re-executing from failure evaluates and deploys the
+    model the failed run trained, without training again."""
+    held_out = platform.data_dir / "training_features" / f"{HELD_OUT}.parquet"
+    intact = held_out.read_bytes()
+    held_out.write_bytes(intact[: len(intact) // 2])
+    training = {"ops": {"demand_model": {"config": {"window_days": 4, **FAST_TRAINING}}}}
+    try:
+        ok, parent, started = execute(
+            platform, monkeypatch, "training_job", training, {"dagster/partition": HELD_OUT}
+        )
+    finally:
+        held_out.write_bytes(intact)
+    assert not ok and started == {"demand_model", "model_evaluation"}
+    assert platform.pointer() is None
+    trained = platform.instance.get_latest_materialization_event(dg.AssetKey("demand_model"))
+    assert trained is not None and trained.run_id == parent
+    version = trained.asset_materialization.metadata["model_version"].value
+
+    ok, child, started = execute(
+        platform,
+        monkeypatch,
+        "training_job",
+        training,
+        {"dagster/partition": HELD_OUT},
+        from_failure_of=parent,
+    )
+
+    assert ok and started == {"model_evaluation", "production_model"}
+    assert platform.pointer()["model_version"] == version
+    child_run = platform.instance.get_run_by_id(child)
+    assert child_run.parent_run_id == parent and child_run.tags["dagster/partition"] == HELD_OUT
+
+
+def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No model is deployed yet, so the tick fails; once one is, re-executing the failed
+    tick from failure forecasts the instant it was scheduled for, with every step after."""
+    tick = {"ops": {"demand_forecast": {"config": {"tick": TICK}}}}
+    ok, parent, started = execute(platform, monkeypatch, "forecast_job", tick)
+    assert not ok and started == {"demand_forecast"}
+
+    assert platform.train().success  # deploys a blessed model
+    ok, _, started = execute(platform, monkeypatch, "forecast_job", tick, from_failure_of=parent)
+
+    assert ok and started == {"demand_forecast", "cruising_guidance", "serving_skew"}
+    forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
+    assert forecast["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
+    assert forecast["model_version"].unique().to_list() == [platform.pointer()["model_version"]]
