@@ -31,8 +31,10 @@ lint: install
 system-packages:
 	bash scripts/install_system_packages.sh
 
+# Two workers, whole files each: the live-service tests (mostly waiting on the daemon) run
+# beside the CPU-bound rest. `.venv/bin/python -m pytest` alone runs everything serially.
 test: lint system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 validate: install home
 	$(BIN)/dagster definitions validate -w workspace.yaml

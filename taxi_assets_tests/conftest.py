@@ -15,6 +15,13 @@ from taxi_assets.sources.simulated import SimulatedProbeSource
 SMALL_FLEET = 60
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run real Dagster services go first. They spend most of their time waiting
+    for the daemon, so under ``make test`` (two xdist workers, one file per worker) they
+    overlap the CPU-bound rest of the suite instead of trailing after it."""
+    items.sort(key=lambda item: item.get_closest_marker("services") is None)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"

@@ -44,6 +44,8 @@ from taxi_assets_tests.dagster_services import (
 from taxi_assets_tests.test_alerts import write_weather_with_negative_rain
 from taxi_assets_tests.webhook_receiver import WebhookReceiver
 
+pytestmark = pytest.mark.services
+
 FIRST_LANDED_DAY = date(2026, 4, 10)
 LANDED_DAYS = 20
 SIMULATED_DAY = date(2026, 4, 28)
