@@ -10,6 +10,7 @@ import pytest
 
 from taxi_assets.resources import local_resources
 from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets_tests.webhook_receiver import WebhookReceiver
 
 # A small fleet keeps a simulated day to a few seconds while exercising every fault.
 SMALL_FLEET = 60
@@ -42,3 +43,10 @@ def small_city_resources(data_dir: Path) -> dict[str, object]:
         str(data_dir / "artifacts"),
         SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7),
     )
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A Slack-compatible webhook on loopback that records what it receives."""
+    with WebhookReceiver() as receiver:
+        yield receiver

@@ -70,12 +70,6 @@ def materialize_bad_weather(
 
 
 @pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     with running_smtp_server(SMTP_USER, SMTP_PASSWORD) as server:
         yield server

@@ -122,12 +122,6 @@ def writer_tokens() -> Iterator[TokenEndpoint]:
 
 
 @pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def smtp_password() -> str:
     return f"smtp-{secrets.token_urlsafe(18)}"
 

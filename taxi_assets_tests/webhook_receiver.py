@@ -1,15 +1,12 @@
 """A tiny webhook receiver on 127.0.0.1 that records every POSTed JSON body.
 
 Stands in for Slack's incoming webhook in tests: real HTTP over loopback, nothing leaves the
-machine. Use it as a context manager or through the ``webhook_receiver`` pytest fixture
-(import it in a test module or a conftest)::
+machine. Use it as a context manager, or through the ``webhook`` fixture of ``conftest.py``::
 
-    from taxi_assets_tests.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa
-
-    def test_alert_is_posted(webhook_receiver: WebhookReceiver) -> None:
-        os.environ["TAXI_ASSETS_ALERT_WEBHOOK_URL"] = webhook_receiver.url
+    def test_alert_is_posted(webhook: WebhookReceiver, monkeypatch) -> None:
+        monkeypatch.setenv("TAXI_ASSETS_ALERT_WEBHOOK_URL", webhook.url)
         ...
-        body = webhook_receiver.wait_for(1)[0]
+        body = webhook.wait_for(1)[0]
         assert "text" in body
 
 ``url`` ends in a secret-looking path token (``/services/T000/B000/<token>``) so tests can
@@ -23,12 +20,9 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
 
 
 @dataclass(frozen=True)
@@ -104,9 +98,3 @@ class WebhookReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
