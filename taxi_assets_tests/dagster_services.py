@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
+
+from taxi_assets_tests.loopback import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO_ROOT / "workspace.yaml"
@@ -55,12 +56,6 @@ T = TypeVar("T")
 
 class DagsterServiceError(AssertionError):
     """A wait timed out or the API answered with an error; the message carries the logs."""
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -445,7 +440,7 @@ def running_dagster(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
 
-    port = free_loopback_port()
+    port = free_port()
     services = DagsterServices(
         home=home,
         data_dir=data_dir,

@@ -16,13 +16,14 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from taxi_assets_tests.loopback import free_port
 
 # Debian installs each major version's programs here (package postgresql-<major>).
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -76,12 +77,6 @@ def postgres_bin_dir() -> Path:
     return candidates[-1]
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _as_server_account(command: list[str]) -> list[str]:
     # As root, drop to the account PostgreSQL insists on; as anyone else, run as-is.
     if os.geteuid() == 0:
@@ -116,7 +111,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         shutil.chown(folder, user=SERVER_ACCOUNT, group=SERVER_ACCOUNT)
     data_dir, socket_dir, log_file = folder / "data", folder / "socket", folder / "server.log"
-    port = free_loopback_port()
+    port = free_port()
     password = secrets.token_urlsafe(16)
     started = False
     try:

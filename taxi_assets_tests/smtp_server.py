@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,11 +10,7 @@ from dataclasses import dataclass, field
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from taxi_assets_tests.loopback import LOOPBACK, free_port
 
 
 class RecordingHandler:
@@ -60,7 +55,7 @@ def running_smtp_server(user: str, password: str) -> Iterator[SmtpServer]:
     warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
     controller = Controller(
         handler,
-        hostname="127.0.0.1",
+        hostname=LOOPBACK,
         port=free_port(),
         authenticator=authenticate,
         auth_required=True,
