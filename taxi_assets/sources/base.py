@@ -11,7 +11,21 @@ import dagster as dg
 import polars as pl
 
 from taxi_assets.cleaning import CleaningRules
+from taxi_assets.frames import PROBE_STATUSES
 from taxi_assets.service_area import ServiceArea
+
+
+def cast_keeping_track(column: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """``column`` cast to ``dtype``, and the values the cast could not keep (they became
+    null: text that is no number, a number out of range); each source names them its way."""
+    cast = column.cast(dtype, strict=False)
+    return cast, column.filter(cast.is_null() & column.is_not_null())
+
+
+def unknown_statuses(column: pl.Series) -> list[str]:
+    """Up to five distinct values of a status column that are not a probe status."""
+    text = column.drop_nulls().cast(pl.String)
+    return sorted(set(text.filter(~text.is_in(PROBE_STATUSES)).unique().head(5)))
 
 
 class ProbeSourceError(ValueError):

@@ -61,7 +61,13 @@ from taxi_assets.frames import (
 )
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, cols_per_degree, rows_per_degree
 from taxi_assets.service_area import ServiceArea
-from taxi_assets.sources.base import ProbeDelivery, ProbeSource, ProbeSourceError
+from taxi_assets.sources.base import (
+    ProbeDelivery,
+    ProbeSource,
+    ProbeSourceError,
+    cast_keeping_track,
+    unknown_statuses,
+)
 from taxi_assets.sources.bigquery_sql import (
     CELL_DEMAND_SQL,
     PROBE_TABLE_PLACEHOLDER,
@@ -176,10 +182,10 @@ def _conform_column(column: pl.Series, dtype: pl.DataType, table: str) -> pl.Ser
             raise ProbeSourceError(
                 f"{table}: column {name!r} has type {column.dtype}; expected STRING"
             )
-        unknown = sorted(set(column.drop_nulls().filter(~column.is_in(PROBE_STATUSES))))
+        unknown = unknown_statuses(column)
         if unknown:
             raise ProbeSourceError(
-                f"{table}: column {name!r} has unknown value(s) {unknown[:5]}; "
+                f"{table}: column {name!r} has unknown value(s) {unknown}; "
                 f"allowed: {', '.join(PROBE_STATUSES)}"
             )
         return column.cast(dtype)
@@ -188,8 +194,7 @@ def _conform_column(column: pl.Series, dtype: pl.DataType, table: str) -> pl.Ser
         raise ProbeSourceError(
             f"{table}: column {name!r} has type {column.dtype}; expected {BIGQUERY_TYPES[name]}"
         )
-    cast = column.cast(dtype, strict=False)
-    overflow = column.filter(cast.is_null() & column.is_not_null())
+    cast, overflow = cast_keeping_track(column, dtype)
     if overflow.len():
         raise ProbeSourceError(
             f"{table}: column {name!r} has {overflow.len()} value(s) out of range for "

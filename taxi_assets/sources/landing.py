@@ -18,7 +18,13 @@ from pydantic import Field
 from upath import UPath
 
 from taxi_assets.frames import PROBE_STATUSES, RAW_PROBES_SCHEMA, WEATHER_SCHEMA
-from taxi_assets.sources.base import ProbeDelivery, ProbeSource, ProbeSourceError
+from taxi_assets.sources.base import (
+    ProbeDelivery,
+    ProbeSource,
+    ProbeSourceError,
+    cast_keeping_track,
+    unknown_statuses,
+)
 
 LANDING_SUFFIXES = (".parquet", ".csv")
 IN_FLIGHT_SUFFIXES = (".tmp", ".part")
@@ -76,16 +82,14 @@ def _cast_column(column: pl.Series, dtype: pl.DataType, path: UPath) -> pl.Serie
     if isinstance(dtype, pl.Datetime):
         return _to_utc(column, path)
     if isinstance(dtype, pl.Enum):
-        text = column.drop_nulls().cast(pl.String)
-        unknown = sorted(set(text.filter(~text.is_in(PROBE_STATUSES)).head(5)))
+        unknown = unknown_statuses(column)
         if unknown:
             raise ProbeSourceError(
                 f"{path}: column {name!r} has unknown value(s) {unknown}; "
                 f"allowed: {', '.join(PROBE_STATUSES)}"
             )
         return column.cast(pl.String).cast(dtype)
-    cast = column.cast(dtype, strict=False)
-    bad = column.filter(cast.is_null() & column.is_not_null())
+    cast, bad = cast_keeping_track(column, dtype)
     if bad.len():
         raise ProbeSourceError(
             f"{path}: column {name!r} cannot be read as {dtype}: "
