@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -11,6 +13,12 @@ from taxi_assets.cleaning import CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.validation.drift import DriftThresholds
+from taxi_assets.weather import (
+    FROM_PROBE_SOURCE,
+    WEATHER_SOURCE_ENV,
+    WEATHER_SOURCES,
+    validate_weather_source,
+)
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -29,6 +37,14 @@ class PipelineSettings(dg.ConfigurableResource):
     mesh_level: str = Field(
         default=CENTRAL_TOKYO.mesh_level,
         description="JIS X 0410 level of demand cells: second, third, half (500 m), quarter.",
+    )
+    # Read from the environment at start-up like the other deployment choices (a feed
+    # without weather is a property of the deployment, not of one run).
+    weather_source: str = Field(
+        default_factory=lambda: os.environ.get(WEATHER_SOURCE_ENV) or FROM_PROBE_SOURCE,
+        description=f"Where hourly rain comes from: one of {list(WEATHER_SOURCES)} "
+        f"(default {WEATHER_SOURCE_ENV}, else {FROM_PROBE_SOURCE!r}); 'none' for a feed "
+        "without weather (the features then carry rain as missing).",
     )
     max_implied_speed_kmh: float = Field(
         default=CleaningRules.max_implied_speed_kmh,
@@ -51,6 +67,11 @@ class PipelineSettings(dg.ConfigurableResource):
     @classmethod
     def _bucket_tiles_the_day(cls, value: int) -> int:
         return validate_bucket_minutes(value)
+
+    @field_validator("weather_source")
+    @classmethod
+    def _known_weather_source(cls, value: str) -> str:
+        return validate_weather_source(value)
 
     @field_validator("mesh_level")
     @classmethod

@@ -31,6 +31,7 @@ from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.storage import StoredPartitions
 from taxi_assets.validation.skew import feature_skew, same_slot_reference
+from taxi_assets.weather import weather_for_day
 
 
 class ForecastConfig(dg.Config):
@@ -98,7 +99,9 @@ def demand_forecast(
         )
     weather = pl.concat(
         [
-            read_from_source(lambda d=day: probe_source.read_weather(d))
+            read_from_source(
+                lambda d=day: weather_for_day(probe_source, settings.weather_source, d)
+            )
             for day in days_touched(window_start - timedelta(hours=1), tick)
         ]
     )
