@@ -28,6 +28,7 @@ HISTORY_DAYS = 7
 KEYS = ("cell", "bucket_start")
 
 CATEGORICAL_FEATURES = ("cell", "day_type")
+DAY_TYPES = ("weekday", "saturday", "holiday")
 CALENDAR_FEATURES = ("hour", "bucket_of_day", "weekday", "is_holiday")
 RECENT_FEATURES = tuple(f"hails_prev_{k}" for k in range(1, RECENT_LAGS + 1)) + (
     "hails_mean_prev_1h",
@@ -44,7 +45,8 @@ DAILY_FEATURES = (
     "hails_mean_same_slot_7d",
     "vacant_yesterday",
 )
-WEATHER_FEATURES = ("rain_mm_per_h",)
+RAIN_FEATURE = "rain_mm_per_h"
+WEATHER_FEATURES = (RAIN_FEATURE,)
 FEATURES = (
     CATEGORICAL_FEATURES + CALENDAR_FEATURES + WEATHER_FEATURES + RECENT_FEATURES + DAILY_FEATURES
 )

@@ -15,13 +15,13 @@ from typing import Protocol
 
 import polars as pl
 
+from taxi_assets.features import RAIN_FEATURE as RAIN
 from taxi_assets.frames import WEATHER_SCHEMA
 
 FROM_PROBE_SOURCE = "probe_source"
 NO_WEATHER = "none"
 WEATHER_SOURCES = (FROM_PROBE_SOURCE, NO_WEATHER)
 WEATHER_SOURCE_ENV = "TAXI_ASSETS_WEATHER_SOURCE"
-RAIN = "rain_mm_per_h"
 
 
 class DeliversWeather(Protocol):
