@@ -45,7 +45,7 @@ LOOSE_DRIFT = ValidationSettings(
     categorical_linf_threshold=1.0,
     row_count_ratio_min=0.0,
     row_count_ratio_max=100.0,
-    per_feature_thresholds={},
+    use_calibrated_per_feature=False,
 )
 
 

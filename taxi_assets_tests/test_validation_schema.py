@@ -395,6 +395,9 @@ def test_known_categories_and_optional_columns() -> None:
     )
     assert schema.features["day_type"].categories == ["holiday", "saturday", "weekday"]
     assert schema.features["rain"].max_null_fraction == 1.0
+    unbounded = infer_schema("toy", frames, unbounded=["rain"])
+    rain = unbounded.features["rain"]
+    assert (rain.min, rain.max) == (None, None) and rain.bin_edges is not None
     no_rain = pl.DataFrame(
         {"day_type": ["holiday"] * 3, "rain": [None] * 3}, schema_overrides={"rain": pl.Float64}
     )

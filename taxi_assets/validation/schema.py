@@ -164,13 +164,15 @@ def infer_schema(
     service_area_cells: Sequence[str] = (),
     optional: Sequence[str] = (),
     known_categories: Mapping[str, Sequence[str]] | None = None,
+    unbounded: Sequence[str] = (),
 ) -> DataSchema:
     """Infer the schema of ``asset`` from reference partitions (partition key -> frame).
 
     ``service_area_cells`` are mesh-cell columns (categorical, checked against the service
     area rather than a list of cells seen); ``optional`` columns may be entirely null (rain
     on a feed without weather); ``known_categories`` adds a column's full domain to the
-    categories seen (a short window may miss a holiday).
+    categories seen (a short window may miss a holiday); ``unbounded`` numeric columns get
+    no range (rain: two weeks never show the rainiest hour of the year), only bin edges.
     """
     categorical = sorted({*categorical, *service_area_cells})
     known = {name: list(values) for name, values in (known_categories or {}).items()}
@@ -185,6 +187,7 @@ def infer_schema(
         ("categorical", categorical),
         ("optional", optional),
         ("known_categories", known),
+        ("unbounded", unbounded),
     ):
         unknown = sorted(set(names) - set(columns))
         if unknown:
@@ -259,8 +262,8 @@ def infer_schema(
             max_null_fraction=1.0
             if worst is None or name in optional
             else min(1.0, round(worst + NULL_FRACTION_ALLOWANCE, 6)),
-            min=bounds[0] if bounds else None,
-            max=bounds[1] if bounds else None,
+            min=bounds[0] if bounds and name not in unbounded else None,
+            max=bounds[1] if bounds and name not in unbounded else None,
             categories=categories,
             bin_edges=_bin_edges(summary[f"{name}\x00q"], low, high, bins) if bounds else None,
         )

@@ -31,7 +31,9 @@ from taxi_assets.validation.schema import (
 # cells are identifiers checked against the service area: a range over them means nothing,
 # and a cell the reference window happened not to see is as valid as any other. Vehicle
 # ids are opaque (strings or integers, a new taxi every day): the contract checks them,
-# the schema leaves them out. Rain may be missing entirely (a feed without weather).
+# the schema leaves them out. Rain may be missing entirely (a feed without weather), and
+# has no range: a rainier hour than the reference's is weather, not a broken feed (the
+# Weather contract bounds it).
 SCHEMA_ASSETS: Mapping[str, dict[str, Any]] = {
     "clean_probes": {"service_area_cells": ("cell",), "exclude": ("vehicle_id",)},
     "cell_demand": {"service_area_cells": ("cell",)},
@@ -40,6 +42,7 @@ SCHEMA_ASSETS: Mapping[str, dict[str, Any]] = {
         "categorical": ("day_type",),
         "known_categories": {"day_type": DAY_TYPES},
         "optional": (RAIN_FEATURE,),
+        "unbounded": (RAIN_FEATURE,),
     },
 }
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
