@@ -312,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--schema-dir",
         type=Path,
         default=None,
-        help="folder of <asset>.json (default: the committed taxi_assets/validation/schemas)",
+        help="the validation folder of <asset>.json (default: TAXI_ASSETS_VALIDATION_DIR, "
+        "else the committed taxi_assets/validation/schemas)",
     )
     args = parser.parse_args(argv)
     if args.command == "models":
