@@ -167,6 +167,8 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert len(model["content_hash"]) == 64 and model["code_version"]
     manifest = platform.artifacts.manifest(version)
     assert manifest["content_hash"] == model["content_hash"]
+    # The simulator delivers weather: the model, its manifest and its evaluation say so.
+    assert model["weather_used"] is True and manifest["weather_used"] is True
 
     evaluation = platform.metadata(result, "model_evaluation")
     for key in (
@@ -179,7 +181,7 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
         "poisson_deviance_oracle",
     ):
         assert isinstance(evaluation[key], float), key
-    assert evaluation["blessed"] is True
+    assert evaluation["blessed"] is True and evaluation["weather_used"] is True
     assert evaluation["decided_by"] == "baselines (no production model yet)"
     assert "mae_production" not in evaluation  # nothing in production to compare with yet
     assert (
