@@ -631,6 +631,52 @@ def test_schema_infer_dry_run_write_and_review(
     assert load_schema("cell_demand", written) == deployed  # dry run: untouched
 
 
+def test_onboarding_reads_stored_days_and_writes_a_reviewed_folder(
+    stored: Path, tmp_path: Path, city: dict[str, dict[str, pl.DataFrame]]
+) -> None:
+    from taxi_assets.validation.onboarding import onboard_validation_folder
+    from taxi_assets.validation.thresholds import load_drift_thresholds
+
+    folder = tmp_path / "validation"
+    days = ["2026-05-01", "2026-05-02", "2026-05-03"]
+    assets = ("clean_probes", "cell_demand")
+    dry = onboard_validation_folder(stored, days, folder, assets=assets)
+    assert dry.written == [] and not folder.exists()
+    assert f"{folder / 'drift_thresholds.json'}: new drift thresholds" in dry.changes
+
+    done = onboard_validation_folder(stored, days, folder, write=True, assets=assets)
+    assert {path.name for path in done.written} == {
+        "clean_probes.json",
+        "cell_demand.json",
+        "drift_thresholds.json",
+    }
+    assert load_schema("cell_demand", folder / "cell_demand.json") == _as_deployed(
+        city, "cell_demand"
+    )
+    assert load_drift_thresholds(folder).reference_partitions == days
+    # Re-run on the same days: nothing to review.
+    assert onboard_validation_folder(stored, days, folder, assets=assets).changes == []
+
+    # Against the committed folder (never written here): a readable review of each file.
+    changes = onboard_validation_folder(stored, days, SCHEMA_DIR, assets=assets).changes
+    assert f"{SCHEMA_DIR / 'cell_demand.json'}:" in changes
+    window = "reference window: 2026-04-20..2026-05-03 (14 partitions) -> 2026-05-01..2026-05-03"
+    assert sum(line.strip().startswith(window) for line in changes) == 3  # 2 schemas + thresholds
+    with pytest.raises(FileNotFoundError, match="2026-05-09"):
+        onboard_validation_folder(stored, ["2026-05-08", "2026-05-09"], folder, assets=assets)
+    with pytest.raises(ValueError, match="at least 2 reference days"):
+        onboard_validation_folder(stored, ["2026-05-01"], folder, assets=assets)
+
+
+def test_schema_diff_says_cells_are_checked_against_the_area(
+    city: dict[str, dict[str, pl.DataFrame]], demand_schema: DataSchema
+) -> None:
+    lines = schema_diff(demand_schema, _as_deployed(city, "cell_demand"))
+    assert "service area cells: [] -> ['cell']" in lines
+    listed = len(demand_schema.features["cell"].categories or [])
+    assert f"~ cell: categories {listed} listed -> any cell of the service area" in lines
+
+
 def test_schema_infer_lists_missing_partitions(
     stored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

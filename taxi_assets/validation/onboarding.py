@@ -10,11 +10,14 @@ call them the same way:
    between the feed's consecutive days (binned with the new schemas' edges);
 4. :func:`validation_folder_changes` says, one readable line per change, what writing them
    would change in the folder (for review), and :func:`write_validation_folder` writes them.
+
+:func:`onboard_validation_folder` chains the four over stored days.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -152,3 +155,37 @@ def _thresholds_summary(calibrated: CalibratedThresholds) -> list[str]:
         why = "" if seen is None else f" (largest normal distance {seen:.4g})"
         lines.append(f"{feature}: {threshold:.4g}{why}")
     return lines
+
+
+@dataclass(frozen=True)
+class OnboardedValidation:
+    """What onboarding inferred for a feed, what it changes, and what it wrote (if asked)."""
+
+    schemas: dict[str, DataSchema]
+    thresholds: CalibratedThresholds
+    changes: list[str]
+    written: list[Path]
+
+
+def onboard_validation_folder(
+    data_dir: Path,
+    days: Sequence[str],
+    directory: Path | None = None,
+    write: bool = False,
+    margin: float = DEFAULT_MARGIN,
+    assets: Sequence[str] = VALIDATED_ASSETS,
+) -> OnboardedValidation:
+    """Infer the schemas and calibrate the drift thresholds from the stored ``days`` of
+    ``assets`` under ``data_dir``, list what changes in the validation folder and, with
+    ``write``, write them there (the configured folder unless ``directory`` is given)."""
+    if len(days) < 2:
+        raise ValueError(
+            f"onboarding needs at least 2 reference days (consecutive-day distances), got "
+            f"{list(days)}"
+        )
+    frames = read_stored_days(data_dir, days, assets)
+    schemas = infer_validation_schemas(frames)
+    thresholds = calibrate_validation_thresholds(frames, schemas, margin)
+    changes = validation_folder_changes(schemas, thresholds, directory)
+    written = write_validation_folder(schemas, thresholds, directory) if write else []
+    return OnboardedValidation(schemas, thresholds, changes, written)
