@@ -188,7 +188,8 @@ def forecast_horizons(forecast: pl.DataFrame) -> list[int]:
     """Horizons the forecast holds (a forecast without a ``horizon`` column holds 0)."""
     if "horizon" not in forecast.columns:
         return [0]
-    return sorted(int(h) for h in forecast["horizon"].unique().drop_nulls())
+    # An empty forecast is a forecast of nothing for the bucket in progress.
+    return sorted(int(h) for h in forecast["horizon"].unique().drop_nulls()) or [0]
 
 
 def horizon_for_arrival(forecast: pl.DataFrame, arrival_bucket: int) -> int:
