@@ -137,6 +137,9 @@ class GuidanceParams:
         return self.road_speed_kmh[tick.astimezone(TOKYO).hour]
 
 
+DEFAULT_GUIDANCE = GuidanceParams()
+
+
 # Opportunity ------------------------------------------------------------------------------
 
 
@@ -504,7 +507,7 @@ def cruising_guidance(
     forecast: pl.DataFrame,
     area: ServiceArea,
     tick: datetime,
-    params: GuidanceParams = GuidanceParams(),
+    params: GuidanceParams = DEFAULT_GUIDANCE,
     vacant_now: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Where the vacant taxis of every cell of ``area`` should head at ``tick``.
@@ -537,7 +540,7 @@ def guidance_for_position(
     lat: float,
     lon: float,
     tick: datetime,
-    params: GuidanceParams = GuidanceParams(),
+    params: GuidanceParams = DEFAULT_GUIDANCE,
 ) -> dict:
     """The route and best target for one vacant taxi at (``lat``, ``lon``) at ``tick``:
     the row of :func:`cruising_guidance` for its cell (without the allocation), planned only
