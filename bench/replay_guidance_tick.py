@@ -37,7 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_model import AREA, BUCKET_MINUTES, RESULTS_DIR, DayCache, day_features  # noqa: E402
 
-from taxi_assets.guidance import GuidanceParams, cruising_guidance  # noqa: E402
+from taxi_assets.guidance import GuidanceParams, cruising_guidance, moves_within  # noqa: E402
+from taxi_assets.guidance_replay import (  # noqa: E402
+    arrival_buckets,
+    replay_summary,
+    score_guidance,
+)
 from taxi_assets.serving import forecast_tick, history_days, target_bucket  # noqa: E402
 from taxi_assets.training import TrainingParams, train_model  # noqa: E402
 
@@ -71,61 +76,6 @@ def former_guidance(forecast: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def realised(day_demand: pl.DataFrame) -> pl.DataFrame:
-    return day_demand.select(
-        "cell",
-        "bucket_start",
-        "vacant_taxis",
-        staying=pl.col("street_hail_pickups") / pl.max_horizontal(pl.col("vacant_taxis"), 1),
-        arriving=pl.col("street_hail_pickups") / (pl.col("vacant_taxis") + 1),
-    )
-
-
-def follow(
-    moves: pl.DataFrame, actual: pl.DataFrame, tick: datetime, params: GuidanceParams
-) -> pl.DataFrame:
-    """Realised hails per vacant taxi for each (cell, target_cell[, taxis]) row, in the bucket
-    the taxi arrives in (travel at the hour's road speed)."""
-    start = target_bucket(tick, BUCKET_MINUTES)
-    cells = AREA.cells()
-    speed = params.speed_kmh(tick)
-    centres = cells.select("cell", "row", "col")
-    # Half-mesh cells: 463 m north-south, 565 m east-west at this latitude.
-    with_travel = (
-        moves.join(centres, on="cell")
-        .join(
-            centres.rename({"cell": "target_cell", "row": "t_row", "col": "t_col"}),
-            on="target_cell",
-        )
-        .with_columns(
-            minutes=params.detour_factor
-            * (
-                ((pl.col("t_row") - pl.col("row")) * 0.4638) ** 2
-                + ((pl.col("t_col") - pl.col("col")) * 0.5649) ** 2
-            ).sqrt()
-            / speed
-            * 60
-        )
-        .with_columns(
-            bucket_start=pl.lit(start).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
-            + pl.duration(
-                minutes=(pl.col("minutes") // BUCKET_MINUTES * BUCKET_MINUTES).cast(pl.Int64)
-            )
-        )
-    )
-    return with_travel.join(
-        actual.select(
-            target_cell="cell", bucket_start="bucket_start", staying="staying", arriving="arriving"
-        ),
-        on=["target_cell", "bucket_start"],
-        how="left",
-    ).with_columns(
-        hails_per_taxi=pl.when(pl.col("target_cell") == pl.col("cell"))
-        .then("staying")
-        .otherwise("arriving")
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -155,101 +105,86 @@ def main() -> None:
     forecast = forecast_tick(model, "bench", live, stored, rain, AREA, tick, BUCKET_MINUTES)
     params = GuidanceParams(competitor_prior=args.competitor_prior)
 
-    actual = realised(demand[day])
-    now = actual.filter(pl.col("bucket_start") == target).select("cell", "vacant_taxis", "staying")
-    busiest = forecast.sort(["expected_street_hails", "cell"], descending=[True, False]).head(
-        BUSIEST
-    )["cell"]
-    hails = forecast.select("cell", target_hails="expected_street_hails")
-
-    before = follow(former_guidance(forecast), actual, tick, params)
-    after_frame = cruising_guidance(forecast, AREA, tick, params)
-    after = follow(after_frame.select("cell", "target_cell"), actual, tick, params)
-    allocated = follow(
-        after_frame.select("cell", "allocation")
-        .explode("allocation")
-        .drop_nulls("allocation")
-        .unnest("allocation")
-        .select("cell", "target_cell", "taxis"),
-        actual,
-        tick,
-        params,
-    )
-    # Best neighbour in hindsight (radius 1, staying included) in the tick's bucket.
-    steps = pl.DataFrame({"d": [-1, 0, 1]})
-    offsets = steps.select(d_row="d").join(steps.select(d_col="d"), how="cross")
-    cells = AREA.cells()
-    ratios = now.join(cells, on="cell").select("row", "col", best="staying")
-    hindsight = (
-        cells.join(offsets, how="cross")
-        .with_columns(row=pl.col("row") + pl.col("d_row"), col=pl.col("col") + pl.col("d_col"))
-        .join(ratios, on=["row", "col"])
-        .group_by("cell")
-        .agg(pl.col("best").max())
-    )
-
-    def weighted(
-        frame: pl.DataFrame, column: str, only: pl.Series | None, weight: str = "vacant_taxis"
-    ) -> float:
-        rows_ = (
-            frame.join(now.select("cell", "vacant_taxis"), on="cell", how="left")
-            if weight == "vacant_taxis" and "vacant_taxis" not in frame.columns
-            else frame
-        )
-        if only is not None:
-            rows_ = rows_.filter(pl.col("cell").is_in(only.implode()))
-        w = rows_[weight].cast(pl.Float64).fill_null(0.0)
-        return float((rows_[column].fill_null(0.0) * w).sum() / w.sum())
-
+    area_cells = AREA.cells()
+    targets = {
+        "before (hails - vacant)": former_guidance(forecast).join(
+            moves_within(area_cells, AREA, 1, params.speed_kmh(tick), params).select(
+                "cell", "target_cell", target_arrival_minutes="travel_minutes"
+            ),
+            on=["cell", "target_cell"],
+        ),
+        "after (hails one more taxi captures)": cruising_guidance(forecast, AREA, tick, params),
+    }
+    now_hails = demand[day].filter(pl.col("bucket_start") == target)["street_hail_pickups"].sum()
     print(
         f"tick {tick.isoformat()}  fleet {args.fleet}  seed {args.seed}  "
         f"model {args.iterations} trees  competitor_prior {params.competitor_prior}"
     )
-    now_hails = demand[day].filter(pl.col("bucket_start") == target)["street_hail_pickups"].sum()
     print(
-        f"forecast: {forecast['expected_street_hails'].sum():.1f} hails expected in the bucket, "
-        f"{now_hails} happened"
+        f"forecast: {forecast['expected_street_hails'].sum():.1f} street hails expected in the "
+        f"bucket, {now_hails} happened"
     )
-    for name, frame in (
-        ("before (hails - vacant)", before),
-        ("after (hails one more taxi captures)", after),
-    ):
-        top = frame.filter(pl.col("cell").is_in(busiest.implode()))
-        moved = top.filter(pl.col("target_cell") != pl.col("cell"))
-        quiet = moved.join(hails, left_on="target_cell", right_on="cell").filter(
-            pl.col("target_hails") < QUIET_HAILS
+    busiest = forecast.sort(["expected_street_hails", "cell"], descending=[True, False]).head(
+        BUSIEST
+    )["cell"]
+    hails = forecast.select(target_cell="cell", target_hails="expected_street_hails")
+    for name, chosen in targets.items():
+        replay = score_guidance(
+            arrival_buckets(chosen, tick, target, BUCKET_MINUTES), demand[day], AREA
         )
+        top = chosen.filter(pl.col("cell").is_in(busiest.implode()))
+        moved = top.filter(pl.col("target_cell") != pl.col("cell"))
+        quiet = moved.join(hails, on="target_cell").filter(pl.col("target_hails") < QUIET_HAILS)
         print(f"\n{name}:")
         print(
             f"  busiest {BUSIEST} cells sending their taxis elsewhere: {moved.height} "
-            f"({quiet.height} to cells expecting < {QUIET_HAILS} hails)"
+            f"({quiet.height} to cells expecting < {QUIET_HAILS} hails); all cells: "
+            f"{chosen.filter(pl.col('target_cell') != pl.col('cell')).height} of {chosen.height}"
         )
-        print(
-            f"  all cells sending their taxis elsewhere: "
-            f"{frame.filter(pl.col('target_cell') != pl.col('cell')).height} of {frame.height}"
-        )
-        for scope, only in (("busiest 62", busiest), ("all cells", None)):
-            follow_ = weighted(frame, "hails_per_taxi", only)
-            stay = weighted(now, "staying", only)
-            best = weighted(
-                hindsight.join(now.select("cell", "vacant_taxis"), on="cell"), "best", only
-            )
+        for scope, rows in (
+            (f"busiest {BUSIEST}", replay.filter(pl.col("cell").is_in(busiest.implode()))),
+            ("all cells", replay),
+        ):
+            summary = replay_summary(rows)
             print(
-                f"  {scope}: realised hails per vacant taxi following {follow_:.3f}, "
-                f"staying {stay:.3f} "
-                f"(ratio {follow_ / stay:.2f}), best neighbour in hindsight {best:.3f}"
+                f"  {scope}: street hails per vacant taxi following "
+                f"{summary['hails_per_vacant_taxi_following']:.3f}, staying "
+                f"{summary['hails_per_vacant_taxi_staying']:.3f} "
+                f"(ratio {summary['following_to_staying_ratio']:.2f}), best neighbour in "
+                f"hindsight {summary['hails_per_vacant_taxi_best_neighbour']:.3f}"
             )
-    alloc_all = float(
-        (allocated["hails_per_taxi"].fill_null(0.0) * allocated["taxis"]).sum()
-        / allocated["taxis"].sum()
+
+    # The allocation: each cell's forecast vacant taxis split across targets.
+    split = (
+        targets["after (hails one more taxi captures)"]
+        .select("cell", "allocation")
+        .explode("allocation")
+        .drop_nulls("allocation")
+        .unnest("allocation")
+        .join(
+            moves_within(
+                area_cells, AREA, params.target_radius_cells, params.speed_kmh(tick), params
+            ).select("cell", "target_cell", target_arrival_minutes="travel_minutes"),
+            on=["cell", "target_cell"],
+        )
     )
-    stay_all = weighted(now, "staying", None)
+    judged = score_guidance(
+        arrival_buckets(split, tick, target, BUCKET_MINUTES).with_columns(taxis=split["taxis"]),
+        demand[day],
+        AREA,
+    )
+    allocated = split.join(
+        judged.select("cell", "target_cell", "following", "staying"), on=["cell", "target_cell"]
+    )
+    following = (allocated["following"] * allocated["taxis"]).sum() / allocated["taxis"].sum()
+    staying = (allocated["staying"] * allocated["taxis"]).sum() / allocated["taxis"].sum()
     kept = allocated.filter(pl.col("target_cell") == pl.col("cell"))["taxis"].sum()
     print(
-        f"\nafter, allocation of each cell's forecast vacant taxis across targets: "
-        f"{allocated['taxis'].sum()} taxis, {kept} told to stay; realised hails per vacant "
-        f"taxi {alloc_all:.3f} vs staying {stay_all:.3f} "
-        f"(ratio {alloc_all / stay_all:.2f})"
+        f"\nafter, each cell's forecast vacant taxis split across targets: "
+        f"{allocated['taxis'].sum()} taxis in cells that had vacant taxis, {kept} told to stay, "
+        f"{allocated.group_by('cell').agg(pl.len() > 1).to_series(1).sum()} cells split over "
+        f"several targets; street hails per vacant taxi {following:.3f} vs staying "
+        f"{staying:.3f} (ratio {following / staying:.2f})"
     )
     print(f"\n{time.perf_counter() - started:.0f} s")
 

@@ -261,11 +261,12 @@ def _collected(
 # Moves -------------------------------------------------------------------------------------
 
 
-def _moves(
+def moves_within(
     cells: pl.DataFrame, area: ServiceArea, radius: int, speed_kmh: float, params: GuidanceParams
 ) -> pl.DataFrame:
-    """Every (cell, target_cell) within ``radius`` cells each way, both in ``cells``, with
-    the road distance between their centres and the minutes it takes at ``speed_kmh``."""
+    """Every (cell, target_cell) within ``radius`` cells each way, both in ``cells`` (a
+    subset of ``area.cells()``), with the road distance between their centres and the
+    minutes it takes at ``speed_kmh``."""
     lat_mid = (sum(area.row_range) / 2) / rows_per_degree(area.mesh_level)
     km_per_row = KM_PER_DEGREE_LATITUDE / rows_per_degree(area.mesh_level)
     km_per_col = (
@@ -325,7 +326,7 @@ def _plan(
     speed = params.speed_kmh(tick)
     step = float(params.step_minutes)
 
-    moves = _moves(cells, area, params.step_radius_cells, speed, params).filter(
+    moves = moves_within(cells, area, params.step_radius_cells, speed, params).filter(
         pl.col("travel_minutes") < step
     )
     moves = moves.join(rates.rename({"cell": "target_cell"}), on="target_cell", how="left")
@@ -390,7 +391,7 @@ def _plan(
 
     horizon = pl.lit(float(params.horizon_minutes))
     candidates = (
-        _moves(cells, area, params.target_radius_cells, speed, params)
+        moves_within(cells, area, params.target_radius_cells, speed, params)
         .join(origins.select("cell"), on="cell", how="semi")
         .filter(pl.col("travel_minutes") < params.horizon_minutes)
         .join(rates.rename({"cell": "target_cell"}), on="target_cell", how="left")

@@ -79,6 +79,29 @@ def best_neighbour_in_hindsight(realised: pl.DataFrame, area: ServiceArea) -> pl
     )
 
 
+def arrival_buckets(
+    targets: pl.DataFrame, tick: datetime, bucket_start: datetime, bucket_minutes: int
+) -> pl.DataFrame:
+    """``targets`` (cell, target_cell, target_arrival_minutes) stamped with the tick, its
+    bucket and the start of the bucket a taxi following the target arrives in."""
+    into_bucket_minutes = (tick - bucket_start).total_seconds() / 60.0
+    start = pl.lit(bucket_start).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+    return targets.select(
+        tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"),
+        cell=pl.col("cell"),
+        bucket_start=start,
+        target_cell=pl.col("target_cell"),
+        arrival_bucket_start=start
+        + pl.duration(
+            minutes=(
+                (into_bucket_minutes + pl.col("target_arrival_minutes"))
+                // bucket_minutes
+                * bucket_minutes
+            ).cast(pl.Int64)
+        ),
+    )
+
+
 def replay_tick(
     forecast: pl.DataFrame,
     area: ServiceArea,
@@ -88,39 +111,16 @@ def replay_tick(
     """The guidance one tick gave: per cell its target and the start of the bucket a taxi
     following it arrives in."""
     bucket_start = forecast.filter(pl.col("horizon") == 0)["bucket_start"][0]
-    into_bucket_minutes = (tick - bucket_start).total_seconds() / 60.0
-    width = params.bucket_minutes
-    return cruising_guidance(forecast, area, tick, params).select(
-        tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"),
-        cell=pl.col("cell"),
-        bucket_start=pl.lit(bucket_start),
-        target_cell=pl.col("target_cell"),
-        arrival_bucket_start=pl.lit(bucket_start)
-        + pl.duration(
-            minutes=(
-                (into_bucket_minutes + pl.col("target_arrival_minutes")) // width * width
-            ).cast(pl.Int64)
-        ),
-    )
+    targets = cruising_guidance(forecast, area, tick, params)
+    return arrival_buckets(targets, tick, bucket_start, params.bucket_minutes)
 
 
-def replay_guidance(
-    forecasts: pl.DataFrame,
-    cell_demand: pl.DataFrame,
-    area: ServiceArea,
-    params: GuidanceParams = DEFAULT_GUIDANCE,
+def score_guidance(
+    given: pl.DataFrame, cell_demand: pl.DataFrame, area: ServiceArea
 ) -> pl.DataFrame:
-    """REPLAY_COLUMNS per tick of ``forecasts`` (ticks stacked, each with its ``tick``) and
-    cell with vacant taxis in the tick's bucket."""
-    if "horizon" not in forecasts.columns:
-        forecasts = forecasts.with_columns(horizon=pl.lit(0, pl.Int8))
+    """REPLAY_COLUMNS for guidance ``given`` as :func:`arrival_buckets` stamps it, judged on
+    ``cell_demand``; cells without vacant taxis in the tick's bucket drop out."""
     realised = realised_hails_per_vacant_taxi(cell_demand)
-    given = pl.concat(
-        [
-            replay_tick(rows, area, rows["tick"][0], params)
-            for _, rows in sorted(forecasts.partition_by("tick", as_dict=True).items())
-        ]
-    )
     return (
         given.join(
             realised.select("cell", "bucket_start", "vacant_taxis", "staying"),
@@ -148,6 +148,25 @@ def replay_guidance(
         .select(REPLAY_COLUMNS)
         .sort("tick", "cell")
     )
+
+
+def replay_guidance(
+    forecasts: pl.DataFrame,
+    cell_demand: pl.DataFrame,
+    area: ServiceArea,
+    params: GuidanceParams = DEFAULT_GUIDANCE,
+) -> pl.DataFrame:
+    """REPLAY_COLUMNS per tick of ``forecasts`` (ticks stacked, each with its ``tick``) and
+    cell with vacant taxis in the tick's bucket."""
+    if "horizon" not in forecasts.columns:
+        forecasts = forecasts.with_columns(horizon=pl.lit(0, pl.Int8))
+    given = pl.concat(
+        [
+            replay_tick(rows, area, rows["tick"][0], params)
+            for _, rows in sorted(forecasts.partition_by("tick", as_dict=True).items())
+        ]
+    )
+    return score_guidance(given, cell_demand, area)
 
 
 def replay_summary(replay: pl.DataFrame) -> dict[str, float]:
