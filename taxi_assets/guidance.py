@@ -32,14 +32,18 @@ the way; ``route_expected_hails`` is the chance of at least one hail on it. The 
 cell counts it among its vacant taxis already (``max(v, 1) + prior`` competitors rather
 than ``v + 1 + prior``), so staying is not penalised for the taxi competing with itself.
 
-**No herding.** ``n`` vacant taxis in one cell are split across targets by marginal value:
-``g`` taxis sent to a target capture ``g * (1 - exp(-exposure(g)))`` hails together, where
-each added taxi adds a competitor, so the second taxi sent to a cell expects less than the
-first; the ``n`` largest marginal values win.
+**No herding.** The vacant taxis of every cell are allocated across targets (staying is
+one) all at once, one taxi at a time: each goes where it expects the most hails given the
+taxis already sent there, from its own cell or any other, each one more competitor. So the
+second taxi sent to a cell expects less than the first, and taxis of neighbouring cells do
+not all chase the same hotspot. Each taxi is valued by its own catch, as a driver would; a
+fleet-wide objective (its catch minus what it takes from the others) keeps nearly every taxi
+where it is, since moving mostly shares the same hails out differently.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +78,15 @@ GUIDANCE_COLUMNS = (
     "vacant_taxis",
     "allocation",
 )
+
+# Targets per cell the allocation considers (its best for one taxi, and staying).
+_ALLOCATION_TARGETS = 8
+_ALLOCATION_FIELDS = {
+    "target_cell": pl.Int64,
+    "taxis": pl.Int32,
+    "expected_hails_per_taxi": pl.Float64,
+    "first_taxi_expected_hails": pl.Float64,
+}
 
 # Ranking ties (an empty forecast, symmetric neighbours) go to staying, then the nearer cell,
 # then the smaller code; values are rounded first so float noise does not decide.
@@ -423,62 +436,144 @@ def _allocate(
     segments: list[tuple[int, float, float]],
     params: GuidanceParams,
 ) -> pl.DataFrame:
-    """``allocation`` per cell: its ``vacant_taxis`` split across candidate targets by
-    marginal value (see the module docstring)."""
-    prior, width = params.competitor_prior, float(params.bucket_minutes)
-    horizon = float(params.horizon_minutes)
+    """``allocation`` per cell: the vacant taxis of every cell split across their candidate
+    targets, all cells at once, so taxis of neighbouring cells sent to one target see each
+    other (see the module docstring).
 
-    def exposure(guided: pl.Expr) -> pl.Expr:
-        # Hail intensity one of ``guided`` taxis sent to the target collects; the cell's own
-        # taxis are among its forecast vacant taxis already, the others arrive on top.
-        parts = []
-        for bucket, seg_start, seg_end in segments:
-            already = (
-                pl.when(pl.col("target_cell") == pl.col("cell"))
-                .then((pl.col(f"v{bucket}") - pl.col("vacant_taxis")).clip(lower_bound=0.0))
-                .otherwise(pl.col(f"v{bucket}"))
+    Every cell's own vacant taxis are allocated (staying is one of the targets), so a
+    target's competitors are the vacant taxis forecast there beyond its own, the prior, and
+    every taxi allocated to it. The next taxi goes where it expects the most; that falls
+    with every taxi a target gets, so a lazy priority queue (rescoring an entry only when
+    its target got a taxi since) finds the same allocation as rescoring everything after
+    each taxi. The loop is over taxis, a few thousand a tick, not rows.
+    """
+    buckets = [bucket for bucket, _, _ in segments]
+    origins = taxis.filter(pl.col("vacant_taxis") > 0)
+    moving = candidates.join(origins, on="cell", how="semi")
+    if moving.height == 0:
+        return pl.DataFrame(
+            schema={"cell": pl.Int64, "allocation": pl.List(pl.Struct(_ALLOCATION_FIELDS))}
+        )
+    targets = (
+        moving.unique("target_cell")
+        .select("target_cell", *(f"^[lv]{b}$" for b in buckets))
+        .join(taxis.rename({"cell": "target_cell"}), on="target_cell", how="left")
+        .with_columns(pl.col("vacant_taxis").fill_null(0).cast(pl.Float64))
+        .select(
+            "target_cell",
+            *(pl.col(f"l{b}").alias(f"hails{i}") for i, b in enumerate(buckets)),
+            *(
+                (
+                    (pl.col(f"v{b}") - pl.col("vacant_taxis")).clip(lower_bound=0.0)
+                    + params.competitor_prior
+                ).alias(f"base{i}")
+                for i, b in enumerate(buckets)
+            ),
+        )
+        .sort("target_cell")
+    )
+    target_of = {cell: i for i, cell in enumerate(targets["target_cell"].to_list())}
+    hails = [targets[f"hails{i}"].to_list() for i in range(len(buckets))]
+    base = [targets[f"base{i}"].to_list() for i in range(len(buckets))]
+    # Share of a bucket's hails-per-competitor a taxi collects, arriving after its travel.
+    weights = [
+        (
+            (pl.lit(seg_end) - pl.max_horizontal(pl.col("travel_minutes"), pl.lit(seg_start))).clip(
+                lower_bound=0.0
             )
-            minutes = (
-                pl.lit(seg_end) - pl.max_horizontal(pl.col("travel_minutes"), pl.lit(seg_start))
-            ).clip(lower_bound=0.0)
-            parts.append(pl.col(f"l{bucket}") / (already + prior + guided) / width * minutes)
-        return pl.sum_horizontal(parts)
-
-    def captured(guided: pl.Expr) -> pl.Expr:
-        return pl.when(guided > 0).then(guided * (1.0 - (-exposure(guided)).exp())).otherwise(0.0)
-
-    del horizon  # the segments already end at the horizon
-    guided = pl.col("guided").cast(pl.Float64)
-    ranked = (
-        candidates.join(taxis.filter(pl.col("vacant_taxis") > 0), on="cell")
-        .with_columns(guided=pl.int_ranges(1, pl.col("vacant_taxis") + 1))
-        .explode("guided")
-        .with_columns(marginal=captured(guided) - captured(guided - 1.0))
-        .with_columns(_rank=pl.col("marginal").round(_TIE_DIGITS))
+            / params.bucket_minutes
+        ).alias(f"weight{i}")
+        for i, (_, seg_start, seg_end) in enumerate(segments)
+    ]
+    first_taxi = (
+        1.0
+        - (
+            -pl.sum_horizontal(
+                pl.col(f"weight{i}") * pl.col(f"hails{i}") / (pl.col(f"base{i}") + 1.0)
+                for i in range(len(buckets))
+            )
+        ).exp()
+    )
+    moving = (
+        moving.select("cell", "target_cell", "distance_km", *weights)
+        .join(targets, on="target_cell")
+        .with_columns(first_taxi=first_taxi.round(_TIE_DIGITS))
         .sort(
-            ["cell", "_rank", "distance_km", "target_cell"],
+            ["cell", "first_taxi", "distance_km", "target_cell"],
             descending=[False, True, False, False],
         )
-        .with_columns(order=pl.int_range(1, pl.len() + 1).over("cell"))
-        .filter(pl.col("order") <= pl.col("vacant_taxis"))
+        # A few best targets per cell, staying always among them, keep the queue short.
+        .filter(
+            (pl.int_range(pl.len()).over("cell") < _ALLOCATION_TARGETS)
+            | (pl.col("target_cell") == pl.col("cell"))
+        )
     )
+    weight_rows = moving.select(f"weight{i}" for i in range(len(buckets))).rows()
+    cand_origin = moving["cell"].to_list()
+    cand_target = [target_of[cell] for cell in moving["target_cell"].to_list()]
+    cand_distance = moving["distance_km"].to_list()
+    target_cell = moving["target_cell"].to_list()
+    left = dict(origins.select("cell", "vacant_taxis").iter_rows())
+    guided = [0] * len(target_of)
+    version = [0] * len(target_of)
+
+    def exposure(cand: int, count: int) -> float:
+        t = cand_target[cand]
+        return sum(
+            w * hails[h][t] / (base[h][t] + count) for h, w in enumerate(weight_rows[cand]) if w
+        )
+
+    def marginal(cand: int) -> float:
+        return 1.0 - math.exp(-exposure(cand, guided[cand_target[cand]] + 1))
+
+    def entry(cand: int) -> tuple:
+        value = round(marginal(cand), _TIE_DIGITS)
+        return (-value, cand_distance[cand], target_cell[cand], cand, version[cand_target[cand]])
+
+    # Before any taxi is sent, a candidate's value is its first taxi's, computed above.
+    queue = [
+        (-value, cand_distance[cand], target_cell[cand], cand, 0)
+        for cand, value in enumerate(moving["first_taxi"].to_list())
+    ]
+    heapq.heapify(queue)
+    sent: dict[int, list[float]] = {}
+    while queue:
+        negative, _, _, cand, seen = heapq.heappop(queue)
+        if left[cand_origin[cand]] == 0:
+            continue
+        t = cand_target[cand]
+        if seen != version[t]:
+            heapq.heappush(queue, entry(cand))
+            continue
+        left[cand_origin[cand]] -= 1
+        guided[t] += 1
+        version[t] += 1
+        sent.setdefault(cand, []).append(-negative)
+        if left[cand_origin[cand]]:
+            heapq.heappush(queue, entry(cand))
+
+    picked = sorted(sent)
     return (
-        ranked.group_by("cell", "target_cell")
-        .agg(
-            taxis=pl.len().cast(pl.Int32),
-            expected_hails=pl.col("marginal").sum(),
-            last_taxi_expected_hails=pl.col("marginal").min(),
-            distance_km=pl.col("distance_km").first(),
+        pl.DataFrame(
+            {
+                "cell": [cand_origin[c] for c in picked],
+                "target_cell": [target_cell[c] for c in picked],
+                "taxis": [len(sent[c]) for c in picked],
+                # What each expects once every taxi is sent, and what the first expected
+                # when it was sent alone.
+                "expected_hails_per_taxi": [
+                    1.0 - math.exp(-exposure(c, guided[cand_target[c]])) for c in picked
+                ],
+                "first_taxi_expected_hails": [sent[c][0] for c in picked],
+                "distance_km": [cand_distance[c] for c in picked],
+            },
+            schema_overrides={"cell": pl.Int64, "target_cell": pl.Int64, "taxis": pl.Int32},
         )
         .sort(
             ["cell", "taxis", "distance_km", "target_cell"], descending=[False, True, False, False]
         )
         .group_by("cell", maintain_order=True)
-        .agg(
-            allocation=pl.struct(
-                "target_cell", "taxis", "expected_hails", "last_taxi_expected_hails"
-            )
-        )
+        .agg(allocation=pl.struct(*_ALLOCATION_FIELDS))
     )
 
 

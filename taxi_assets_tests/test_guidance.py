@@ -240,15 +240,40 @@ def test_twenty_vacant_taxis_in_one_cell_are_spread_by_marginal_value() -> None:
     # The single best target is where the first taxi goes, and it gets the most taxis.
     assert allocation.row(0, named=True)["target_cell"] == centre["target_cell"] == EDGE
     for target in allocation.filter(pl.col("taxis") >= 2).iter_rows(named=True):
-        # The second taxi sent to a cell expects less than the first: the last one sent
-        # expects less than the average of those sent.
-        assert target["last_taxi_expected_hails"] < target["expected_hails"] / target["taxis"]
+        # The second taxi sent to a cell expects less than the first: once all are sent,
+        # each expects less than the first did alone.
+        assert target["expected_hails_per_taxi"] < target["first_taxi_expected_hails"]
     # Together they expect no more hails than the cells forecast.
-    assert allocation["expected_hails"].sum() < 2.0 + 3.0 + 1.5 + 1.0
-    # Marginal values balance: no target's last taxi expects much less than another's.
-    lasts = allocation["last_taxi_expected_hails"]
-    first_left_out = lasts.min()
-    assert lasts.max() - first_left_out < 0.1
+    caught = (allocation["taxis"] * allocation["expected_hails_per_taxi"]).sum()
+    assert caught < 2.0 + 3.0 + 1.5 + 1.0
+    # Expectations balance: no target leaves its taxis much worse off than another.
+    per_taxi = allocation["expected_hails_per_taxi"]
+    assert per_taxi.max() - per_taxi.min() < 0.1
+
+
+def test_taxis_of_neighbouring_cells_sent_to_one_hotspot_see_each_other() -> None:
+    other_side = cell_at(0, 2)  # the edge cell lies between it and the corner
+    cells = forecast({EDGE: (3.0, 0.0), CORNER: (0.5, 10.0), other_side: (0.5, 10.0)})
+
+    def sent_to_edge(vacant: dict[int, int]) -> dict[int, int]:
+        vacant_now = pl.DataFrame({"cell": list(vacant), "vacant_taxis": list(vacant.values())})
+        guidance = cruising_guidance(cells, AREA, TICK, vacant_now=vacant_now)
+        return {
+            cell: sum(
+                t["taxis"] for t in row_of(guidance, cell)["allocation"] if t["target_cell"] == EDGE
+            )
+            for cell in vacant
+        }
+
+    alone = sent_to_edge({other_side: 10})[other_side]
+    together = sent_to_edge({CORNER: 10, other_side: 10})
+
+    # The two sides mirror each other, and alone either would send most of its taxis.
+    assert alone == sent_to_edge({CORNER: 10})[CORNER] >= 5
+    # Together the hotspot is shared out, not promised to both: the taxis of one side count
+    # those of the other as competitors, so fewer go than the two would send alone.
+    assert together[CORNER] + together[other_side] < 2 * alone
+    assert min(together.values()) < alone
 
 
 def test_without_vacant_now_the_forecast_supply_of_the_bucket_is_allocated() -> None:
