@@ -23,7 +23,7 @@ from datetime import datetime
 import polars as pl
 
 from taxi_assets.calendar import TOKYO_TZ_NAME
-from taxi_assets.guidance import DEFAULT_GUIDANCE, GuidanceParams, cruising_guidance
+from taxi_assets.guidance import DEFAULT_GUIDANCE, GuidanceParams, best_targets
 from taxi_assets.service_area import ServiceArea
 
 REPLAY_COLUMNS = (
@@ -111,7 +111,7 @@ def replay_tick(
     """The guidance one tick gave: per cell its target and the start of the bucket a taxi
     following it arrives in."""
     bucket_start = forecast.filter(pl.col("horizon") == 0)["bucket_start"][0]
-    targets = cruising_guidance(forecast, area, tick, params)
+    targets = best_targets(forecast, area, tick, params)
     return arrival_buckets(targets, tick, bucket_start, params.bucket_minutes)
 
 

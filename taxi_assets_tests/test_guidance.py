@@ -13,6 +13,7 @@ from taxi_assets.guidance import (
     GUIDANCE_COLUMNS,
     GuidanceParams,
     arrival_segments,
+    best_targets,
     cruising_guidance,
     guidance_for_position,
     horizon_for_arrival,
@@ -346,3 +347,9 @@ def test_the_asset_stores_every_cell_and_says_which_horizon_stood_in() -> None:
 
     with pytest.raises(dg.Failure, match="road_speed_kmh"):
         GuidanceConfig(road_speed_kmh=[20.0]).params(15)
+
+
+def test_best_targets_are_the_guidance_without_the_allocation() -> None:
+    cells = forecast({CENTRE: (2.0, 3.0), EDGE: (3.0, 0.0)})
+    full = cruising_guidance(cells, AREA, TICK)
+    assert best_targets(cells, AREA, TICK).equals(full.drop("vacant_taxis", "allocation"))
