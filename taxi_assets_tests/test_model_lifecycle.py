@@ -215,6 +215,9 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     accuracy = platform.metadata(accuracy_run, "forecast_accuracy")
     assert accuracy["ticks"] == 1 and accuracy["rows"] == 1520
     assert isinstance(accuracy["mae"], float) and accuracy["mae_in_evaluation"] > 0
+    replay = platform.metadata(accuracy_run, "guidance_accuracy")
+    assert replay["ticks"] == 1 and replay["vacant_taxis"] > 0
+    assert isinstance(replay["hails_per_vacant_taxi_following"], float)
 
 
 def test_second_model_is_judged_against_production(platform: Platform) -> None:

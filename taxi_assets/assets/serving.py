@@ -212,6 +212,9 @@ def cruising_guidance(
     across targets so they do not all chase the same hails."""
     params = config.params(settings.bucket_minutes)
     tick = demand_forecast["tick"][0]
+    if "horizon" not in demand_forecast.columns:
+        # A tick stored before forecasts carried their horizon: the bucket in progress.
+        demand_forecast = demand_forecast.with_columns(horizon=pl.lit(0, pl.Int8))
     guidance = plan_guidance(demand_forecast, settings.service_area(), tick, params)
     moves = guidance.filter(pl.col("target_cell") != pl.col("cell"))
     busiest = demand_forecast.filter(pl.col("horizon") == forecast_horizons(demand_forecast)[0])
