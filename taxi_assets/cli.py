@@ -257,6 +257,22 @@ def print_forecast_summary(instance: dg.DagsterInstance, day: date | None) -> No
             f"street hails expected in the next bucket, made in {forecast['seconds']:.2f}s"
             + (f"; its MAE {accuracy['mae']:.4f}" if accuracy else "")
         )
+    guidance = latest_materialization_metadata(instance, "cruising_guidance")
+    replay = latest_materialization_metadata(instance, "guidance_accuracy", day.isoformat())
+    if guidance:
+        print(
+            f"Cruising guidance: {guidance['cells_sent_elsewhere']} of {guidance['cells']} cells "
+            f"send their taxis elsewhere ({guidance['busiest_50_cells_sent_elsewhere']} of the "
+            "50 busiest)"
+            + (
+                f"; replayed on what happened: {replay['hails_per_vacant_taxi_following']:.3f} "
+                f"street hails per vacant taxi following it, "
+                f"{replay['hails_per_vacant_taxi_staying']:.3f} staying, "
+                f"{replay['hails_per_vacant_taxi_best_neighbour']:.3f} best neighbour in hindsight"
+                if replay
+                else ""
+            )
+        )
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
