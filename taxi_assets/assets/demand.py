@@ -10,6 +10,7 @@ from taxi_assets.contracts import CellDemand, TripEvents
 from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.pictures import cell_demand_picture
 from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.trips import derive_trip_events
@@ -89,6 +90,7 @@ def cell_demand(
             "max_pickups_in_a_bucket": int(demand["pickups"].max() or 0),
             **time_range_metadata(demand, "bucket_start"),
             "busiest_cells": preview(busiest, 10),
+            "street_hail_map": cell_demand_picture(demand, area, day),
         },
     )
     yield contract_check_result(CellDemand, demand, "cell_demand")

@@ -20,6 +20,7 @@ from taxi_assets.evaluation import overall_markdown, overall_metrics, slice_metr
 from taxi_assets.features import FEATURES, TARGET
 from taxi_assets.metadata import latest_materialization_metadata, markdown_table
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.pictures import evaluation_picture
 from taxi_assets.registry import ArtifactStore, RegistryError
 from taxi_assets.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
@@ -355,6 +356,7 @@ def model_evaluation(
             "metrics": dg.MetadataValue.md(overall_markdown(overall)),
             "slices": dg.MetadataValue.md(slices_markdown(slices)),
             "blessing_reasons": dg.MetadataValue.md(reasons_markdown(decision)),
+            "error_by_hour": evaluation_picture(slices, scored),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -25,6 +25,7 @@ from taxi_assets.guidance import (
 )
 from taxi_assets.guidance import cruising_guidance as plan_guidance
 from taxi_assets.metadata import markdown_table, preview
+from taxi_assets.pictures import forecast_picture
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.serving import (
     FORECAST_HORIZONS,
@@ -280,6 +281,7 @@ def cruising_guidance(
                 ),
                 10,
             ),
+            "forecast_map": forecast_picture(demand_forecast, settings.service_area(), guidance),
         },
     )
 

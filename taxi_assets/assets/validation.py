@@ -16,6 +16,7 @@ import polars as pl
 
 from taxi_assets.metadata import markdown_table
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.pictures import drift_picture
 from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.storage import StoredPartitions
 from taxi_assets.validation.drift import (
@@ -162,6 +163,9 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
             metadata["features_drifted"] = int(comparison["crossed"].sum())
             metadata["drift_report"] = dg.MetadataValue.md(
                 drift_report_markdown(comparison, f"{source}: {context.partition_key} vs {against}")
+            )
+            metadata["worst_feature_histogram"] = drift_picture(
+                comparison, statistics, reference, f"{source}: {context.partition_key} vs {against}"
             )
         yield dg.Output(statistics, metadata=metadata)
 
