@@ -9,9 +9,13 @@ Prints the median and worst seconds and the PNG size of each picture. Goal: unde
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+
+import matplotlib
 
 from taxi_assets.pictures import (
     drift_png,
@@ -57,6 +61,11 @@ def main() -> None:
     }
     # The first figure pays matplotlib's font cache and imports: a worker pays it once.
     street_hail_heatmap_png(demand, CENTRAL_TOKYO, frames.DAY)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"nproc={os.cpu_count()}  python={platform.python_version()}  "
+        f"matplotlib={matplotlib.__version__}  load average {load} (a shared machine)"
+    )
     print(
         f"cells {CENTRAL_TOKYO.n_cells:,}, demand rows {demand.height:,}, "
         f"scored rows {scored.height:,}"

@@ -63,7 +63,7 @@ PREDICTOR_COLOURS = {
     "model": "tab:blue",
     "production": "tab:orange",
     "last_week": "tab:green",
-    "historical_average": "tab:olive",
+    "historical_average": "tab:purple",
     "oracle": "black",
 }
 
@@ -315,6 +315,12 @@ def drift_png(
     step = max(1, len(labels) // 12)
     ax.set_xticks(x[::step], labels[::step], rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("share of rows")
+    positive = np.concatenate([shares_today, shares_before])
+    positive = positive[positive > 0]
+    if positive.size and positive.max() > 50 * positive.min():
+        # One bin holding nearly everything would flatten the rest: show orders of magnitude.
+        ax.set_yscale("log")
+        ax.set_ylabel("share of rows (log)")
     ax.legend(fontsize=8)
     verdict = "crossed" if row["crossed"] else "within"
     ax.set_title(

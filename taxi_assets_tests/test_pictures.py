@@ -232,6 +232,7 @@ def test_the_forecast_tick_carries_its_map_with_guidance(city: dg.DagsterInstanc
 
 # ---- in the UI --------------------------------------------------------------------------
 
+
 @pytest.mark.services
 def test_the_asset_page_shows_the_picture_in_a_browser(tmp_path: Path) -> None:
     """A live webserver over an instance holding one materialized day; in headless Chromium
