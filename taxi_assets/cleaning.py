@@ -41,12 +41,20 @@ class CleaningRules:
     max_occupied_minutes: float = 180.0
     # A dispatched taxi reaches its passenger well within an hour.
     max_dispatched_minutes: float = 60.0
+    # A GPS step (a run of displaced pings between two impossible moves) lasts at most
+    # this long; longer displaced stretches are left to the single-ping rule.
+    max_jump_run_minutes: float = 10.0
     # A vehicle with at least this share of its pings outside the day has a skewed clock
     # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
     clock_skew_min_share: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("max_implied_speed_kmh", "max_occupied_minutes", "max_dispatched_minutes"):
+        for name in (
+            "max_implied_speed_kmh",
+            "max_occupied_minutes",
+            "max_dispatched_minutes",
+            "max_jump_run_minutes",
+        ):
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
                 raise ValueError(f"CleaningRules.{name} must be a positive number, got {value!r}")
@@ -167,15 +175,55 @@ def _single_jump(limit: float) -> pl.Expr:
     return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
 
 
-def _pair_jump(limit: float) -> pl.Expr:
-    """A two-ping spike: too fast into the pair and out of it, while skipping it is plausible."""
-    pair_start = (
-        _same_vehicle(2)
-        & (pl.col(_SPEED_IN) > limit)
-        & (pl.col(_SPEED_IN).shift(-2) > limit)
-        & (implied_speed_kmh(-1, 2) <= limit)
+def _step_jump(frame: pl.DataFrame, limit: float, max_minutes: float) -> pl.DataFrame:
+    """Flag ``_step``: a run of displaced pings (a GPS step, or a two-ping spike).
+
+    Fast moves cut each vehicle's track into segments. A segment entered and left by a
+    fast move, lasting at most ``max_minutes``, is displaced when skipping it (from the
+    ping before it to the ping after it) is plausible. A step at either end of a track
+    has only one fast edge and is left alone: which side is wrong cannot be told.
+    """
+    fast = (pl.col(_SPEED_IN) > limit).fill_null(False)
+    segment_end = ~_same_vehicle(1) | fast.shift(-1).fill_null(True)
+    # Neighbours are read before the windows: a shift inside .over() stays in its group.
+    with_edges = frame.with_columns(
+        _seg=(~_same_vehicle(-1) | fast).cum_sum(),
+        _enters_fast=fast,
+        _leaves_fast=segment_end & _same_vehicle(1),
+        _lat_before=pl.col("lat").shift(1),
+        _lon_before=pl.col("lon").shift(1),
+        _ts_before=pl.col("ts").shift(1),
+        _lat_after=pl.col("lat").shift(-1),
+        _lon_after=pl.col("lon").shift(-1),
+        _ts_after=pl.col("ts").shift(-1),
+    )
+    seg = "_seg"
+    first = [pl.col(c).first().over(seg) for c in ("_enters_fast", "_lat_before", "_lon_before")]
+    last = [pl.col(c).last().over(seg) for c in ("_leaves_fast", "_lat_after", "_lon_after")]
+    broadcast = with_edges.with_columns(
+        *first,
+        *last,
+        _ts_before=pl.col("_ts_before").first().over(seg),
+        _ts_after=pl.col("_ts_after").last().over(seg),
+        _span_us=(pl.col("ts").last() - pl.col("ts").first()).dt.total_microseconds().over(seg),
+    )
+    km = haversine_km(
+        pl.col("_lat_before"), pl.col("_lon_before"), pl.col("_lat_after"), pl.col("_lon_after")
+    )
+    hours = (pl.col("_ts_after") - pl.col("_ts_before")).dt.total_microseconds() / _US_PER_HOUR
+    step = (
+        pl.col("_enters_fast")
+        & pl.col("_leaves_fast")
+        & (pl.col("_span_us") <= max_minutes * _US_PER_MINUTE)
+        & (km / hours <= limit)
     ).fill_null(False)
-    return pair_start | pair_start.shift(1).fill_null(False)
+    return broadcast.with_columns(_step=step).drop(
+        "_seg",
+        "_enters_fast",
+        "_leaves_fast",
+        *(f"_{c}_{s}" for c in ("lat", "lon", "ts") for s in ("before", "after")),
+        "_span_us",
+    )
 
 
 def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -227,13 +275,12 @@ def clean_probes(
     rejected_parts.append(rejected)
 
     # Two passes: the second judges pings against the neighbours the first one kept, and
-    # also catches a pair of consecutive spikes (a single-ping rule cannot see those).
+    # also catches runs of displaced pings (a single-ping rule cannot see those).
     limit = rules.max_implied_speed_kmh
     rejected, alive = _split(_with_speed_in(alive), _reason((_single_jump(limit), "gps_jump")))
     rejected_parts.append(rejected)
-    rejected, alive = _split(
-        _with_speed_in(alive), _reason((_single_jump(limit) | _pair_jump(limit), "gps_jump"))
-    )
+    stepped = _step_jump(_with_speed_in(alive), limit, rules.max_jump_run_minutes)
+    rejected, alive = _split(stepped, _reason((_single_jump(limit) | pl.col("_step"), "gps_jump")))
     rejected_parts.append(rejected)
 
     status = pl.col("status")

@@ -205,6 +205,77 @@ def test_runs_within_limits_are_kept() -> None:
     assert clean(rows).rejected.height == 0
 
 
+# Real feeds ping every 10 s to 120 s; the neighbour rules must hold across that range.
+INTERVALS_S = (10, 60, 120)
+
+
+SOUTH_WEST = (35.62, 139.66)  # room to drive north-east, and to jump east, in the area
+
+
+def cruising(
+    interval_s: int, n: int, statuses: list[str] | None = None, kmh: float = 35.0
+) -> list[tuple]:
+    """A taxi driving north-east at ``kmh`` and pinging every ``interval_s`` seconds."""
+    step = kmh / 3600 * interval_s / 111.2 / math.sqrt(2)
+    statuses = statuses or ["vacant"] * n
+    every = interval_s / 60
+    return track(1, DAY, statuses, every_minutes=every, step_deg=step, origin=SOUTH_WEST)
+
+
+def displaced(rows: list[tuple], indices: range, km_east: float) -> list[tuple]:
+    out = list(rows)
+    for i in indices:
+        vehicle, ts, lat, lon, *rest = out[i]
+        out[i] = (vehicle, ts, lat, lon + km_east / 90.4, *rest)
+    return out
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS_S)
+@pytest.mark.parametrize("run", [1, 2, 3, 5])
+def test_a_gps_step_of_displaced_pings_is_a_jump(interval_s: int, run: int) -> None:
+    # 12 km away: thousands of km/h at 10 s, still ~360 km/h at 120 s.
+    rows = displaced(cruising(interval_s, 12), range(4, 4 + run), 12.0)
+    result = clean(rows)
+    assert reasons(result) == [(1, "gps_jump")] * run
+    assert result.clean.height == 12 - run
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS_S)
+def test_a_step_longer_than_the_limit_is_not_a_jump(interval_s: int) -> None:
+    run = int(10 * 60 / interval_s) + 2  # just over max_jump_run_minutes
+    rows = displaced(cruising(interval_s, run + 8), range(4, 4 + run), 12.0)
+    assert reasons(clean(rows)).count((1, "gps_jump")) < run
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS_S)
+def test_a_taxi_that_really_moved_keeps_its_pings(interval_s: int) -> None:
+    # 100 km/h on the expressway at every interval, and a 2 km move after a 5 minute gap.
+    assert clean(cruising(interval_s, 6, kmh=100.0)).rejected.height == 0
+    gap = good(n=4) + [
+        (1, at_minute(DAY, 68), TOKYO_STATION[0] + 0.02, TOKYO_STATION[1]),
+        (1, at_minute(DAY, 69), TOKYO_STATION[0] + 0.0205, TOKYO_STATION[1]),
+    ]
+    assert clean(gap).rejected.height == 0
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS_S)
+def test_single_spikes_at_every_interval(interval_s: int) -> None:
+    rows = displaced(cruising(interval_s, 10), range(3, 4), 15.0)
+    rows = displaced(rows, range(7, 8), 12.0)
+    assert reasons(clean(rows)) == [(1, "gps_jump")] * 2
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS_S)
+def test_stuck_runs_are_judged_on_time_not_pings(interval_s: int) -> None:
+    per_hour = 3600 // interval_s
+    stuck = ["vacant"] * 3 + ["occupied"] * (3 * per_hour + 2) + ["vacant"] * 3
+    fare = ["vacant"] * 3 + ["occupied"] * (per_hour // 2) + ["vacant"] * 3
+    # Parked: hours of pings stay in the area at any interval.
+    stuck_rows = cruising(interval_s, 0, stuck, kmh=0.1)
+    assert reasons(clean(stuck_rows)) == [(1, "stuck_status")] * (3 * per_hour + 2)
+    assert clean(cruising(interval_s, 0, fare, kmh=0.1)).rejected.height == 0
+
+
 def test_first_reason_wins() -> None:
     rows = good(n=4)
     _, ts, *_ = rows[0]
@@ -252,6 +323,7 @@ def test_rejected_counts_lists_every_reason() -> None:
         {"max_dispatched_minutes": math.nan},
         {"clock_skew_min_share": 0},
         {"clock_skew_min_share": 1.5},
+        {"max_jump_run_minutes": 0},
     ],
 )
 def test_rules_validate(kwargs: dict) -> None:
