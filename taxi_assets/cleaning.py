@@ -23,6 +23,7 @@ from taxi_assets.frames import (
     RejectReason,
 )
 from taxi_assets.service_area import ServiceArea
+from taxi_assets.trips import TripRules
 
 RAW_COLUMNS = list(RAW_PROBES_SCHEMA)
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
@@ -33,7 +34,7 @@ _US_PER_MINUTE = 60_000_000
 
 @dataclass(frozen=True)
 class CleaningRules:
-    """Thresholds of the cleaning rules."""
+    """Thresholds of the cleaning rules, and the trip rules applied to what they keep."""
 
     # A taxi in central Tokyo never exceeds ~120 km/h, even on the Shuto expressway.
     max_implied_speed_kmh: float = 150.0
@@ -47,6 +48,9 @@ class CleaningRules:
     # A vehicle with at least this share of its pings outside the day has a skewed clock
     # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
     clock_skew_min_share: float = 0.05
+    # How trips are read from the clean pings (meter debouncing, observed pickups): carried
+    # here so that every engine of the data path gets the same rules in one object.
+    trips: TripRules = TripRules()
 
     def __post_init__(self) -> None:
         for name in (

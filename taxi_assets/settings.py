@@ -10,6 +10,7 @@ from taxi_assets.calendar import validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+from taxi_assets.trips import TripRules
 from taxi_assets.validation.drift import DriftThresholds
 
 
@@ -46,6 +47,28 @@ class PipelineSettings(dg.ConfigurableResource):
         default=CleaningRules.clock_skew_min_share,
         description="Share of a vehicle's pings outside the day that marks its clock as skewed.",
     )
+    # Real-feed physics: defaults hold from 10 s to 120 s pings (DESIGN.md, real feeds).
+    max_jump_run_minutes: float = Field(
+        default=CleaningRules.max_jump_run_minutes,
+        description="Longest run of displaced pings between two impossible moves (a GPS step).",
+    )
+    max_vacant_gap_pings: int = Field(
+        default=TripRules.max_vacant_gap_pings,
+        description="Vacant runs this short inside a fare are meter flaps (0: off).",
+    )
+    min_fare_pings: int = Field(
+        default=TripRules.min_fare_pings,
+        description="Occupied runs with fewer pings are meter flaps, not fares.",
+    )
+    min_fare_seconds: float = Field(
+        default=TripRules.min_fare_seconds,
+        description="Occupied runs ending sooner are meter flaps, not fares (0: off).",
+    )
+    max_pickup_gap_s: float = Field(
+        default=TripRules.max_pickup_gap_s,
+        description="A pickup counts only if the last non-occupied ping is this close before "
+        "the first occupied one (taxis re-entering the area occupied are no pickups).",
+    )
 
     @field_validator("bucket_minutes")
     @classmethod
@@ -71,6 +94,13 @@ class PipelineSettings(dg.ConfigurableResource):
             max_occupied_minutes=self.max_occupied_minutes,
             max_dispatched_minutes=self.max_dispatched_minutes,
             clock_skew_min_share=self.clock_skew_min_share,
+            max_jump_run_minutes=self.max_jump_run_minutes,
+            trips=TripRules(
+                max_vacant_gap_pings=self.max_vacant_gap_pings,
+                min_fare_pings=self.min_fare_pings,
+                min_fare_seconds=self.min_fare_seconds,
+                max_pickup_gap_s=self.max_pickup_gap_s,
+            ),
         )
 
 

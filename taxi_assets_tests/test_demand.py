@@ -14,12 +14,15 @@ from taxi_assets.cleaning import clean_probes
 from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.frames import CELL_DEMAND_SCHEMA, PROBE_STATUSES
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
-from taxi_assets.trips import derive_trip_events
+from taxi_assets.trips import TripRules, derive_trip_events
 from taxi_assets_tests.probe_builders import at_minute, raw_probes
 
 DAY = date(2025, 6, 2)
 SMALL_AREA = ServiceArea(lat_min=35.67, lat_max=35.69, lon_min=139.75, lon_max=139.78)
 BOOKING = {"vacant": "street_hail", "dispatched": "app_booking", "off_duty": "other"}
+# The aggregation is what is tested here: every status change of the random walks is a
+# trip event (the meter debouncing and the pickup gap have their own tests in test_trips).
+EVERY_CHANGE = TripRules(max_vacant_gap_pings=0, min_fare_pings=1, max_pickup_gap_s=86_400)
 
 
 def random_day(seed: int, area: ServiceArea, vehicles: int = 6, pings: int = 120) -> list[tuple]:
@@ -87,7 +90,7 @@ def test_matches_plain_python(seed: int, bucket_minutes: int) -> None:
     result = clean_probes(raw_probes(random_day(seed, SMALL_AREA)), DAY, SMALL_AREA)
     # Random sticky statuses sometimes make a long dispatched run; nothing else is rejected.
     assert set(result.rejected["reason"].cast(pl.String)) <= {"stuck_status"}
-    events = derive_trip_events(result.clean)
+    events = derive_trip_events(result.clean, EVERY_CHANGE)
     demand = aggregate_cell_demand(result.clean, events, DAY, SMALL_AREA, bucket_minutes)
 
     assert demand.schema == CELL_DEMAND_SCHEMA
