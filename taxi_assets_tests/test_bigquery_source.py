@@ -38,7 +38,7 @@ from taxi_assets.sources.base import ProbeSourceError
 from taxi_assets.sources.bigquery import BigQueryProbeSource, QueryParameter
 from taxi_assets.sources.bigquery_sql import CELL_DEMAND_SQL, READ_PROBES_SQL
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.trips import derive_trip_events
+from taxi_assets.trips import TripRules, derive_trip_events
 from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 
 DAY = date(2026, 4, 21)
@@ -115,7 +115,7 @@ def polars_cell_demand(
     raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     result = clean_probes(raw, day, area, rules)
-    trips = derive_trip_events(result.clean)
+    trips = derive_trip_events(result.clean, rules.trips)
     demand = aggregate_cell_demand(result.clean, trips, day, area, bucket_minutes)
     return demand, rejected_counts(result.rejected)
 
@@ -155,6 +155,7 @@ def hostile_rows(day: date) -> pl.DataFrame:
     north, east = (lat_max - 1e-3, 139.77), (35.68, lon_max - 1e-3)
     for k, (inside, edge) in enumerate([(north, (lat_max, 139.77)), (east, (35.68, lon_max))]):
         stops = [(inside, "dispatched"), (edge, "vacant"), (inside, "occupied")]
+        stops.append((inside, "occupied"))  # two pings: a fare, not a meter flap
         for j, (point, status) in enumerate(stops):
             rows.append((v + 7, at_minute(day, minute + 10 * k + j), *point, 20.0, 90.0, status))
     rows.append((v + 7, at_minute(day, minute + 60), lat_min, lon_min))  # the corner is inside
@@ -164,6 +165,20 @@ def hostile_rows(day: date) -> pl.DataFrame:
         (vehicle, ts, lat + (0, 0, 0, 0.05, 0.05, 0.1, 0.1, 0.1)[i], lon, *rest)
         for i, (vehicle, ts, lat, lon, *rest) in enumerate(moving)
     ]
+    # Real-feed physics: a GPS step of four displaced pings, a flapping meter (a one-ping
+    # vacant gap inside a fare, a one-ping fare), and a taxi back in the area occupied
+    # 40 minutes after its last vacant ping.
+    stepped = track(v + 9, day, ["vacant"] * 12, start_minute=minute, origin=(35.65, 139.7))
+    rows += [
+        (vehicle, ts, lat, lon + (0.12 if 4 <= i < 8 else 0.0), *rest)
+        for i, (vehicle, ts, lat, lon, *rest) in enumerate(stepped)
+    ]
+    flapping = ["vacant"] * 3 + ["occupied"] * 3 + ["vacant"] + ["occupied"] * 3
+    flapping += ["vacant"] * 2 + ["occupied"] + ["vacant"] * 3
+    rows += track(v + 10, day, flapping, start_minute=minute, origin=(35.66, 139.71))
+    rows += track(v + 11, day, ["vacant"] * 3, start_minute=minute, origin=(35.67, 139.72))
+    back = ["occupied"] * 3 + ["vacant"] * 2
+    rows += track(v + 11, day, back, start_minute=minute + 43, origin=(35.61, 139.72))
     return raw_probes(rows)
 
 
@@ -212,7 +227,7 @@ def random_hostile_day(seed: int, day: date, area: ServiceArea) -> pl.DataFrame:
             if rng.random() < 0.15:
                 status = rng.choice(["vacant", "occupied", "dispatched", "off_duty"])
             if spike_left == 0 and rng.random() < 0.08:
-                spike_left = rng.choice([1, 2])
+                spike_left = rng.choice([1, 2, 3, 4])  # spikes and GPS steps
             ping_lat = lat + (0.012 if spike_left else 0.0)
             spike_left = max(spike_left - 1, 0)
             ping = [vehicle, at_minute(day, minute + skew), ping_lat, lon, 20.0, 90.0, status]
@@ -248,6 +263,13 @@ def test_pushed_down_sql_equals_the_polars_path_on_random_hostile_days(tmp_path:
             max_occupied_minutes=20.0,
             max_dispatched_minutes=10.0,
             clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
+            max_jump_run_minutes=(10.0, 3.0)[seed % 2],
+            trips=TripRules(
+                max_vacant_gap_pings=(1, 0, 2)[seed % 3],
+                min_fare_pings=(2, 1, 3)[seed % 3],
+                min_fare_seconds=(0.0, 120.0)[seed % 2],
+                max_pickup_gap_s=(300.0, 90.0)[seed % 2],
+            ),
         )
         bucket_minutes = (15, 5, 60, 30)[seed % 4]
         raw = random_hostile_day(seed, day, area)
@@ -315,6 +337,7 @@ def test_the_pushed_down_sql_pastes_no_value() -> None:
         "360",
         "3600000000",
         "60000000",
+        "1000000",
         "0.017453292519943295",
         "12742.0176",
         "occupied",

@@ -74,6 +74,7 @@ from taxi_assets.sources.bigquery_sql import (
     READ_PROBES_SQL,
     READ_WEATHER_SQL,
     WEATHER_TABLE_PLACEHOLDER,
+    physics_parameter_values,
 )
 
 QueryParameter = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
@@ -153,6 +154,7 @@ def cell_demand_parameters(
         scalar("max_occupied_minutes", "FLOAT64", rules.max_occupied_minutes),
         scalar("max_dispatched_minutes", "FLOAT64", rules.max_dispatched_minutes),
         scalar("clock_skew_min_share", "FLOAT64", rules.clock_skew_min_share),
+        *(scalar(*value) for value in physics_parameter_values(rules)),
         scalar("bucket_us", "INT64", bucket_minutes * 60 * 1_000_000),
         scalar("buckets_per_day", "INT64", MINUTES_PER_DAY // bucket_minutes),
     ]
