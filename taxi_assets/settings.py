@@ -56,6 +56,10 @@ class PipelineSettings(dg.ConfigurableResource):
         default=TripRules.max_vacant_gap_pings,
         description="Vacant runs this short inside a fare are meter flaps (0: off).",
     )
+    max_vacant_gap_s: float = Field(
+        default=TripRules.max_vacant_gap_s,
+        description="... and lasting at most this long between the occupied pings around it.",
+    )
     min_fare_pings: int = Field(
         default=TripRules.min_fare_pings,
         description="Occupied runs with fewer pings are meter flaps, not fares.",
@@ -97,6 +101,7 @@ class PipelineSettings(dg.ConfigurableResource):
             max_jump_run_minutes=self.max_jump_run_minutes,
             trips=TripRules(
                 max_vacant_gap_pings=self.max_vacant_gap_pings,
+                max_vacant_gap_s=self.max_vacant_gap_s,
                 min_fare_pings=self.min_fare_pings,
                 min_fare_seconds=self.min_fare_seconds,
                 max_pickup_gap_s=self.max_pickup_gap_s,

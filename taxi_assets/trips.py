@@ -37,15 +37,19 @@ class TripRules:
     # A vacant run of at most this many pings between occupied pings is the meter flapping
     # inside one fare (0 turns bridging off).
     max_vacant_gap_pings: int = 1
+    # ... and lasting at most this long, from the occupied ping before it to the one after:
+    # a flap is a glitch between two pings, while a taxi that drops off and finds its next
+    # passenger minutes later really was vacant, even if only one ping shows it.
+    max_vacant_gap_s: float = 240.0
     # An occupied run with fewer pings is a flap, not a fare (1 turns it off). A fare
     # lasts minutes, so even at 120 s pings it spans two pings or more.
     min_fare_pings: int = 2
     # An occupied run ending sooner than this after its first ping is a flap (0: off).
     min_fare_seconds: float = 0.0
     # A pickup is observed only if the last non-occupied ping is at most this long before
-    # the first occupied one: above the 99th percentile of a 60 s feed's ping interval
-    # (~240 s), below the minutes a taxi spends outside the area on a fare.
-    max_pickup_gap_s: float = 300.0
+    # the first occupied one: well above the 99th percentile of a 60 s feed's ping interval
+    # (~240 s), well below the time a fare from outside takes (an airport run: 20+ min).
+    max_pickup_gap_s: float = 600.0
     # A skipped pickup whose first occupied ping is this close to the area's edge is
     # counted as a boundary re-entry (metadata only; the rule is the gap).
     boundary_km: float = 2.0
@@ -55,7 +59,7 @@ class TripRules:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TripRules.{name} must be an int >= 0, got {value!r}")
-        for name in ("min_fare_seconds", "boundary_km"):
+        for name in ("min_fare_seconds", "boundary_km", "max_vacant_gap_s"):
             value = getattr(self, name)
             if not 0 <= value < float("inf"):
                 raise ValueError(f"TripRules.{name} must be a number >= 0, got {value!r}")
@@ -98,11 +102,13 @@ def _runs(flag: str, prefix: str) -> list[pl.Expr]:
     run_end = ~_same_vehicle(1) | (pl.col(flag) != pl.col(flag).shift(-1)).fill_null(True)
     after = pl.when(run_end).then(pl.col(flag).shift(-1) & _same_vehicle(1))
     next_ts = pl.when(run_end & _same_vehicle(1)).then(pl.col("ts").shift(-1))
+    prev_ts = pl.when(new_run & _same_vehicle(-1)).then(pl.col("ts").shift(1))
     return [
         run.alias(f"{prefix}_run"),
         before.alias(f"{prefix}_before"),
         after.alias(f"{prefix}_after"),
         next_ts.alias(f"{prefix}_next_ts"),
+        prev_ts.alias(f"{prefix}_prev_ts"),
     ]
 
 
@@ -113,6 +119,7 @@ def _broadcast(prefix: str) -> list[pl.Expr]:
         pl.col(f"{prefix}_before").first().over(run).fill_null(False),
         pl.col(f"{prefix}_after").last().over(run).fill_null(False),
         pl.col(f"{prefix}_next_ts").last().over(run),
+        pl.col(f"{prefix}_prev_ts").first().over(run),
         pl.col("ts").first().over(run).alias(f"{prefix}_first_ts"),
     ]
 
@@ -120,6 +127,8 @@ def _broadcast(prefix: str) -> list[pl.Expr]:
 def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.LazyFrame:
     """Clean probes (sorted by vehicle_id, ts) with ``occupied``: the debounced meter, and
     ``bridged`` / ``dropped`` marking the pings a rule changed."""
+    # The vacant stretch lasts from the last occupied ping before it to the first after it.
+    gap_span_s = (pl.col("_g_next_ts") - pl.col("_g_prev_ts")).dt.total_microseconds() / 1e6
     gap = (
         clean.lazy()
         .with_columns(_raw_occupied=pl.col("status") == "occupied", _first=~_same_vehicle(-1))
@@ -130,6 +139,7 @@ def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.L
             & (pl.col("_g_pings") <= rules.max_vacant_gap_pings)
             & pl.col("_g_before")
             & pl.col("_g_after")
+            & (gap_span_s <= rules.max_vacant_gap_s).fill_null(False)
         )
         .with_columns(_bridged_occupied=pl.col("_raw_occupied") | pl.col("bridged"))
     )

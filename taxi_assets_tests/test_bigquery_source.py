@@ -266,6 +266,7 @@ def test_pushed_down_sql_equals_the_polars_path_on_random_hostile_days(tmp_path:
             max_jump_run_minutes=(10.0, 3.0)[seed % 2],
             trips=TripRules(
                 max_vacant_gap_pings=(1, 0, 2)[seed % 3],
+                max_vacant_gap_s=(240.0, 600.0, 100.0)[seed % 4 % 3],
                 min_fare_pings=(2, 1, 3)[seed % 3],
                 min_fare_seconds=(0.0, 120.0)[seed % 2],
                 max_pickup_gap_s=(300.0, 90.0)[seed % 2],

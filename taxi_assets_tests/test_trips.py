@@ -200,3 +200,15 @@ def test_a_feed_without_dispatched_status_gives_street_hails() -> None:
 def test_invalid_trip_rules_name_the_setting(kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         TripRules(**kwargs)
+
+
+def test_a_lone_vacant_ping_minutes_long_is_a_real_dropoff_and_hail() -> None:
+    # One vacant ping, but five minutes between the fares around it: the taxi dropped off
+    # and found its next passenger, it did not flap.
+    fare = every(60, ["vacant"] * 2 + ["occupied"] * 4 + ["vacant"])
+    next_fare = every(60, ["occupied"] * 4 + ["vacant"], start_minute=60 + 6 + 4)
+    result = derived(fare + next_fare)
+    assert [e for _, e, _ in summary(result.events)] == ["pickup", "dropoff"] * 2
+    assert result.debounced_vacant_gaps == 0
+    bridged = derived(fare + next_fare, TripRules(max_vacant_gap_s=600))
+    assert bridged.debounced_vacant_gaps == 1 and bridged.events.height == 2

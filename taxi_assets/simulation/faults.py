@@ -146,9 +146,7 @@ def inject_faults(
     # Per taxi in delivery order (stable: a copy follows its original).
     position = np.lexsort((delivery_s[rows], taxi[rows]))
     order = rows[position]
-    # A stale replay is quarantined as outside_day, not kept late.
-    fresh = ~stale[order]
-    counts["out_of_order"] = _count_out_of_order(taxi[order][fresh], ts_s[order][fresh])
+    counts["out_of_order"] = _count_out_of_order(taxi[order], ts_s[order])
     return FaultedChunk(
         taxi=taxi[order],
         ts_s=ts_s[order],

@@ -87,6 +87,7 @@ def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float
     return [
         ("max_jump_run_minutes", "FLOAT64", rules.max_jump_run_minutes),
         ("max_vacant_gap_pings", "INT64", trips.max_vacant_gap_pings),
+        ("max_vacant_gap_s", "FLOAT64", trips.max_vacant_gap_s),
         ("min_fare_pings", "INT64", trips.min_fare_pings),
         ("min_fare_seconds", "FLOAT64", trips.min_fare_seconds),
         ("max_pickup_gap_s", "FLOAT64", trips.max_pickup_gap_s),
@@ -248,7 +249,7 @@ clean_cells AS (
 ),
 trip_flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
   SELECT vehicle_id, us, status, cell, bucket, status = 'occupied' AS raw_occ,
-    LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us,
+    LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us, LAG(us) OVER w AS prev_us,
     COALESCE(LAG(status) OVER w = 'occupied', FALSE) AS raw_occ_before,
     COALESCE(LEAD(status) OVER w = 'occupied', FALSE) AS raw_occ_after
   FROM clean_cells {_BY_VEHICLE}
@@ -260,9 +261,10 @@ gap_runs AS (
 ),
 bridged AS (  -- a vacant run this short between occupied runs is the meter flapping
   SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
-    raw_occ OR (COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
-      AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN})
-      AS bridged_occ
+    raw_occ OR COALESCE(COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
+      AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN}
+      AND (LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}) / 1000000
+        <= @max_vacant_gap_s, FALSE) AS bridged_occ
   FROM gap_runs
 ),
 fare_runs AS (
