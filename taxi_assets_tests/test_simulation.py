@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -20,6 +21,8 @@ from taxi_assets.simulation import (
     simulate_weather,
     true_demand_rate,
 )
+from taxi_assets.simulation.feed import vehicle_id_column
+from taxi_assets.sources.simulated import SimulatedProbeSource
 
 WEEKDAY = date(2026, 5, 1)  # a Friday
 SUNDAY = date(2026, 5, 10)
@@ -339,3 +342,138 @@ def test_settings_are_validated_with_the_setting_named():
         CityConfig(ping_interval_s=0)
     with pytest.raises(ValueError, match="duplicate"):
         FaultRates(duplicate=-0.1)
+    with pytest.raises(ValueError, match="feed_profile='nope' is unknown.*real_60s"):
+        CityConfig(feed_profile="nope")
+
+
+# --- feed profiles: each trait of a real feed (DESIGN.md, "What real feeds look like") ------
+
+
+@pytest.fixture(scope="module")
+def real_feed_day() -> SimulatedDay:
+    return simulate_day(CityConfig(seed=7, fleet_size=FLEET, feed_profile="real_60s"), WEEKDAY)
+
+
+def ping_intervals_s(probes: pl.DataFrame) -> pl.Series:
+    start, end = day_window_utc(WEEKDAY)
+    gaps = (
+        probes.filter(pl.col("ts").is_between(start, end, closed="left"))
+        .unique(["vehicle_id", "ts"])
+        .sort("vehicle_id", "ts")
+        .select(pl.col("ts").diff().dt.total_seconds().over("vehicle_id"))
+        .to_series()
+        .drop_nulls()
+    )
+    return gaps.filter((gaps > 0) & (gaps < 1800))  # not the off-duty breaks
+
+
+def occupied_runs(probes: pl.DataFrame) -> pl.DataFrame:
+    """Runs of one status per vehicle, with their length in pings and neighbours' status."""
+    start, end = day_window_utc(WEEKDAY)
+    return (
+        probes.filter(pl.col("ts").is_between(start, end, closed="left"))
+        .unique(["vehicle_id", "ts"], keep="first")
+        .sort("vehicle_id", "ts")
+        .with_columns(
+            run=(
+                (pl.col("status") != pl.col("status").shift(1))
+                | (pl.col("vehicle_id") != pl.col("vehicle_id").shift(1))
+            ).cum_sum()
+        )
+        .group_by("run", maintain_order=True)
+        .agg(pl.col("vehicle_id").first(), pl.col("status").first(), pings=pl.len())
+        .with_columns(before=pl.col("status").shift(1), after=pl.col("status").shift(-1))
+    )
+
+
+def test_the_city_profile_is_the_default_and_pings_like_clockwork(clean_config, clean_day):
+    assert clean_config.feed_profile == "city" and clean_config.feed.dispatch == "shown"
+    assert ping_intervals_s(clean_day.probes).unique().to_list() == [15]
+    assert clean_day.faults["vacant_flaps"] == clean_day.faults["reentries"] == 0
+
+
+def test_real_60s_pings_about_every_minute_with_a_long_tail(real_feed_day):
+    gaps = ping_intervals_s(real_feed_day.probes)
+    assert 55 <= gaps.median() <= 65
+    assert 95 <= gaps.quantile(0.95) <= 125  # real feed: ~110 s
+    assert gaps.quantile(0.99) >= 180  # real feed: ~240 s
+
+
+def test_real_60s_meter_flaps(real_feed_day):
+    runs = occupied_runs(real_feed_day.probes)
+    inside = (pl.col("before") == pl.col("after")) & pl.col("before").is_not_null()
+    lone_fares = runs.filter(
+        (pl.col("status") == "occupied") & (pl.col("pings") == 1) & inside
+    ).height
+    lone_gaps = runs.filter(
+        (pl.col("status") == "vacant")
+        & (pl.col("pings") == 1)
+        & (pl.col("before") == "occupied")
+        & (pl.col("after") == "occupied")
+    ).height
+    apparent_hails = runs.filter(
+        (pl.col("status") == "occupied") & (pl.col("before") == "vacant")
+    ).height
+    # Single-ping fares: up to ~9% of apparent hails on the real feed.
+    assert 0.04 <= lone_fares / apparent_hails <= 0.12
+    assert lone_gaps >= real_feed_day.faults["vacant_flaps"] * 0.8 > 0
+
+
+def test_real_60s_has_gps_steps_of_several_pings(real_feed_day):
+    assert real_feed_day.faults["gps_steps"] > 0
+    lat_min, lat_max, lon_min, lon_max = CityConfig().area.snapped_bounds
+    probes = real_feed_day.probes.unique(["vehicle_id", "ts"]).sort("vehicle_id", "ts")
+    far = probes.with_columns(
+        jump_km=(
+            ((pl.col("lat") - pl.col("lat").shift(1)) * 110.6) ** 2
+            + ((pl.col("lon") - pl.col("lon").shift(1)) * 90.4) ** 2
+        ).sqrt(),
+        same=pl.col("vehicle_id") == pl.col("vehicle_id").shift(1),
+    )
+    # A step: two consecutive moves, each small, both several km away from the ping
+    # before the step (the displaced pings agree with each other).
+    displaced_pairs = far.filter(
+        pl.col("same")
+        & (pl.col("jump_km") < 2)
+        & (pl.col("jump_km").shift(1) > 8)
+        & pl.col("same").shift(1)
+    ).height
+    assert displaced_pairs >= real_feed_day.faults["gps_steps"] * 0.5
+
+
+def test_real_60s_has_no_dispatch_no_weather_and_reentries(real_feed_day):
+    assert "dispatched" not in real_feed_day.probes["status"].unique().to_list()
+    assert "app_booking" not in real_feed_day.trips["booking"].unique().to_list()
+    assert real_feed_day.weather.height == 0
+    assert real_feed_day.weather.schema == WEATHER_SCHEMA
+    # A re-entered fare is not a street hail of the area in the ground truth.
+    reentries = real_feed_day.faults["reentries"]
+    assert (real_feed_day.trips["booking"] == "other").sum() == reentries > 0
+    lat_min = CityConfig().area.snapped_bounds[0]
+    assert (real_feed_day.probes["lat"] < lat_min - 0.02).sum() > 0  # out towards Haneda
+
+
+def test_hidden_dispatch_keeps_app_bookings_without_a_dispatched_status():
+    config = CityConfig(seed=7, fleet_size=60, feed_profile="real_60s_hidden_dispatch")
+    simulated = simulate_day(config, WEEKDAY)
+    assert "dispatched" not in simulated.probes["status"].unique().to_list()
+    assert (simulated.trips["booking"] == "app_booking").sum() > 0
+
+
+def test_vehicle_ids_come_from_one_function():
+    numbers = np.arange(1, 1001)
+    assert vehicle_id_column(numbers, "integer").dtype == pl.Int32
+    prefixed = vehicle_id_column(numbers, "prefixed")
+    assert prefixed[42] == "T-0043" and prefixed.n_unique() == 1000
+    hashed = vehicle_id_column(numbers, "hash")
+    assert hashed.dtype == pl.String and hashed.n_unique() == 1000
+    assert hashed.str.len_chars().max() <= 10
+    assert hashed.equals(vehicle_id_column(numbers, "hash"))  # stable from day to day
+
+
+def test_the_profile_is_a_setting_of_the_simulated_source():
+    source = SimulatedProbeSource(fleet_size=40, seed=3, feed_profile="real_60s")
+    delivery = source.read_probes(WEEKDAY)
+    assert delivery.origin["feed_profile"] == "real_60s"
+    assert source.read_weather(WEEKDAY).height == 0
+    assert SimulatedProbeSource(fleet_size=40).read_weather(WEEKDAY).height == 24
