@@ -45,6 +45,10 @@ class CleaningRules:
     # A GPS step (a run of displaced pings between two impossible moves) lasts at most
     # this long; longer displaced stretches are left to the single-ping rule.
     max_jump_run_minutes: float = 10.0
+    # A ping too fast on one side is a spike when reaching it and leaving it is this many
+    # times the direct way between its neighbours (a real detour at taxi speed never
+    # implies more than max_implied_speed_kmh).
+    spike_detour_ratio: float = 3.0
     # A vehicle with at least this share of its pings outside the day has a skewed clock
     # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
     clock_skew_min_share: float = 0.05
@@ -58,6 +62,7 @@ class CleaningRules:
             "max_occupied_minutes",
             "max_dispatched_minutes",
             "max_jump_run_minutes",
+            "spike_detour_ratio",
         ):
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
@@ -145,12 +150,17 @@ def _row_rules(area: ServiceArea, duplicate: pl.Expr) -> pl.Expr:
 
 
 _SPEED_IN = "_speed_in_kmh"  # implied speed from the previous ping of the same vehicle
+_KM_IN = "_km_in"  # distance from the previous ping of the same vehicle
 
 
 def _with_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add the implied speed into each ping, computed once per pass (haversine is the cost)."""
-    return frame.with_columns(
-        pl.when(_same_vehicle(-1)).then(implied_speed_kmh(-1, 0)).alias(_SPEED_IN)
+    """Add the distance and implied speed into each ping, once per pass (haversine is the
+    cost); the speed is ``implied_speed_kmh(-1, 0)`` operation for operation."""
+    km = haversine_km(pl.col("lat").shift(1), pl.col("lon").shift(1), pl.col("lat"), pl.col("lon"))
+    hours = (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds() / _US_PER_HOUR
+    same = _same_vehicle(-1)
+    return frame.with_columns(pl.when(same).then(km).alias(_KM_IN)).with_columns(
+        pl.when(same).then(pl.col(_KM_IN) / hours).alias(_SPEED_IN)
     )
 
 
@@ -170,13 +180,35 @@ def _later_copies(keyed: pl.DataFrame) -> pl.Series:
     return shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())[_ROW]
 
 
-def _single_jump(limit: float) -> pl.Expr:
-    """A one-ping spike: too fast both in and out (or on its only side at a track's end)."""
+def _single_jump(limit: float, detour_ratio: float) -> pl.Expr:
+    """A one-ping spike: too fast both in and out (or on its only side at a track's end),
+    or too fast on one side and far off the plausible track its neighbours make.
+
+    The second form is what long ping intervals need: a 2 km spike is 480 km/h both ways
+    at 15 s pings but 120 km/h on one side at 60 s. Between two neighbours, the ping whose
+    detour (in + out) is many times the direct way is the wrong one.
+    """
     has_prev, has_next = _same_vehicle(-1), _same_vehicle(1)
     # The next ping's speed-in is this ping's speed-out (null when it is another vehicle).
     fast_in = (pl.col(_SPEED_IN) > limit).fill_null(False)
     fast_out = (pl.col(_SPEED_IN).shift(-1) > limit).fill_null(False)
-    return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
+    skip_km = haversine_km(
+        pl.col("lat").shift(1),
+        pl.col("lon").shift(1),
+        pl.col("lat").shift(-1),
+        pl.col("lon").shift(-1),
+    )
+    skip_hours = (pl.col("ts").shift(-1) - pl.col("ts").shift(1)).dt.total_microseconds() / (
+        _US_PER_HOUR
+    )
+    off_track = (
+        has_prev
+        & has_next
+        & (fast_in | fast_out)
+        & (pl.col(_KM_IN) + pl.col(_KM_IN).shift(-1) > detour_ratio * skip_km)
+        & (skip_km / skip_hours <= limit)
+    ).fill_null(False)
+    return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in) | off_track
 
 
 def _step_jump(frame: pl.DataFrame, limit: float, max_minutes: float) -> pl.DataFrame:
@@ -281,10 +313,15 @@ def clean_probes(
     # Two passes: the second judges pings against the neighbours the first one kept, and
     # also catches runs of displaced pings (a single-ping rule cannot see those).
     limit = rules.max_implied_speed_kmh
-    rejected, alive = _split(_with_speed_in(alive), _reason((_single_jump(limit), "gps_jump")))
+    detour = rules.spike_detour_ratio
+    rejected, alive = _split(
+        _with_speed_in(alive), _reason((_single_jump(limit, detour), "gps_jump"))
+    )
     rejected_parts.append(rejected)
     stepped = _step_jump(_with_speed_in(alive), limit, rules.max_jump_run_minutes)
-    rejected, alive = _split(stepped, _reason((_single_jump(limit) | pl.col("_step"), "gps_jump")))
+    rejected, alive = _split(
+        stepped, _reason((_single_jump(limit, detour) | pl.col("_step"), "gps_jump"))
+    )
     rejected_parts.append(rejected)
 
     status = pl.col("status")

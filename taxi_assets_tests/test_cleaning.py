@@ -265,6 +265,27 @@ def test_single_spikes_at_every_interval(interval_s: int) -> None:
     assert reasons(clean(rows)) == [(1, "gps_jump")] * 2
 
 
+@pytest.mark.parametrize("interval_s", (60, 120))
+def test_a_small_spike_fast_on_one_side_only_is_a_jump(interval_s: int) -> None:
+    # 3 km off at 60 s: ~190 km/h on the way out, ~150 km/h back; the next ping is late,
+    # so the way back is plausible. The neighbours' own track is a crawl.
+    rows = cruising(interval_s, 10, kmh=10.0)
+    rows = displaced(rows, range(4, 5), 3.0 * interval_s / 60)
+    vehicle, ts, *rest = rows[5]
+    rows[5] = (vehicle, ts + timedelta(seconds=interval_s * 0.6), *rest)
+    result = clean(rows)
+    assert reasons(result) == [(1, "gps_jump")]
+    assert result.rejected["ts"].to_list() == [rows[4][1]]
+
+
+def test_the_ping_before_a_spike_is_kept() -> None:
+    # Fast into the spike, but the ping before it lies on the track: only the spike goes.
+    rows = cruising(60, 10, kmh=30.0)
+    rows = displaced(rows, range(5, 6), 2.6)
+    result = clean(rows)
+    assert result.rejected["ts"].to_list() == [rows[5][1]]
+
+
 @pytest.mark.parametrize("interval_s", INTERVALS_S)
 def test_stuck_runs_are_judged_on_time_not_pings(interval_s: int) -> None:
     per_hour = 3600 // interval_s
@@ -324,6 +345,7 @@ def test_rejected_counts_lists_every_reason() -> None:
         {"clock_skew_min_share": 0},
         {"clock_skew_min_share": 1.5},
         {"max_jump_run_minutes": 0},
+        {"spike_detour_ratio": -1},
     ],
 )
 def test_rules_validate(kwargs: dict) -> None:

@@ -128,10 +128,13 @@ def inject_faults(
     # Row faults of single readings: a missing latitude (NaN here, null in the frame), a
     # negative speed, a ping replayed a day late. Drawn after the older faults
     # so that those stay as they were for a given seed.
+    # At most one of them per ping, and none on a position fault, so that each is
+    # quarantined with its own reason.
     speed_kmh = pings.speed_kmh.copy()
-    missing = rng.random(n) < rates.missing_value
+    free = ~(jump | zero)
+    missing = (rng.random(n) < rates.missing_value) & free
     lat[missing] = np.nan
-    invalid = rng.random(n) < rates.invalid_value
+    invalid = (rng.random(n) < rates.invalid_value) & free & ~missing
     speed_kmh[invalid] = -1.0
     stale = rng.random(n) < rates.outside_day
     counts["missing_value"], counts["invalid_value"] = int(missing.sum()), int(invalid.sum())
@@ -139,14 +142,16 @@ def inject_faults(
 
     ts_s = t_s + np.where(skewed, CLOCK_SKEW_S, 0.0) - np.where(stale, DAY_S, 0.0)
     # A second reading at the same instant ~50 m away: neither copy can be trusted.
-    conflict = np.flatnonzero(rng.random(n) < rates.conflicting_duplicate)
+    conflict = np.flatnonzero((rng.random(n) < rates.conflicting_duplicate) & ~missing)
     counts["conflicting_duplicate"] = len(conflict)
     rows = np.concatenate([np.arange(n), dup, conflict])
     lat_shift = np.concatenate([np.zeros(n + len(dup)), np.full(len(conflict), 0.0005)])
     # Per taxi in delivery order (stable: a copy follows its original).
     position = np.lexsort((delivery_s[rows], taxi[rows]))
     order = rows[position]
-    counts["out_of_order"] = _count_out_of_order(taxi[order], ts_s[order])
+    # A stale replay is quarantined as outside_day, not kept as a late ping.
+    fresh = ~stale[order]
+    counts["out_of_order"] = _count_out_of_order(taxi[order][fresh], ts_s[order][fresh])
     return FaultedChunk(
         taxi=taxi[order],
         ts_s=ts_s[order],

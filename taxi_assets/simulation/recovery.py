@@ -62,6 +62,7 @@ def street_hail_recovery(
         by="vehicle_id",
         strategy="forward",
         tolerance=f"{int(tolerance_s + _EARLY_SLACK_S)}s",
+        check_sortedness=False,  # sorted on time; Polars cannot check within groups
     ).filter(pl.col("event").is_not_null())
     # Two true hails cannot share one pickup: the later one of them is missed.
     matched = matches.sort("pickup_ts").unique("event", keep="first").height

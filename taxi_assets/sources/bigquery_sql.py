@@ -74,6 +74,24 @@ _KEPT = "vehicle_id, us, lat, lon, status"
 _BY_VEHICLE = "WINDOW w AS (PARTITION BY vehicle_id ORDER BY us)"
 # cleaning._single_jump: too fast in and out, or on the only side at either end of a track.
 _SINGLE_JUMP = "(fast_in AND fast_out) OR (NOT has_prev AND fast_out) OR (NOT has_next AND fast_in)"
+# cleaning._single_jump's second form: fast on one side, far off its neighbours' track.
+_OFF_TRACK = (
+    "COALESCE(has_prev AND has_next AND (fast_in OR fast_out) "
+    "AND km_in + km_out > @spike_detour_ratio * skip_km "
+    "AND skip_speed <= @max_implied_speed_kmh, FALSE)"
+)
+_NEIGHBOURS = (
+    "LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p, "
+    "LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n"
+)
+# cleaning._with_speed_in and the skip of _single_jump, operation for operation.
+_DISTANCES = (
+    f"us_p IS NOT NULL AS has_prev, us_n IS NOT NULL AS has_next, "
+    f"{_haversine_km('lat_p', 'lon_p', 'lat', 'lon')} AS km_in, "
+    f"{_implied_speed_kmh('_p', '')} AS speed_in, "
+    f"{_haversine_km('lat_p', 'lon_p', 'lat_n', 'lon_n')} AS skip_km, "
+    f"{_implied_speed_kmh('_p', '_n')} AS skip_speed"
+)
 _RUN = "(PARTITION BY vehicle_id, run_id)"
 _WHOLE = "ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
 _SEGMENT = f"(PARTITION BY vehicle_id, segment {_WHOLE})"
@@ -86,6 +104,7 @@ def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float
     trips = rules.trips
     return [
         ("max_jump_run_minutes", "FLOAT64", rules.max_jump_run_minutes),
+        ("spike_detour_ratio", "FLOAT64", rules.spike_detour_ratio),
         ("max_vacant_gap_pings", "INT64", trips.max_vacant_gap_pings),
         ("max_vacant_gap_s", "FLOAT64", trips.max_vacant_gap_s),
         ("min_fare_pings", "INT64", trips.min_fare_pings),
@@ -133,37 +152,36 @@ day_ok AS (  -- clock_skew, outside_day, conflicting_duplicate
     AND pings_at_instant = 1
 ),
 jump1_prev AS (
-  SELECT {_KEPT}, LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p
+  SELECT {_KEPT}, {_NEIGHBOURS}
   FROM day_ok {_BY_VEHICLE}
 ),
 jump1_speed AS (
-  SELECT {_KEPT}, us_p IS NOT NULL AS has_prev, {_implied_speed_kmh("_p", "")} AS speed_in
+  SELECT {_KEPT}, {_DISTANCES}
   FROM jump1_prev
 ),
 jump1_flags AS (
-  SELECT {_KEPT}, has_prev,
-    LEAD(us) OVER w IS NOT NULL AS has_next,
+  SELECT {_KEPT}, has_prev, has_next,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
-    COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out
+    COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
+    LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed
   FROM jump1_speed {_BY_VEHICLE}
 ),
 jump1_ok AS (  -- gps_jump, first pass: single-ping spikes
-  SELECT {_KEPT} FROM jump1_flags WHERE NOT ({_SINGLE_JUMP})
+  SELECT {_KEPT} FROM jump1_flags WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK})
 ),
 jump2_prev AS (
-  SELECT {_KEPT}, LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p
+  SELECT {_KEPT}, {_NEIGHBOURS}
   FROM jump1_ok {_BY_VEHICLE}
 ),
 jump2_speed AS (
-  SELECT {_KEPT}, lat_p, lon_p, us_p, us_p IS NOT NULL AS has_prev,
-    {_implied_speed_kmh("_p", "")} AS speed_in
+  SELECT {_KEPT}, lat_p, lon_p, us_p, {_DISTANCES}
   FROM jump2_prev
 ),
 jump2_edges AS (
-  SELECT {_KEPT}, lat_p, lon_p, us_p, has_prev,
-    LEAD(us) OVER w IS NOT NULL AS has_next,
+  SELECT {_KEPT}, lat_p, lon_p, us_p, has_prev, has_next,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
     COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
+    LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed,
     LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n
   FROM jump2_speed {_BY_VEHICLE}
 ),
@@ -173,7 +191,7 @@ jump2_segments AS (  -- cleaning._step_jump: fast moves cut a track into segment
   FROM jump2_edges
 ),
 jump2_steps AS (
-  SELECT {_KEPT}, has_prev, has_next, fast_in, fast_out,
+  SELECT {_KEPT}, has_prev, has_next, fast_in, fast_out, km_in, km_out, skip_km, skip_speed,
     FIRST_VALUE(fast_in) OVER {_SEGMENT} AS enters_fast,
     LAST_VALUE(has_next) OVER {_SEGMENT} AS leaves_fast,
     FIRST_VALUE(lat_p) OVER {_SEGMENT} AS lat_b, FIRST_VALUE(lon_p) OVER {_SEGMENT} AS lon_b,
@@ -185,7 +203,7 @@ jump2_steps AS (
 ),
 jump2_ok AS (  -- gps_jump, second pass: against the kept neighbours, and GPS steps
   SELECT {_KEPT} FROM jump2_steps
-  WHERE NOT ({_SINGLE_JUMP} OR COALESCE(enters_fast AND leaves_fast
+  WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK} OR COALESCE(enters_fast AND leaves_fast
     AND span_us <= @max_jump_run_minutes * {_US_PER_MINUTE}
     AND {_implied_speed_kmh("_b", "_a")} <= @max_implied_speed_kmh, FALSE))
 ),
