@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import polars as pl
 
 from taxi_assets.calendar import day_window_utc
@@ -180,86 +181,88 @@ def _later_copies(keyed: pl.DataFrame) -> pl.Series:
     return shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())[_ROW]
 
 
-def _single_jump(limit: float, detour_ratio: float) -> pl.Expr:
-    """A one-ping spike: too fast both in and out (or on its only side at a track's end),
-    or too fast on one side and far off the plausible track its neighbours make.
+def _skip_speed_kmh(frame: pl.DataFrame, before: pl.Series, after: pl.Series) -> pl.DataFrame:
+    """Distance and implied speed from row ``before`` to row ``after``, pair by pair."""
+    ends = pl.DataFrame(
+        {
+            "lat_a": frame["lat"].gather(before),
+            "lon_a": frame["lon"].gather(before),
+            "ts_a": frame["ts"].gather(before),
+            "lat_b": frame["lat"].gather(after),
+            "lon_b": frame["lon"].gather(after),
+            "ts_b": frame["ts"].gather(after),
+        }
+    )
+    km = haversine_km(pl.col("lat_a"), pl.col("lon_a"), pl.col("lat_b"), pl.col("lon_b"))
+    hours = (pl.col("ts_b") - pl.col("ts_a")).dt.total_microseconds() / _US_PER_HOUR
+    return ends.select(km=km, speed=km / hours)
 
-    The second form is what long ping intervals need: a 2 km spike is 480 km/h both ways
-    at 15 s pings but 120 km/h on one side at 60 s. Between two neighbours, the ping whose
-    detour (in + out) is many times the direct way is the wrong one.
+
+def _mark(n: int, rows: pl.Series) -> pl.Series:
+    return pl.Series(np.isin(np.arange(n), rows.to_numpy()), dtype=pl.Boolean)
+
+
+def _jump_flags(
+    frame: pl.DataFrame, limit: float, detour_ratio: float, max_step_minutes: float | None
+) -> pl.Series:
+    """Which pings of a pass are GPS jumps (``frame`` has :func:`_with_speed_in`).
+
+    A one-ping spike is too fast both in and out (or on its only side at a track's end),
+    or too fast on one side and far off the plausible track its neighbours make: at long
+    ping intervals a 2 km spike is 480 km/h both ways at 15 s pings, but only 120 km/h on
+    one side at 60 s. Between two neighbours, the ping whose detour (in + out) is many
+    times the direct way is the wrong one.
+
+    With ``max_step_minutes``, runs of displaced pings too (a GPS step, or a two-ping
+    spike): fast moves cut each track into segments, and a segment entered and left by a
+    fast move, lasting at most that long, is displaced when skipping it is plausible. A
+    step at either end of a track has one fast edge only and is left alone: which side is
+    wrong cannot be told.
+
+    The costly distances are only computed around the rare fast moves.
     """
-    has_prev, has_next = _same_vehicle(-1), _same_vehicle(1)
-    # The next ping's speed-in is this ping's speed-out (null when it is another vehicle).
-    fast_in = (pl.col(_SPEED_IN) > limit).fill_null(False)
-    fast_out = (pl.col(_SPEED_IN).shift(-1) > limit).fill_null(False)
-    skip_km = haversine_km(
-        pl.col("lat").shift(1),
-        pl.col("lon").shift(1),
-        pl.col("lat").shift(-1),
-        pl.col("lon").shift(-1),
-    )
-    skip_hours = (pl.col("ts").shift(-1) - pl.col("ts").shift(1)).dt.total_microseconds() / (
-        _US_PER_HOUR
-    )
-    off_track = (
-        has_prev
-        & has_next
-        & (fast_in | fast_out)
-        & (pl.col(_KM_IN) + pl.col(_KM_IN).shift(-1) > detour_ratio * skip_km)
-        & (skip_km / skip_hours <= limit)
-    ).fill_null(False)
-    return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in) | off_track
+    if frame.height == 0:
+        return pl.Series("_jump", [], dtype=pl.Boolean)
+    speed_in = pl.col(_SPEED_IN)
+    edges = frame.select(
+        has_prev=_same_vehicle(-1),
+        has_next=_same_vehicle(1),
+        fast_in=(speed_in > limit).fill_null(False),
+        # The next ping's speed-in is this ping's speed-out (null when another vehicle's).
+        fast_out=(speed_in.shift(-1) > limit).fill_null(False),
+        km_out=pl.col(_KM_IN).shift(-1),
+    ).with_row_index("row")
+    has_prev, has_next = pl.col("has_prev"), pl.col("has_next")
+    fast_in, fast_out = pl.col("fast_in"), pl.col("fast_out")
+    spike = (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
+    jump = edges.select(spike).to_series()
 
+    off_track_candidates = edges.filter(has_prev & has_next & (fast_in | fast_out) & ~spike)
+    if off_track_candidates.height:
+        rows = off_track_candidates["row"]
+        skip = _skip_speed_kmh(frame, rows - 1, rows + 1)
+        detour = frame[_KM_IN].gather(rows) + off_track_candidates["km_out"]
+        off_track = (detour > detour_ratio * skip["km"]) & (skip["speed"] <= limit)
+        jump = jump | _mark(frame.height, rows.filter(off_track.fill_null(False)))
 
-def _step_jump(frame: pl.DataFrame, limit: float, max_minutes: float) -> pl.DataFrame:
-    """Flag ``_step``: a run of displaced pings (a GPS step, or a two-ping spike).
-
-    Fast moves cut each vehicle's track into segments. A segment entered and left by a
-    fast move, lasting at most ``max_minutes``, is displaced when skipping it (from the
-    ping before it to the ping after it) is plausible. A step at either end of a track
-    has only one fast edge and is left alone: which side is wrong cannot be told.
-    """
-    fast = (pl.col(_SPEED_IN) > limit).fill_null(False)
-    segment_end = ~_same_vehicle(1) | fast.shift(-1).fill_null(True)
-    # Neighbours are read before the windows: a shift inside .over() stays in its group.
-    with_edges = frame.with_columns(
-        _seg=(~_same_vehicle(-1) | fast).cum_sum(),
-        _enters_fast=fast,
-        _leaves_fast=segment_end & _same_vehicle(1),
-        _lat_before=pl.col("lat").shift(1),
-        _lon_before=pl.col("lon").shift(1),
-        _ts_before=pl.col("ts").shift(1),
-        _lat_after=pl.col("lat").shift(-1),
-        _lon_after=pl.col("lon").shift(-1),
-        _ts_after=pl.col("ts").shift(-1),
-    )
-    seg = "_seg"
-    first = [pl.col(c).first().over(seg) for c in ("_enters_fast", "_lat_before", "_lon_before")]
-    last = [pl.col(c).last().over(seg) for c in ("_leaves_fast", "_lat_after", "_lon_after")]
-    broadcast = with_edges.with_columns(
-        *first,
-        *last,
-        _ts_before=pl.col("_ts_before").first().over(seg),
-        _ts_after=pl.col("_ts_after").last().over(seg),
-        _span_us=(pl.col("ts").last() - pl.col("ts").first()).dt.total_microseconds().over(seg),
-    )
-    km = haversine_km(
-        pl.col("_lat_before"), pl.col("_lon_before"), pl.col("_lat_after"), pl.col("_lon_after")
-    )
-    hours = (pl.col("_ts_after") - pl.col("_ts_before")).dt.total_microseconds() / _US_PER_HOUR
-    step = (
-        pl.col("_enters_fast")
-        & pl.col("_leaves_fast")
-        & (pl.col("_span_us") <= max_minutes * _US_PER_MINUTE)
-        & (km / hours <= limit)
-    ).fill_null(False)
-    return broadcast.with_columns(_step=step).drop(
-        "_seg",
-        "_enters_fast",
-        "_leaves_fast",
-        *(f"_{c}_{s}" for c in ("lat", "lon", "ts") for s in ("before", "after")),
-        "_span_us",
-    )
+    if max_step_minutes is not None:
+        last_row = edges.select(
+            pl.when(~has_next | fast_in.shift(-1).fill_null(True))
+            .then(pl.col("row"))
+            .backward_fill()
+        ).to_series()
+        # Segments entered by a fast move start there (fast_in implies a previous ping).
+        starts = edges.filter(fast_in)["row"]
+        ends = last_row.gather(starts)
+        closed = edges["has_next"].gather(ends)
+        span_us = (frame["ts"].gather(ends) - frame["ts"].gather(starts)).dt.total_microseconds()
+        skip = _skip_speed_kmh(frame, starts - 1, (ends + 1).clip(0, frame.height - 1))
+        is_step = (
+            closed & (span_us <= max_step_minutes * _US_PER_MINUTE) & (skip["speed"] <= limit)
+        ).fill_null(False)
+        step_rows = pl.int_ranges(starts.filter(is_step), ends.filter(is_step) + 1, eager=True)
+        jump = jump | _mark(frame.height, step_rows.explode().drop_nulls())
+    return jump.alias("_jump")
 
 
 def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -314,15 +317,11 @@ def clean_probes(
     # also catches runs of displaced pings (a single-ping rule cannot see those).
     limit = rules.max_implied_speed_kmh
     detour = rules.spike_detour_ratio
-    rejected, alive = _split(
-        _with_speed_in(alive), _reason((_single_jump(limit, detour), "gps_jump"))
-    )
-    rejected_parts.append(rejected)
-    stepped = _step_jump(_with_speed_in(alive), limit, rules.max_jump_run_minutes)
-    rejected, alive = _split(
-        stepped, _reason((_single_jump(limit, detour) | pl.col("_step"), "gps_jump"))
-    )
-    rejected_parts.append(rejected)
+    for max_step_minutes in (None, rules.max_jump_run_minutes):
+        alive = _with_speed_in(alive)
+        alive = alive.with_columns(_jump_flags(alive, limit, detour, max_step_minutes))
+        rejected, alive = _split(alive, _reason((pl.col("_jump"), "gps_jump")))
+        rejected_parts.append(rejected)
 
     status = pl.col("status")
     run_start = ~_same_vehicle(-1) | (status != status.shift(1)).fill_null(True)

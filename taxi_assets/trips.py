@@ -95,32 +95,32 @@ def _same_vehicle(offset: int) -> pl.Expr:
 
 
 def _runs(flag: str, prefix: str) -> list[pl.Expr]:
-    """Run id, pings, and the flag of the runs before and after, for a boolean column."""
-    new_run = ~_same_vehicle(-1) | (pl.col(flag) != pl.col(flag).shift(1)).fill_null(True)
-    run = new_run.cum_sum()
-    before = pl.when(new_run).then(pl.col(flag).shift(1) & _same_vehicle(-1))
-    run_end = ~_same_vehicle(1) | (pl.col(flag) != pl.col(flag).shift(-1)).fill_null(True)
-    after = pl.when(run_end).then(pl.col(flag).shift(-1) & _same_vehicle(1))
-    next_ts = pl.when(run_end & _same_vehicle(1)).then(pl.col("ts").shift(-1))
-    prev_ts = pl.when(new_run & _same_vehicle(-1)).then(pl.col("ts").shift(1))
-    return [
-        run.alias(f"{prefix}_run"),
-        before.alias(f"{prefix}_before"),
-        after.alias(f"{prefix}_after"),
-        next_ts.alias(f"{prefix}_next_ts"),
-        prev_ts.alias(f"{prefix}_prev_ts"),
-    ]
+    """For the runs of a boolean column of each vehicle: ``{prefix}_pings`` (pings in the
+    run), ``{prefix}_before`` / ``_after`` (the flag just before / after the run, False
+    at the vehicle's ends), ``{prefix}_has_before`` / ``_has_after`` (a ping of the
+    vehicle before / after the run) and the times ``{prefix}_prev_ts`` / ``_next_ts`` of
+    those pings and ``{prefix}_first_ts`` of the run's first ping.
 
-
-def _broadcast(prefix: str) -> list[pl.Expr]:
-    run = f"{prefix}_run"
+    Runs are located by a forward and a backward fill of row numbers and read with
+    ``gather``: cheaper than window functions over run ids.
+    """
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    changes = pl.col(flag) != pl.col(flag).shift(1)
+    starts = ~_same_vehicle(-1) | changes.fill_null(True)
+    ends = ~_same_vehicle(1) | changes.shift(-1).fill_null(True)
+    first, last = pl.when(starts).then(row).forward_fill(), pl.when(ends).then(row).backward_fill()
+    before, after = (first - 1).clip(0), (last + 1).clip(0, pl.len() - 1)
+    has_before = pl.col("_has_prev").gather(first)
+    has_after = pl.col("_has_next").gather(last)
     return [
-        pl.len().over(run).alias(f"{prefix}_pings"),
-        pl.col(f"{prefix}_before").first().over(run).fill_null(False),
-        pl.col(f"{prefix}_after").last().over(run).fill_null(False),
-        pl.col(f"{prefix}_next_ts").last().over(run),
-        pl.col(f"{prefix}_prev_ts").first().over(run),
-        pl.col("ts").first().over(run).alias(f"{prefix}_first_ts"),
+        (last - first + 1).alias(f"{prefix}_pings"),
+        has_before.alias(f"{prefix}_has_before"),
+        has_after.alias(f"{prefix}_has_after"),
+        (pl.col(flag).gather(before) & has_before).alias(f"{prefix}_before"),
+        (pl.col(flag).gather(after) & has_after).alias(f"{prefix}_after"),
+        pl.col("ts").gather(before).alias(f"{prefix}_prev_ts"),
+        pl.col("ts").gather(after).alias(f"{prefix}_next_ts"),
+        pl.col("ts").gather(first).alias(f"{prefix}_first_ts"),
     ]
 
 
@@ -128,44 +128,36 @@ def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.L
     """Clean probes (sorted by vehicle_id, ts) with ``occupied``: the debounced meter, and
     ``bridged`` / ``dropped`` marking the pings a rule changed."""
     # The vacant stretch lasts from the last occupied ping before it to the first after it.
-    gap_span_s = (pl.col("_g_next_ts") - pl.col("_g_prev_ts")).dt.total_microseconds() / 1e6
-    gap = (
-        clean.lazy()
-        .with_columns(_raw_occupied=pl.col("status") == "occupied", _first=~_same_vehicle(-1))
-        .with_columns(_runs("_raw_occupied", "_g"))
-        .with_columns(_broadcast("_g"))
-        .with_columns(
-            bridged=~pl.col("_raw_occupied")
-            & (pl.col("_g_pings") <= rules.max_vacant_gap_pings)
-            & pl.col("_g_before")
-            & pl.col("_g_after")
-            & (gap_span_s <= rules.max_vacant_gap_s).fill_null(False)
-        )
-        .with_columns(_bridged_occupied=pl.col("_raw_occupied") | pl.col("bridged"))
+    gap_s = (pl.col("_g_next_ts") - pl.col("_g_prev_ts")).dt.total_microseconds() / 1e6
+    bridged = (
+        ~pl.col("_raw_occupied")
+        & (pl.col("_g_pings") <= rules.max_vacant_gap_pings)
+        & pl.col("_g_before")
+        & pl.col("_g_after")
+        & (gap_s <= rules.max_vacant_gap_s)
     )
-    # A fare's length runs to the ping that ends it; an unclosed run at either end of the
-    # track cannot be judged.
-    span_s = (pl.col("_f_next_ts") - pl.col("_f_first_ts")).dt.total_microseconds() / 1e6
-    too_short = (pl.col("_f_pings") < rules.min_fare_pings) | (span_s < rules.min_fare_seconds)
+    # A fare's length runs to the ping that ends it; a run open at either end of the track
+    # cannot be judged.
+    fare_s = (pl.col("_f_next_ts") - pl.col("_f_first_ts")).dt.total_microseconds() / 1e6
+    too_short = (pl.col("_f_pings") < rules.min_fare_pings) | (fare_s < rules.min_fare_seconds)
+    dropped = (
+        pl.col("_bridged_occupied") & pl.col("_f_has_before") & pl.col("_f_has_after") & too_short
+    )
     return (
-        gap.with_columns(_runs("_bridged_occupied", "_f"))
-        .with_columns(_broadcast("_f"))
+        clean.lazy()
         .with_columns(
-            dropped=(
-                pl.col("_bridged_occupied")
-                & pl.col("_f_next_ts").is_not_null()
-                & _has_run_before("_f")
-                & too_short
-            ).fill_null(False)
+            _raw_occupied=pl.col("status") == "occupied",
+            _has_prev=_same_vehicle(-1),
+            _has_next=_same_vehicle(1),
         )
+        .with_columns(_runs("_raw_occupied", "_g"))
+        .with_columns(bridged=bridged.fill_null(False))
+        .with_columns(_bridged_occupied=pl.col("_raw_occupied") | pl.col("bridged"))
+        .with_columns(_runs("_bridged_occupied", "_f"))
+        .with_columns(dropped=dropped.fill_null(False))
         .with_columns(occupied=pl.col("_bridged_occupied") & ~pl.col("dropped"))
         .drop(cs.starts_with("_"))
     )
-
-
-def _has_run_before(prefix: str) -> pl.Expr:
-    """The run is not the first of its vehicle (``_first`` marks a vehicle's first ping)."""
-    return ~pl.col("_first").any().over(f"{prefix}_run")
 
 
 def _km_to_edge(area: ServiceArea) -> pl.Expr:

@@ -10,7 +10,7 @@ street hail in the area, and every other street hail is still one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -106,16 +106,13 @@ REAL_60S = FeedProfile(
 )
 # The same feed where app bookings exist but show no 'dispatched' status: they look like
 # street hails, which no rule can tell apart (the bench shows what that costs).
-REAL_60S_HIDDEN_DISPATCH = FeedProfile(
-    **{**REAL_60S.__dict__, "name": "real_60s_hidden_dispatch", "dispatch": "hidden"}
-)
-REAL_120S = FeedProfile(
-    **{
-        **REAL_60S.__dict__,
-        "name": "real_120s",
-        "ping_interval_s": 120,
-        "vehicle_ids": "hash" if _STRING_IDS != "integer" else "integer",
-    }
+REAL_60S_HIDDEN_DISPATCH = replace(REAL_60S, name="real_60s_hidden_dispatch", dispatch="hidden")
+# Slower devices: every trait of real_60s at twice the interval, hashed vehicle ids.
+REAL_120S = replace(
+    REAL_60S,
+    name="real_120s",
+    ping_interval_s=120,
+    vehicle_ids="hash" if _STRING_IDS != "integer" else "integer",
 )
 FEED_PROFILES: dict[str, FeedProfile] = {
     p.name: p for p in (CITY, REAL_60S, REAL_60S_HIDDEN_DISPATCH, REAL_120S)

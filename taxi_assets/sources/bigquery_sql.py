@@ -115,7 +115,7 @@ def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float
 
 CELL_DEMAND_SQL = f"""
 -- One Tokyo day of raw probes to cell demand: every cell of the service area x every
--- bucket of the day, zeros included. Mirrors clean_probes + derive_trip_events +
+-- bucket of the day, zeros included. Mirrors clean_probes + derive_trips +
 -- aggregate_cell_demand; each CTE keeps the pings the previous rules kept.
 WITH
 distinct_pings AS (  -- duplicate: exact copies collapse to the one copy cleaning keeps
