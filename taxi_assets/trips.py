@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
-import polars.selectors as cs
 
 from taxi_assets.frames import TRIP_EVENTS_SCHEMA, Booking, TripEvent
 from taxi_assets.service_area import ServiceArea
@@ -94,69 +94,81 @@ def _same_vehicle(offset: int) -> pl.Expr:
     return (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-offset)).fill_null(False)
 
 
-def _runs(flag: str, prefix: str) -> list[pl.Expr]:
-    """For the runs of a boolean column of each vehicle: ``{prefix}_pings`` (pings in the
-    run), ``{prefix}_before`` / ``_after`` (the flag just before / after the run, False
-    at the vehicle's ends), ``{prefix}_has_before`` / ``_has_after`` (a ping of the
-    vehicle before / after the run) and the times ``{prefix}_prev_ts`` / ``_next_ts`` of
-    those pings and ``{prefix}_first_ts`` of the run's first ping.
-
-    Runs are located by a forward and a backward fill of row numbers and read with
-    ``gather``: cheaper than window functions over run ids.
-    """
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    changes = pl.col(flag) != pl.col(flag).shift(1)
-    starts = ~_same_vehicle(-1) | changes.fill_null(True)
-    ends = ~_same_vehicle(1) | changes.shift(-1).fill_null(True)
-    first, last = pl.when(starts).then(row).forward_fill(), pl.when(ends).then(row).backward_fill()
-    before, after = (first - 1).clip(0), (last + 1).clip(0, pl.len() - 1)
-    has_before = pl.col("_has_prev").gather(first)
-    has_after = pl.col("_has_next").gather(last)
-    return [
-        (last - first + 1).alias(f"{prefix}_pings"),
-        has_before.alias(f"{prefix}_has_before"),
-        has_after.alias(f"{prefix}_has_after"),
-        (pl.col(flag).gather(before) & has_before).alias(f"{prefix}_before"),
-        (pl.col(flag).gather(after) & has_after).alias(f"{prefix}_after"),
-        pl.col("ts").gather(before).alias(f"{prefix}_prev_ts"),
-        pl.col("ts").gather(after).alias(f"{prefix}_next_ts"),
-        pl.col("ts").gather(first).alias(f"{prefix}_first_ts"),
-    ]
+def _run_bounds(
+    flag: np.ndarray, has_prev: np.ndarray, has_next: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the first and last row of each row's run of ``flag`` (one vehicle's
+    consecutive rows with the same value): a forward and a backward running extreme."""
+    n = len(flag)
+    row = np.arange(n)
+    changes = np.ones(n, dtype=bool)
+    changes[1:] = flag[1:] != flag[:-1]
+    starts = ~has_prev | changes
+    ends = ~has_next | np.append(changes[1:], True)
+    first = np.maximum.accumulate(np.where(starts, row, 0))
+    last = np.minimum.accumulate(np.where(ends, row, n - 1)[::-1])[::-1]
+    return first, last
 
 
-def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.LazyFrame:
+def _bridged(
+    occupied: np.ndarray,
+    has_prev: np.ndarray,
+    has_next: np.ndarray,
+    us: np.ndarray,
+    rules: TripRules,
+) -> np.ndarray:
+    """Non-occupied pings of a flap: a short vacant run between two occupied pings."""
+    first, last = _run_bounds(occupied, has_prev, has_next)
+    rows = np.flatnonzero(~occupied & (last - first + 1 <= rules.max_vacant_gap_pings))
+    start, end = first[rows], last[rows]
+    before, after = np.maximum(start - 1, 0), np.minimum(end + 1, len(occupied) - 1)
+    # The vacant stretch lasts from the occupied ping before it to the one after it.
+    flap = (
+        has_prev[start]
+        & has_next[end]
+        & occupied[before]
+        & occupied[after]
+        & ((us[after] - us[before]) / 1e6 <= rules.max_vacant_gap_s)
+    )
+    bridged = np.zeros(len(occupied), dtype=bool)
+    bridged[rows[flap]] = True
+    return bridged
+
+
+def _dropped(
+    occupied: np.ndarray,
+    has_prev: np.ndarray,
+    has_next: np.ndarray,
+    us: np.ndarray,
+    rules: TripRules,
+) -> np.ndarray:
+    """Occupied pings of a fare too short to be one. A fare's length runs to the ping that
+    ends it; a run open at either end of the track cannot be judged."""
+    first, last = _run_bounds(occupied, has_prev, has_next)
+    rows = np.flatnonzero(occupied)
+    start, end = first[rows], last[rows]
+    fare_s = (us[np.minimum(end + 1, len(occupied) - 1)] - us[start]) / 1e6
+    too_short = (end - start + 1 < rules.min_fare_pings) | (fare_s < rules.min_fare_seconds)
+    dropped = np.zeros(len(occupied), dtype=bool)
+    dropped[rows[has_prev[start] & has_next[end] & too_short]] = True
+    return dropped
+
+
+def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.DataFrame:
     """Clean probes (sorted by vehicle_id, ts) with ``occupied``: the debounced meter, and
     ``bridged`` / ``dropped`` marking the pings a rule changed."""
-    # The vacant stretch lasts from the last occupied ping before it to the first after it.
-    gap_s = (pl.col("_g_next_ts") - pl.col("_g_prev_ts")).dt.total_microseconds() / 1e6
-    bridged = (
-        ~pl.col("_raw_occupied")
-        & (pl.col("_g_pings") <= rules.max_vacant_gap_pings)
-        & pl.col("_g_before")
-        & pl.col("_g_after")
-        & (gap_s <= rules.max_vacant_gap_s)
-    )
-    # A fare's length runs to the ping that ends it; a run open at either end of the track
-    # cannot be judged.
-    fare_s = (pl.col("_f_next_ts") - pl.col("_f_first_ts")).dt.total_microseconds() / 1e6
-    too_short = (pl.col("_f_pings") < rules.min_fare_pings) | (fare_s < rules.min_fare_seconds)
-    dropped = (
-        pl.col("_bridged_occupied") & pl.col("_f_has_before") & pl.col("_f_has_after") & too_short
-    )
-    return (
-        clean.lazy()
-        .with_columns(
-            _raw_occupied=pl.col("status") == "occupied",
-            _has_prev=_same_vehicle(-1),
-            _has_next=_same_vehicle(1),
-        )
-        .with_columns(_runs("_raw_occupied", "_g"))
-        .with_columns(bridged=bridged.fill_null(False))
-        .with_columns(_bridged_occupied=pl.col("_raw_occupied") | pl.col("bridged"))
-        .with_columns(_runs("_bridged_occupied", "_f"))
-        .with_columns(dropped=dropped.fill_null(False))
-        .with_columns(occupied=pl.col("_bridged_occupied") & ~pl.col("dropped"))
-        .drop(cs.starts_with("_"))
+    frame = clean.lazy().collect()
+    vehicle = frame["vehicle_id"]
+    has_prev = (vehicle == vehicle.shift(1)).fill_null(False).to_numpy()
+    has_next = (vehicle == vehicle.shift(-1)).fill_null(False).to_numpy()
+    us = frame["ts"].dt.epoch("us").to_numpy()
+    occupied = (frame["status"] == "occupied").fill_null(False).to_numpy()
+    bridged = _bridged(occupied, has_prev, has_next, us, rules)
+    dropped = _dropped(occupied | bridged, has_prev, has_next, us, rules)
+    return frame.with_columns(
+        occupied=pl.Series(occupied | bridged) & ~pl.Series(dropped),
+        bridged=pl.Series(bridged),
+        dropped=pl.Series(dropped),
     )
 
 
@@ -186,7 +198,7 @@ def derive_trips(
     ping with the new status. ``area`` only tells boundary re-entries from other skipped
     pickups in the counts.
     """
-    debounced = debounce_meter(clean, rules)
+    debounced = debounce_meter(clean, rules).lazy()
     same_vehicle_as_prev = _same_vehicle(-1)
     occupied = pl.col("occupied")
     was_occupied = (occupied.shift(1) & same_vehicle_as_prev).fill_null(False)
@@ -210,16 +222,27 @@ def derive_trips(
         .then(pl.lit("other", dtype=Booking))
         .forward_fill()
     )
-    near_edge = _km_to_edge(area) <= rules.boundary_km if area else pl.lit(False)
-    flagged = debounced.with_columns(
-        _event=pl.when(pickup)
-        .then(pl.lit("pickup", dtype=TripEvent))
-        .when(dropoff)
-        .then(pl.lit("dropoff", dtype=TripEvent)),
-        _booking=pl.when(pickup).then(pickup_booking).otherwise(trip_booking.shift(1)),
-        _skipped=skipped,
-        _reentry=skipped & near_edge,
-    ).collect()
+    bridged, dropped = pl.col("bridged"), pl.col("dropped")
+    # Only events and the first ping of each rule's change leave the lazy plan.
+    flagged = (
+        debounced.with_columns(
+            _event=pl.when(pickup)
+            .then(pl.lit("pickup", dtype=TripEvent))
+            .when(dropoff)
+            .then(pl.lit("dropoff", dtype=TripEvent)),
+            _booking=pl.when(pickup).then(pickup_booking).otherwise(trip_booking.shift(1)),
+            _skipped=skipped,
+            _bridged_run=bridged & ~(bridged.shift(1) & same_vehicle_as_prev).fill_null(False),
+            _dropped_run=dropped & ~(dropped.shift(1) & same_vehicle_as_prev).fill_null(False),
+        )
+        .filter(
+            pl.col("_event").is_not_null()
+            | pl.col("_skipped")
+            | pl.col("_bridged_run")
+            | pl.col("_dropped_run")
+        )
+        .collect()
+    )
     events = (
         flagged.filter(pl.col("_event").is_not_null())
         .select(
@@ -233,16 +256,15 @@ def derive_trips(
         )
         .cast(dict(TRIP_EVENTS_SCHEMA))
     )
-    bridged_runs = pl.col("bridged") & ~(pl.col("bridged").shift(1) & same_vehicle_as_prev)
-    dropped_runs = pl.col("dropped") & ~(pl.col("dropped").shift(1) & same_vehicle_as_prev)
-    counts = flagged.select(
-        bridged_runs.fill_null(True).sum().alias("gaps"),
-        dropped_runs.fill_null(True).sum().alias("short"),
-        pl.col("_reentry").sum().alias("reentry"),
-        pl.col("_skipped").sum().alias("skipped"),
-    ).row(0)
-    gaps, short, reentry, skipped_n = (int(n or 0) for n in counts)
-    return TripDerivation(events, gaps, short, reentry, skipped_n)
+    skipped_rows = flagged.filter(pl.col("_skipped"))
+    near_edge = _km_to_edge(area) <= rules.boundary_km if area else pl.lit(False)
+    return TripDerivation(
+        events,
+        debounced_vacant_gaps=int(flagged["_bridged_run"].sum()),
+        debounced_short_fares=int(flagged["_dropped_run"].sum()),
+        boundary_reentries=int(skipped_rows.select(near_edge.sum()).item() or 0),
+        gap_skipped_pickups=skipped_rows.height,
+    )
 
 
 def derive_trip_events(
