@@ -217,15 +217,16 @@ flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
 ),
 gap_runs AS (
   SELECT *, SUM(CASE WHEN first_ping OR raw_occ <> occ_before THEN 1 ELSE 0 END)
-    OVER (PARTITION BY vehicle_id ORDER BY us ROWS UNBOUNDED PRECEDING) AS gap_run
+    OVER (PARTITION BY vehicle_id ORDER BY us ROWS UNBOUNDED PRECEDING) AS gap_run,
+    QUANTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
   FROM flags
 ),
 bridged AS (  -- a short vacant run between occupied pings is the meter flapping
   SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
     raw_occ OR COALESCE(COUNT(*) OVER g <= {trips.max_vacant_gap_pings}
       AND FIRST_VALUE(occ_before) OVER g AND LAST_VALUE(occ_after) OVER g
-      AND (LAST_VALUE(next_us) OVER g - FIRST_VALUE(prev_us) OVER g) / 1000000
-        <= {trips.max_vacant_gap_s!r}, FALSE) AS b_occ
+      AND LAST_VALUE(next_us) OVER g - FIRST_VALUE(prev_us) OVER g
+        <= {trips.max_vacant_gap_intervals!r} * median_interval_us, FALSE) AS b_occ
   FROM gap_runs
   WINDOW g AS (PARTITION BY vehicle_id, gap_run ORDER BY us
     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)

@@ -117,13 +117,14 @@ def _debounced_occupied(df: pd.DataFrame, trips: TripRules) -> np.ndarray:
 
     occupied = (df["status"].astype(str) == "occupied").to_numpy()
     g = runs(occupied)
-    gap_s = (g["next_us"].transform("last") - g["prev_us"].transform("first")) / 1e6
+    gap_us = g["next_us"].transform("last") - g["prev_us"].transform("first")
+    median_interval_us = us.diff().where(has_p).groupby(df["vehicle_id"]).transform("median")
     bridged = (
         ~occupied
         & (g["us"].transform("size") <= trips.max_vacant_gap_pings).to_numpy()
         & g["flag_before"].transform("first").to_numpy()
         & g["flag_after"].transform("last").to_numpy()
-        & (gap_s <= trips.max_vacant_gap_s).to_numpy()
+        & (gap_us <= trips.max_vacant_gap_intervals * median_interval_us).to_numpy()
     )
     occupied = occupied | bridged
     g = runs(occupied)

@@ -56,9 +56,10 @@ class PipelineSettings(dg.ConfigurableResource):
         default=TripRules.max_vacant_gap_pings,
         description="Vacant runs this short inside a fare are meter flaps (0: off).",
     )
-    max_vacant_gap_s: float = Field(
-        default=TripRules.max_vacant_gap_s,
-        description="... and lasting at most this long between the occupied pings around it.",
+    max_vacant_gap_intervals: float = Field(
+        default=TripRules.max_vacant_gap_intervals,
+        description="... and with the occupied pings around them at most this many of the "
+        "vehicle's median ping intervals apart.",
     )
     min_fare_pings: int = Field(
         default=TripRules.min_fare_pings,
@@ -101,7 +102,7 @@ class PipelineSettings(dg.ConfigurableResource):
             max_jump_run_minutes=self.max_jump_run_minutes,
             trips=TripRules(
                 max_vacant_gap_pings=self.max_vacant_gap_pings,
-                max_vacant_gap_s=self.max_vacant_gap_s,
+                max_vacant_gap_intervals=self.max_vacant_gap_intervals,
                 min_fare_pings=self.min_fare_pings,
                 min_fare_seconds=self.min_fare_seconds,
                 max_pickup_gap_s=self.max_pickup_gap_s,

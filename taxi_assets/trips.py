@@ -37,10 +37,11 @@ class TripRules:
     # A vacant run of at most this many pings between occupied pings is the meter flapping
     # inside one fare (0 turns bridging off).
     max_vacant_gap_pings: int = 1
-    # ... and lasting at most this long, from the occupied ping before it to the one after:
-    # a flap is a glitch between two pings, while a taxi that drops off and finds its next
-    # passenger minutes later really was vacant, even if only one ping shows it.
-    max_vacant_gap_s: float = 240.0
+    # ... and with the occupied pings around it at most this many of the vehicle's median
+    # ping intervals apart (a one-ping flap spans two): a taxi that drops off and finds its
+    # next passenger minutes later really was vacant, even if only one ping shows it. In
+    # intervals rather than seconds so that one value holds from 10 s to 120 s pings.
+    max_vacant_gap_intervals: float = 2.5
     # An occupied run with fewer pings is a flap, not a fare (1 turns it off). A fare
     # lasts minutes, so even at 120 s pings it spans two pings or more.
     min_fare_pings: int = 2
@@ -59,7 +60,7 @@ class TripRules:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TripRules.{name} must be an int >= 0, got {value!r}")
-        for name in ("min_fare_seconds", "boundary_km", "max_vacant_gap_s"):
+        for name in ("min_fare_seconds", "boundary_km", "max_vacant_gap_intervals"):
             value = getattr(self, name)
             if not 0 <= value < float("inf"):
                 raise ValueError(f"TripRules.{name} must be a number >= 0, got {value!r}")
@@ -115,6 +116,7 @@ def _bridged(
     has_prev: np.ndarray,
     has_next: np.ndarray,
     us: np.ndarray,
+    median_interval_us: np.ndarray,
     rules: TripRules,
 ) -> np.ndarray:
     """Non-occupied pings of a flap: a short vacant run between two occupied pings."""
@@ -128,7 +130,7 @@ def _bridged(
         & has_next[end]
         & occupied[before]
         & occupied[after]
-        & ((us[after] - us[before]) / 1e6 <= rules.max_vacant_gap_s)
+        & (us[after] - us[before] <= rules.max_vacant_gap_intervals * median_interval_us[rows])
     )
     bridged = np.zeros(len(occupied), dtype=bool)
     bridged[rows[flap]] = True
@@ -163,7 +165,14 @@ def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.D
     has_next = (vehicle == vehicle.shift(-1)).fill_null(False).to_numpy()
     us = frame["ts"].dt.epoch("us").to_numpy()
     occupied = (frame["status"] == "occupied").fill_null(False).to_numpy()
-    bridged = _bridged(occupied, has_prev, has_next, us, rules)
+    # The vehicle's own clock: the median time between its consecutive pings.
+    median_interval_us = (
+        frame.select(pl.col("ts").diff().dt.total_microseconds().median().over("vehicle_id"))
+        .to_series()
+        .fill_null(0.0)
+        .to_numpy()
+    )
+    bridged = _bridged(occupied, has_prev, has_next, us, median_interval_us, rules)
     dropped = _dropped(occupied | bridged, has_prev, has_next, us, rules)
     return frame.with_columns(
         occupied=pl.Series(occupied | bridged) & ~pl.Series(dropped),

@@ -266,7 +266,7 @@ def test_pushed_down_sql_equals_the_polars_path_on_random_hostile_days(tmp_path:
             max_jump_run_minutes=(10.0, 3.0)[seed % 2],
             trips=TripRules(
                 max_vacant_gap_pings=(1, 0, 2)[seed % 3],
-                max_vacant_gap_s=(240.0, 600.0, 100.0)[seed % 4 % 3],
+                max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
                 min_fare_pings=(2, 1, 3)[seed % 3],
                 min_fare_seconds=(0.0, 120.0)[seed % 2],
                 max_pickup_gap_s=(300.0, 90.0)[seed % 2],
@@ -339,6 +339,7 @@ def test_the_pushed_down_sql_pastes_no_value() -> None:
         "3600000000",
         "60000000",
         "1000000",
+        "0.5",
         "0.017453292519943295",
         "12742.0176",
         "occupied",

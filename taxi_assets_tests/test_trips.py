@@ -210,5 +210,5 @@ def test_a_lone_vacant_ping_minutes_long_is_a_real_dropoff_and_hail() -> None:
     result = derived(fare + next_fare)
     assert [e for _, e, _ in summary(result.events)] == ["pickup", "dropoff"] * 2
     assert result.debounced_vacant_gaps == 0
-    bridged = derived(fare + next_fare, TripRules(max_vacant_gap_s=600))
+    bridged = derived(fare + next_fare, TripRules(max_vacant_gap_intervals=6))
     assert bridged.debounced_vacant_gaps == 1 and bridged.events.height == 2

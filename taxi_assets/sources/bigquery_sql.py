@@ -106,7 +106,7 @@ def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float
         ("max_jump_run_minutes", "FLOAT64", rules.max_jump_run_minutes),
         ("spike_detour_ratio", "FLOAT64", rules.spike_detour_ratio),
         ("max_vacant_gap_pings", "INT64", trips.max_vacant_gap_pings),
-        ("max_vacant_gap_s", "FLOAT64", trips.max_vacant_gap_s),
+        ("max_vacant_gap_intervals", "FLOAT64", trips.max_vacant_gap_intervals),
         ("min_fare_pings", "INT64", trips.min_fare_pings),
         ("min_fare_seconds", "FLOAT64", trips.min_fare_seconds),
         ("max_pickup_gap_s", "FLOAT64", trips.max_pickup_gap_s),
@@ -274,15 +274,17 @@ trip_flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
 ),
 gap_runs AS (
   SELECT *, SUM(IF(first_ping OR raw_occ != raw_occ_before, 1, 0)) OVER (PARTITION BY vehicle_id
-    ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS gap_run
+    ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS gap_run,
+    -- the vehicle's own clock: the median time between its consecutive pings
+    PERCENTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
   FROM trip_flags
 ),
 bridged AS (  -- a vacant run this short between occupied runs is the meter flapping
   SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
     raw_occ OR COALESCE(COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
       AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN}
-      AND (LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}) / 1000000
-        <= @max_vacant_gap_s, FALSE) AS bridged_occ
+      AND LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}
+        <= @max_vacant_gap_intervals * median_interval_us, FALSE) AS bridged_occ
   FROM gap_runs
 ),
 fare_runs AS (
