@@ -10,7 +10,13 @@ import pytest
 from taxi_assets.cleaning import clean_probes
 from taxi_assets.frames import TRIP_EVENTS_SCHEMA
 from taxi_assets.service_area import CENTRAL_TOKYO
-from taxi_assets.trips import TripDerivation, TripRules, derive_trip_events, derive_trips
+from taxi_assets.trips import (
+    TripDerivation,
+    TripRules,
+    debounce_meter,
+    derive_trip_events,
+    derive_trips,
+)
 from taxi_assets_tests.probe_builders import raw_probes, track
 
 DAY = date(2025, 6, 2)
@@ -212,3 +218,17 @@ def test_a_lone_vacant_ping_minutes_long_is_a_real_dropoff_and_hail() -> None:
     assert result.debounced_vacant_gaps == 0
     bridged = derived(fare + next_fare, TripRules(max_vacant_gap_intervals=6))
     assert bridged.debounced_vacant_gaps == 1 and bridged.events.height == 2
+
+
+def test_meter_rules_take_vehicle_ids_as_opaque_values() -> None:
+    # Real feeds name taxis with strings; the rules only compare ids for equality.
+    statuses = ["vacant"] * 2 + ["occupied"] * 3 + ["vacant"] + ["occupied"] * 3 + ["vacant"]
+    rows = every(60, statuses) + [(2, *row[1:]) for row in every(60, ["occupied"] + statuses)]
+    clean = clean_probes(raw_probes(rows), DAY, CENTRAL_TOKYO).clean
+    by_number = debounce_meter(clean, TripRules())
+    named = clean.with_columns(
+        pl.col("vehicle_id").replace_strict({1: "T-0043", 2: "a1b2c3"}, return_dtype=pl.String)
+    )
+    by_name = debounce_meter(named, TripRules())
+    assert by_name["occupied"].equals(by_number["occupied"])
+    assert by_name["bridged"].sum() == 2
