@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 
 from taxi_assets.calendar import TOKYO_TZ_NAME, bucket_starts, day_type, day_window_utc
+from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.frames import PROBE_STATUSES, RAW_PROBES_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.jobs import DATA_PATH_GROUPS
+from taxi_assets.resources import local_resources
+from taxi_assets.settings import PipelineSettings
 from taxi_assets.simulation import (
     NO_FAULTS,
     TRIPS_SCHEMA,
@@ -482,3 +487,33 @@ def test_the_profile_is_a_setting_of_the_simulated_source():
     assert delivery.origin["feed_profile"] == "real_60s"
     assert source.read_weather(WEEKDAY).height == 0
     assert SimulatedProbeSource(fleet_size=40).read_weather(WEEKDAY).height == 24
+
+
+def test_a_real_60s_feed_runs_the_data_path_with_every_check_passing(
+    data_dir, instance: dg.DagsterInstance
+) -> None:
+    """The real-feed profile through Dagster: flaps, steps, re-entries, no dispatch and no
+    weather quarantine a few pings and show in the metadata, and no check fails."""
+    resources = local_resources(
+        str(data_dir),
+        str(data_dir / "artifacts"),
+        SimulatedProbeSource(fleet_size=60, feed_profile="real_60s"),
+    )
+    resources["settings"] = PipelineSettings(weather_source="none")
+    result = dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        selection=dg.AssetSelection.groups(*DATA_PATH_GROUPS),
+        partition_key="2026-04-29",
+        resources=resources,
+        instance=instance,
+    )
+    assert result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert failed == []
+    (trips,) = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "trip_events"
+    ]
+    assert trips["debounced_short_fares"].value > 0
+    assert trips["app_booking_pickups"].value == 0
