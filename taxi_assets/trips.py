@@ -43,7 +43,8 @@ class TripRules:
     # intervals rather than seconds so that one value holds from 10 s to 120 s pings.
     max_vacant_gap_intervals: float = 2.5
     # An occupied run with fewer pings is a flap, not a fare (1 turns it off). A fare
-    # lasts minutes, so even at 120 s pings it spans two pings or more.
+    # lasts minutes: at 60 s pings nearly every one spans two pings; at 120 s the shortest
+    # fares show one ping only and are lost with the flaps (bench_feed_profiles.py).
     min_fare_pings: int = 2
     # An occupied run ending sooner than this after its first ping is a flap (0: off).
     min_fare_seconds: float = 0.0
