@@ -222,7 +222,11 @@ def _trips_frame(
             "dropoff_lon": dropoff_lon,
         }
     )
-    return trips.with_columns(
-        pickup_cell=config.area.cell_of(pl.col("pickup_lat"), pl.col("pickup_lon")),
-        dropoff_cell=config.area.cell_of(pl.col("dropoff_lat"), pl.col("dropoff_lon")),
-    ).select(list(TRIPS_SCHEMA))
+    return (
+        trips.with_columns(
+            pickup_cell=config.area.cell_of(pl.col("pickup_lat"), pl.col("pickup_lon")),
+            dropoff_cell=config.area.cell_of(pl.col("dropoff_lat"), pl.col("dropoff_lon")),
+        )
+        .select(list(TRIPS_SCHEMA))
+        .cast(dict(TRIPS_SCHEMA))
+    )  # ids as the probes carry them
