@@ -76,7 +76,8 @@ def live_cell_demand(
 ) -> pl.DataFrame:
     """Cell demand of the live window's complete buckets from the raw pings seen by ``tick``.
 
-    Each day goes through ``clean_probes``, ``derive_trip_events`` and
+    Each day goes through ``clean_probes``, ``derive_trip_events`` (with the same trip
+    rules) and
     ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at or after the
     tick are not there yet and are dropped first.
     """
@@ -89,7 +90,7 @@ def live_cell_demand(
             continue  # nothing delivered for that day yet: unknown (null), not zero demand
         cleaned = clean_probes(seen, day, area, rules).clean
         demand = aggregate_cell_demand(
-            cleaned, derive_trip_events(cleaned), day, area, bucket_minutes
+            cleaned, derive_trip_events(cleaned, rules.trips), day, area, bucket_minutes
         )
         parts.append(
             demand.filter((pl.col("bucket_start") >= start) & (pl.col("bucket_start") < end))
