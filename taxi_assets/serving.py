@@ -77,9 +77,8 @@ def live_cell_demand(
     """Cell demand of the live window's complete buckets from the raw pings seen by ``tick``.
 
     Each day goes through ``clean_probes``, ``derive_trip_events`` (with the same trip
-    rules) and
-    ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at or after the
-    tick are not there yet and are dropped first.
+    rules) and ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at
+    or after the tick are not there yet and are dropped first.
     """
     start, end = live_window(tick, bucket_minutes)
     tick_utc = tick.astimezone(UTC)
