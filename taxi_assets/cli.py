@@ -32,6 +32,9 @@ from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, traini
 from taxi_assets.metadata import latest_materialization_metadata, text_table
 from taxi_assets.onboarding import onboard_feed
 from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.simulation.feed import CITY, FEED_PROFILES
+from taxi_assets.simulation.landing import write_landing_days
+from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.validation.schema import VALIDATION_DIR_ENV
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
 from taxi_assets.weather import NO_WEATHER, WEATHER_SOURCE_ENV
@@ -266,6 +269,12 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
     )
     parser.add_argument(
+        "--profile",
+        choices=sorted(FEED_PROFILES),
+        default=None,
+        help="the simulated city's feed profile (default: TAXI_ASSETS_SIM_PROFILE or city)",
+    )
+    parser.add_argument(
         "--no-weather",
         action="store_true",
         help=f"the feed has no weather (sets {WEATHER_SOURCE_ENV}={NO_WEATHER})",
@@ -288,6 +297,8 @@ def source_environment(args: argparse.Namespace) -> dict[str, str]:
     if args.landing_dir is not None:
         chosen["TAXI_ASSETS_PROBE_SOURCE"] = "landing"
         chosen["TAXI_ASSETS_LANDING_DIR"] = str(args.landing_dir)
+    if args.profile is not None:
+        chosen["TAXI_ASSETS_SIM_PROFILE"] = args.profile
     if args.no_weather:
         chosen[WEATHER_SOURCE_ENV] = NO_WEATHER
     if args.validation_dir is not None:
@@ -417,6 +428,18 @@ def onboard_command(args: argparse.Namespace) -> int:
         )
 
 
+def simulate_command(args: argparse.Namespace) -> int:
+    """Write simulated days as a landing folder, as a partner's export would deliver them."""
+    source = SimulatedProbeSource(fleet_size=args.fleet, seed=args.seed, feed_profile=args.profile)
+    days = window(args.start, args.days)
+    written = write_landing_days(source, days, args.out, args.format)
+    print(
+        f"Wrote {len(written)} file(s) of the {args.profile!r} feed ({args.fleet} taxis, seed "
+        f"{args.seed}) for {days[0]}..{days[-1]} under {args.out}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -485,6 +508,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--days", type=int, required=True, help="reference days (two weeks or more is best)"
     )
     add_source_arguments(onboard)
+    simulate = sub.add_parser(
+        "simulate",
+        help="write simulated days as a landing folder (a feed profile's traits included)",
+    )
+    simulate.add_argument("--start", type=date.fromisoformat, required=True, help="first day")
+    simulate.add_argument("--days", type=int, required=True, help="number of days")
+    simulate.add_argument("--out", type=Path, required=True, help="the landing folder")
+    simulate.add_argument("--profile", choices=sorted(FEED_PROFILES), default=CITY.name)
+    simulate.add_argument("--fleet", type=int, default=1000, help="simulated taxis")
+    simulate.add_argument("--seed", type=int, default=42, help="same seed and day, same data")
+    simulate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     add_models_parser(sub)
     schema = sub.add_parser("schema", help="the committed data schemas of the assets")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
@@ -524,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": train_command,
         "forecast": forecast_command,
         "onboard": onboard_command,
+        "simulate": simulate_command,
     }
     return commands[args.command](args)
 
