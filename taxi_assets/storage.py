@@ -5,7 +5,11 @@ dagster-polars 0.27.x passes an argument Polars 2 removed from ``scan_parquet``.
 the same code write to a local folder or to a bucket (``gs://...``, see ``cloud_paths``).
 
 Layout: ``<base_dir>/<asset_key>/<partition_key>.parquet`` (``<base_dir>/<asset_key>.parquet``
-for unpartitioned assets).
+for unpartitioned assets). An unpartitioned asset marked :data:`STORED_PER_RUN` (the
+5-minute forecast) is also kept per run, ``<base_dir>/<asset_key>/runs/<run_id>.parquet``,
+and downstream steps load the copy of the run that produced their input: two overlapping
+ticks each read their own forecast (a re-execution reads its parent run's), while
+``<asset_key>.parquet`` stays the latest for people and the UI.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ LOCAL_PROTOCOLS = {"", "file", "local"}
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
 # A temporary file this old belongs to a dead writer: no write of ours takes an hour.
 ORPHAN_TEMP_AGE_SECONDS = 3600
+
+
+# Asset metadata: keep each run's output apart (see the module docstring).
+STORED_PER_RUN = "taxi_assets/stored_per_run"
 
 
 class CorruptPartitionError(RuntimeError):
@@ -190,10 +198,24 @@ def _wants_lazy(typing_type: Any) -> bool:
     return typing_type is pl.LazyFrame or pl.LazyFrame in get_args(typing_type)
 
 
+def _producing_run(context: dg.InputContext | dg.OutputContext) -> str | None:
+    """The run whose copy to use, for an asset stored per run; None for any other asset."""
+    output = context if isinstance(context, dg.OutputContext) else context.upstream_output
+    if output is None or not (output.definition_metadata or {}).get(STORED_PER_RUN):
+        return None
+    return output.run_id
+
+
 class PolarsParquetStore(dg.UPathIOManager):
     """Stores Polars frames as parquet; loads them eagerly, or lazily for LazyFrame inputs."""
 
     extension = ".parquet"
+
+    def _get_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        run_id = _producing_run(context)
+        if run_id is None or context.has_asset_partitions:
+            return super()._get_path(context)
+        return self._get_path_without_extension(context) / "runs" / f"{run_id}{self.extension}"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame):
@@ -202,6 +224,8 @@ class PolarsParquetStore(dg.UPathIOManager):
                 f"got {type(obj).__name__}"
             )
         write_parquet_atomically(obj, path)
+        if _producing_run(context) is not None and not context.has_asset_partitions:
+            write_parquet_atomically(obj, super()._get_path(context))  # the latest, for people
 
     def make_directory(self, path: UPath) -> None:
         # Buckets have no folders: an object's name is its full path. gcsfs's mkdir would look
