@@ -118,7 +118,8 @@ def register_model(
         "deployed_at": datetime.now(UTC).isoformat(),
         "history": [],
     }
-    artifacts.set_production_pointer(pointer)
+    _, generation = artifacts.read_production_pointer()
+    artifacts.swap_production_pointer(pointer, generation)
     return pointer
 
 
