@@ -35,7 +35,7 @@ from typing import Any
 
 import dagster as dg
 
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.sources.landing import LandingFolderProbeSource

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, field_validator
 
-from taxi_assets.blessing import BlessingRules
 from taxi_assets.calendar import validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
+from taxi_assets.model.blessing import BlessingRules
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.validation.drift import DriftThresholds
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from taxi_assets.blessing import BlessingRules, decide_blessing, reasons_markdown
+from taxi_assets.model.blessing import BlessingRules, decide_blessing, reasons_markdown
 
 # (mae, rmse, poisson_deviance) per predictor; the candidate beats everything by default.
 GOOD = {

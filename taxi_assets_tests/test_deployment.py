@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taxi_assets.deployment import (
+from taxi_assets.model.deployment import (
     Candidate,
     DeploymentRefused,
     Verdict,

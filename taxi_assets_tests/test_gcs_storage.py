@@ -25,7 +25,8 @@ from taxi_assets.calendar import day_window_utc
 from taxi_assets.cloud_paths import StorageSettingError, storage_root
 from taxi_assets.features import build_features
 from taxi_assets.frames import WEATHER_SCHEMA
-from taxi_assets.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.settings import EvaluationSettings
 from taxi_assets.storage import (
     PartitionedParquetIOManager,
@@ -34,7 +35,6 @@ from taxi_assets.storage import (
     write_atomically,
     write_parquet_atomically,
 )
-from taxi_assets.training import TrainedModel, TrainingParams, train_model
 from taxi_assets_tests.gcs_emulator import (
     GcsEmulator,
     loopback_token_endpoint,

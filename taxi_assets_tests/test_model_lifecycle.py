@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 
 from taxi_assets.definitions import ASSET_MODULES, build_definitions
-from taxi_assets.experiments import compare_versions, model_versions
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.experiments import compare_versions, model_versions
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import local_resources
 from taxi_assets.settings import EvaluationSettings, ValidationSettings
 from taxi_assets.sources.simulated import SimulatedProbeSource

@@ -13,16 +13,16 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from taxi_assets.calendar import TOKYO, bucket_starts, day_window_utc
-from taxi_assets.evaluation import (
+from taxi_assets.features import FEATURES, TARGET, build_features
+from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.model.evaluation import (
     historical_average_predictions,
     historical_average_table,
     overall_metrics,
 )
-from taxi_assets.features import FEATURES, TARGET, build_features
-from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
-from taxi_assets.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
-from taxi_assets.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
-from taxi_assets.training import (
+from taxi_assets.model.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
+from taxi_assets.model.training import (
     TrainedModel,
     TrainingParams,
     _pool,

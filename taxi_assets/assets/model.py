@@ -5,7 +5,7 @@ for early stopping); ``model_evaluation`` for D scores it on D itself, side by s
 the production model, two baselines and, on simulated data, the oracle; a blocking check
 stops ``production_model`` in the same run when the candidate is not blessed, and the
 deploy step finds Dagster's own record of the evaluation of those exact model files (by
-content hash) and applies the deployment rules of :mod:`taxi_assets.deployment`: no file
+content hash) and applies the deployment rules of :mod:`taxi_assets.model.deployment`: no file
 in the artifact store and no run configuration can change a verdict.
 """
 
@@ -19,8 +19,10 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from taxi_assets.blessing import decide_blessing, reasons_markdown
-from taxi_assets.deployment import (
+from taxi_assets.features import FEATURES, TARGET
+from taxi_assets.metadata import latest_materialization_metadata, markdown_table
+from taxi_assets.model.blessing import decide_blessing, reasons_markdown
+from taxi_assets.model.deployment import (
     Candidate,
     DeploymentRefused,
     Verdict,
@@ -28,15 +30,18 @@ from taxi_assets.deployment import (
     decide_rollback,
     moved_pointer,
 )
-from taxi_assets.evaluation import overall_markdown, overall_metrics, slice_metrics, slices_markdown
-from taxi_assets.features import FEATURES, TARGET
-from taxi_assets.metadata import latest_materialization_metadata, markdown_table
+from taxi_assets.model.evaluation import (
+    overall_markdown,
+    overall_metrics,
+    slice_metrics,
+    slices_markdown,
+)
+from taxi_assets.model.registry import ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
+from taxi_assets.model.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
 from taxi_assets.partitions import daily_partitions, partition_day
-from taxi_assets.registry import ArtifactStore, PointerConflict, RegistryError
-from taxi_assets.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
-from taxi_assets.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
 from taxi_assets.validation.gate import VALIDATED_ASSETS, unvalidated_days
 
 # A window is chosen per run (config), but a partition mapping is fixed: map the longest

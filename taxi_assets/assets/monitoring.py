@@ -5,9 +5,14 @@ import polars as pl
 
 from taxi_assets.assets.serving import demand_forecast
 from taxi_assets.calendar import TOKYO_TZ_NAME, day_type
-from taxi_assets.evaluation import metric_exprs, overall_metrics, slice_metrics, slices_markdown
+from taxi_assets.model.evaluation import (
+    metric_exprs,
+    overall_metrics,
+    slice_metrics,
+    slices_markdown,
+)
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.partitions import daily_partitions, partition_day
-from taxi_assets.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings
 
 ACCURACY_CHECK = "accuracy_vs_evaluation"

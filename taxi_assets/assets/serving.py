@@ -19,7 +19,7 @@ from taxi_assets.assets.ingestion import read_from_source
 from taxi_assets.assets.model import production_model
 from taxi_assets.guidance import cruising_guidance as rank_neighbours
 from taxi_assets.metadata import markdown_table, preview
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.serving import (
     days_touched,
     forecast_from_features,

@@ -1,6 +1,6 @@
 """Whether a candidate model may replace production: explicit rules, every verdict explained.
 
-The candidate is the ``model`` predictor of :mod:`taxi_assets.evaluation`'s frames. It must
+The candidate is the ``model`` predictor of :mod:`taxi_assets.model.evaluation`'s frames. It must
 stay within absolute bounds, be no more than a tolerance worse than production overall and
 in every slice big enough to judge, and beat the naive baselines overall (and not lose to
 them by more than the slice tolerance in any slice). Before any model is in production the
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from taxi_assets.evaluation import BASELINES
+from taxi_assets.model.evaluation import BASELINES
 
 COMPARABLE_METRICS = ("rmse", "poisson_deviance")
 REPORTED_ONLY_METRICS = ("mae",)

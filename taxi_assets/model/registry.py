@@ -38,19 +38,19 @@ from upath import UPath
 
 from taxi_assets.calendar import TOKYO
 from taxi_assets.cloud_paths import CREDENTIALS_DESCRIPTION, ENDPOINT_DESCRIPTION, storage_root
+from taxi_assets.model.training import (
+    TrainedModel,
+    TrainingParams,
+    content_hash,
+    model_file_bytes,
+    regressor_from_bytes,
+)
 from taxi_assets.storage import (
     create_exclusively,
     is_local,
     read_parquet,
     write_atomically,
     write_parquet_atomically,
-)
-from taxi_assets.training import (
-    TrainedModel,
-    TrainingParams,
-    content_hash,
-    model_file_bytes,
-    regressor_from_bytes,
 )
 
 MODEL_FILES = ("demand.cbm", "supply.cbm")
