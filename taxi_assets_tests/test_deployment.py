@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from taxi_assets.model.deployment import (
     Candidate,
     DeploymentRefused,
     Verdict,
+    days_seen_on_or_after,
     decide_deploy,
     decide_rollback,
     moved_pointer,
@@ -100,3 +103,9 @@ def test_rollback_only_to_a_blessed_deployment_or_with_a_reason() -> None:
         assert (move.action, move.reason) == ("rollback_override", REASON)
     pointer = moved_pointer(CURRENT, {"model_version": target["model_version"]}, move)
     assert pointer["history"] == [] and pointer["override_reason"] == REASON
+
+
+def test_days_a_model_saw_on_or_after_a_day() -> None:
+    manifest = {"partitions_used": ["2026-04-27", "2026-04-28", "2026-04-29", "2026-04-30"]}
+    assert days_seen_on_or_after(manifest, date(2026, 5, 1)) == []
+    assert days_seen_on_or_after(manifest, date(2026, 4, 29)) == ["2026-04-29", "2026-04-30"]

@@ -9,14 +9,17 @@ content hash) and applies the deployment rules of :mod:`taxi_assets.model.deploy
 in the artifact store and no run configuration can change a verdict.
 """
 
+import dataclasses
 import getpass
+import typing
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pydantic
 from pydantic import Field
 
 from taxi_assets.features import FEATURES, TARGET
@@ -26,6 +29,7 @@ from taxi_assets.model.deployment import (
     Candidate,
     DeploymentRefused,
     Verdict,
+    days_seen_on_or_after,
     decide_deploy,
     decide_rollback,
     moved_pointer,
@@ -33,12 +37,18 @@ from taxi_assets.model.deployment import (
 from taxi_assets.model.evaluation import (
     overall_markdown,
     overall_metrics,
+    predictor_metadata,
     slice_metrics,
     slices_markdown,
 )
 from taxi_assets.model.registry import ArtifactStore, PointerConflict, RegistryError
 from taxi_assets.model.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
-from taxi_assets.model.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
+from taxi_assets.model.training import (
+    CODE_VERSION,
+    TrainingParams,
+    train_model,
+    window_partitions,
+)
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
@@ -56,11 +66,9 @@ WINDOW_AND_HELD_OUT_DAY = dg.TimeWindowPartitionMapping(
 )
 BLESSED_CHECK = "blessed"
 
-_DEFAULT_PARAMS = TrainingParams()
 
-
-class TrainingConfig(dg.Config):
-    """How one training run is set up; all of it lands in the model's manifest."""
+class TrainingRunConfig(dg.Config):
+    """How one training run is set up besides the hyper-parameters."""
 
     window_days: int = Field(
         default=28, ge=2, le=MAX_WINDOW_DAYS, description="Trailing days to train on."
@@ -81,29 +89,32 @@ class TrainingConfig(dg.Config):
         ge=0,
         description="Rolling-origin folds over the window (0: none); reports mean and spread.",
     )
-    objective: str = Field(default=_DEFAULT_PARAMS.objective, description=f"One of {OBJECTIVES}.")
-    iterations: int = Field(default=_DEFAULT_PARAMS.iterations, ge=1)
-    learning_rate: float = Field(default=_DEFAULT_PARAMS.learning_rate, gt=0, le=1)
-    depth: int = Field(default=_DEFAULT_PARAMS.depth, ge=1, le=16)
-    l2_leaf_reg: float = Field(default=_DEFAULT_PARAMS.l2_leaf_reg, ge=0)
-    border_count: int = Field(default=_DEFAULT_PARAMS.border_count, ge=1)
-    max_ctr_complexity: int = Field(default=_DEFAULT_PARAMS.max_ctr_complexity, ge=1)
-    early_stopping_rounds: int = Field(default=_DEFAULT_PARAMS.early_stopping_rounds, ge=1)
-    supply_iterations: int = Field(default=_DEFAULT_PARAMS.supply_iterations, ge=1)
-    random_seed: int = Field(default=_DEFAULT_PARAMS.random_seed)
 
     def params(self) -> TrainingParams:
         return TrainingParams(
-            **{name: getattr(self, name) for name in TrainingParams.__dataclass_fields__}
+            **{
+                param.name: getattr(self, param.name)
+                for param in dataclasses.fields(TrainingParams)
+            }
         )
 
 
-def window_partitions(
-    loaded: dict[str, pl.LazyFrame], day: date, window_days: int
-) -> dict[str, pl.LazyFrame]:
-    """The stored partitions among the ``window_days`` days before ``day``, oldest first."""
-    first = (day - timedelta(days=window_days)).isoformat()
-    return {key: loaded[key] for key in sorted(loaded) if first <= key < day.isoformat()}
+def _hyper_parameter_fields() -> dict[str, Any]:
+    """TrainingParams' fields as config fields: same names, types, defaults and bounds."""
+    types = typing.get_type_hints(TrainingParams)
+    return {
+        param.name: (types[param.name], Field(default=param.default, **param.metadata))
+        for param in dataclasses.fields(TrainingParams)
+    }
+
+
+# The run config and the hyper-parameters of TrainingParams, which define them once.
+TrainingConfig = pydantic.create_model(
+    "TrainingConfig",
+    __base__=TrainingRunConfig,
+    __doc__="How one training run is set up; all of it lands in the model's manifest.",
+    **_hyper_parameter_fields(),
+)
 
 
 def _validated(
@@ -186,11 +197,7 @@ def demand_model(
                 allow_retries=False,
             )
         warm_start_from = pointer["model_version"]
-        seen = [
-            d
-            for d in artifacts.manifest(warm_start_from).get("partitions_used", [])
-            if d >= day.isoformat()
-        ]
+        seen = days_seen_on_or_after(artifacts.manifest(warm_start_from), day)
         if seen:
             raise dg.Failure(
                 description=f"warm_start=True, but production model {warm_start_from} trained "
@@ -326,26 +333,13 @@ def _production_to_compare(
     if pointer is None:
         return None, ""
     version = pointer["model_version"]
-    seen = [
-        d for d in artifacts.manifest(version).get("partitions_used", []) if d >= day.isoformat()
-    ]
+    seen = days_seen_on_or_after(artifacts.manifest(version), day)
     if seen:
         return None, (
             f"production {version} trained on {', '.join(seen)}, on or after the held-out day "
             f"{day}: comparing with it would favour it, so the baselines decide"
         )
     return artifacts.load_model(version), ""
-
-
-def _predictor_metadata(overall: pl.DataFrame) -> dict[str, float]:
-    """``mae``, ``rmse``... for the model; ``<metric>_<predictor>`` for the others."""
-    metadata = {}
-    for row in overall.iter_rows(named=True):
-        suffix = "" if row["predictor"] == "model" else f"_{row['predictor']}"
-        for metric in ("mae", "rmse", "poisson_deviance", "mape"):
-            if row[metric] is not None:
-                metadata[f"{metric}{suffix}"] = float(row[metric])
-    return metadata
 
 
 @dg.asset(
@@ -440,7 +434,7 @@ def model_evaluation(
             "slices": slices.to_dicts(),
         },
     )
-    metrics = _predictor_metadata(overall)
+    metrics = predictor_metadata(overall)
     return dg.MaterializeResult(
         metadata={
             "model_version": version,

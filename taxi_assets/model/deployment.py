@@ -14,6 +14,7 @@ deployment only if it was blessed, or with a reason. Every move says what it was
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 # An override reason short enough to be "x" or "asdf" explains nothing to the next person.
@@ -68,6 +69,12 @@ def training_day_of(pointer: dict[str, Any]) -> str:
     """A deployment's training day (pointers written before it was recorded: the day its
     version starts with)."""
     return str(pointer.get("training_day") or pointer["model_version"][:10])
+
+
+def days_seen_on_or_after(manifest: dict[str, Any], day: date) -> list[str]:
+    """The days a model's manifest says it trained on that are ``day`` or later: a model
+    that saw them may not judge, nor seed, a model for ``day``."""
+    return [seen for seen in manifest.get("partitions_used", []) if seen >= day.isoformat()]
 
 
 def why_not_blessed(verdict: Verdict | None, rules_fingerprint: str) -> str | None:
