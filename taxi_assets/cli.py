@@ -25,11 +25,11 @@ import polars as pl
 
 from taxi_assets.calendar import TOKYO
 from taxi_assets.definitions import build_definitions
-from taxi_assets.experiments import add_models_parser, models_command
 from taxi_assets.frames import REJECT_REASONS
 from taxi_assets.job_runs import run_job
 from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, training_job
 from taxi_assets.metadata import latest_materialization_metadata, text_table
+from taxi_assets.model.experiments import add_models_parser, models_command
 from taxi_assets.onboarding import onboard_feed
 from taxi_assets.resources import SettingsError, resources_for_environment
 from taxi_assets.simulation.feed import CITY, FEED_PROFILES

@@ -44,6 +44,9 @@ validation_job = dg.define_asset_job(
 forecast_job = dg.define_asset_job(
     name="forecast_job",
     selection=dg.AssetSelection.groups("serving"),
+    # A tick takes seconds; one whose worker died is failed (and retried) by run monitoring
+    # within 10 minutes instead of the instance's default of hours.
+    tags={"dagster/max_runtime": "600"},
     description="One forecast tick: expected street hails and vacant taxis per cell for the "
     "bucket in progress, and the cruising guidance built on it.",
 )

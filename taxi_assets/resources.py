@@ -36,7 +36,7 @@ from typing import Any
 
 import dagster as dg
 
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
 from taxi_assets.simulation.feed import CITY, FEED_PROFILES
 from taxi_assets.sources.base import ProbeSource

@@ -26,8 +26,8 @@ from taxi_assets.features import (
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.guidance import GuidanceParams, opportunity
+from taxi_assets.model.training import TrainedModel
 from taxi_assets.service_area import ServiceArea
-from taxi_assets.training import TrainedModel
 from taxi_assets.trips import derive_trip_events
 
 FORECAST_COLUMNS = (

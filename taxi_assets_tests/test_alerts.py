@@ -21,7 +21,7 @@ from taxi_assets.automation.alert_sensors import (
     check_failure_alert,
     run_failure_alert_sensor,
 )
-from taxi_assets.automation.alerts import Alert, AlertLog, redact
+from taxi_assets.automation.alerts import Alert, AlertLog, SentAlerts, redact
 from taxi_assets.automation.channels import (
     SMTP_PASSWORD_ENV,
     WEBHOOK_URL_ENV,
@@ -289,18 +289,47 @@ def test_two_sensors_racing_on_one_failure_send_it_once(
     barrier = threading.Barrier(4)
     outcomes: list[bool] = []
 
-    def send() -> None:
-        barrier.wait()
-        outcomes.append(channels.dispatch(alert, tmp_path).duplicate)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def send() -> None:
+            barrier.wait()
+            outcomes.append(channels.dispatch(alert, instance).duplicate)
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert sorted(outcomes) == [False, True, True, True]
     assert len(webhook.bodies) == 1
     assert len(AlertLog(tmp_path / "alerts" / "alerts.jsonl").entries()) == 1
+
+
+def test_a_restarted_pod_without_the_alert_log_file_does_not_alert_again(
+    tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "sent once" memory is the instance's storage: a new process over the same
+    storage, whose local alert log is gone (no volume in Kubernetes), sends nothing."""
+    monkeypatch.setenv(WEBHOOK_URL_ENV, webhook.url)
+    alert = Alert(
+        kind="run_failure",
+        dedupe_key="run_failure:restart",
+        severity="ERROR",
+        title="Run of daily_job failed",
+        run_id="restart",
+        run_url=f"{UI}/runs/restart",
+    )
+    channels = AlertChannels(ui_base_url=UI)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert not channels.dispatch(alert, instance).duplicate
+        assert SentAlerts(instance).get("run_failure:restart")["deliveries"] == {
+            "alert_log": "written",
+            "webhook": "sent",
+        }
+    (tmp_path / "alerts" / "alerts.jsonl").unlink()  # the pod's disk is gone
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as restarted:
+        assert channels.dispatch(alert, restarted).duplicate
+    assert len(webhook.bodies) == 1
 
 
 def test_without_webhook_or_smtp_the_alert_log_still_records(
@@ -317,7 +346,8 @@ def test_without_webhook_or_smtp_the_alert_log_still_records(
         description="7 failure cases",
     )
     alert = check_failure_alert(evaluation, "r1", 0.0, None, channels.run_url("r1"))
-    delivery = channels.dispatch(alert, tmp_path)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        delivery = channels.dispatch(alert, instance)
     assert delivery.deliveries == {"alert_log": "written"}
     (entry,) = AlertLog(tmp_path / "alerts" / "alerts.jsonl").entries()
     assert entry["severity"] == "WARN"

@@ -44,7 +44,7 @@ from taxi_assets.automation.channels import (
     alert_resources,
 )
 from taxi_assets.definitions import build_definitions
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import PRODUCTION_SETTINGS, production_resources
 from taxi_assets.sources.bigquery import BigQueryProbeSource, QueryParameter
 from taxi_assets.sources.simulated import SimulatedProbeSource

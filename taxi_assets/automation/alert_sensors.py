@@ -111,8 +111,8 @@ def _failed_check_events(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts on every failed asset check (blocking or not, error or warning) with "
     "the asset, check, partition, severity, what the check verifies, the failure counts and "
-    "a link to the run. The cursor is the last check evaluation read; the alert log keeps "
-    "the same failure from being sent twice.",
+    "a link to the run. The cursor is the last check evaluation read; the instance's "
+    "storage keeps the same failure from being sent twice.",
 )
 def asset_check_alert_sensor(
     context: dg.SensorEvaluationContext, alerts: AlertChannels
@@ -140,7 +140,7 @@ def asset_check_alert_sensor(
             _check_description(context.repository_def, key),
             alerts.run_url(entry.run_id),
         )
-        delivery = alerts.dispatch(alert, context.instance.root_directory)
+        delivery = alerts.dispatch(alert, context.instance)
         context.log.info(delivery.summary())
         sent += not delivery.duplicate
     context.update_cursor(str(after))
@@ -182,7 +182,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels
     "and their errors and a link to the run.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertChannels) -> None:
-    delivery = alerts.dispatch(run_failure_alert(context, alerts), context.instance.root_directory)
+    delivery = alerts.dispatch(run_failure_alert(context, alerts), context.instance)
     context.log.info(delivery.summary())
 
 
