@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from taxi_assets.calendar import day_window_utc
 from taxi_assets.checks import validate_contract
-from taxi_assets.contracts import CleanProbes, RejectedProbes
 from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
+from taxi_assets.contracts import CleanProbes, RejectedProbes
 from taxi_assets.frames import (
     CLEAN_PROBES_SCHEMA,
     PROBE_STATUSES,
