@@ -39,7 +39,7 @@ BREAKAGES: dict[str, dict[str, Callable[[pl.DataFrame], pl.DataFrame]]] = {
         ),
         "speed sent in mph": lambda f: f.with_columns(pl.col("speed_kmh") / 1.609),
         "positions 1 km north": lambda f: f.with_columns(pl.col("lat") + 0.009),
-        "half the fleet silent": lambda f: f.filter(pl.col("vehicle_id") % 2 == 0),
+        "half the fleet silent": lambda f: f.filter(pl.col("vehicle_id").cast(pl.Int64) % 2 == 0),
         "heading in radians": lambda f: f.with_columns(pl.col("heading") / 57.3),
     },
     "cell_demand": {
