@@ -103,8 +103,9 @@ class ProbeSource(dg.ConfigurableResource):
     """Delivers one Tokyo day of raw GPS pings and the hourly weather of the city.
 
     ``read_probes`` returns frames in ``taxi_assets.frames.RAW_PROBES_SCHEMA`` (UTC
-    timestamps, status as the probe-status enum), faults and all: cleaning is not the
-    source's job, but a file it cannot read is, and raises ``ProbeSourceError``.
+    timestamps, vehicle ids as text, status as the feed's own words), faults and all:
+    cleaning is not the source's job, but a file it cannot read (or ids that are not clean
+    ids) is, and raises ``ProbeSourceError``.
     """
 
     # Where ``cell_demand`` does the work, for the asset's ``computed_in`` metadata.
