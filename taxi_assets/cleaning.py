@@ -84,11 +84,6 @@ class CleaningRules:
 
     # A taxi in central Tokyo never exceeds ~120 km/h, even on the Shuto expressway.
     max_implied_speed_kmh: float = 150.0
-    # A reported speed above this is a broken reading (invalid_value), see above.
-    max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH
-    # The feed's status words (case-insensitive) to probe statuses; a value that maps to
-    # none is quarantined as unknown_status. A dict is accepted and normalised.
-    status_mapping: StatusMapping = normalised_status_mapping({})
     # An 'occupied' run longer than this is a meter flag stuck on, not a fare.
     max_occupied_minutes: float = 180.0
     # A dispatched taxi reaches its passenger well within an hour.
@@ -96,6 +91,11 @@ class CleaningRules:
     # A vehicle with at least this share of its pings outside the day has a skewed clock
     # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
     clock_skew_min_share: float = 0.05
+    # A reported speed above this is a broken reading (invalid_value), see above.
+    max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH
+    # The feed's status words (case-insensitive) to probe statuses; a value that maps to
+    # none is quarantined as unknown_status. A dict is accepted and normalised.
+    status_mapping: StatusMapping | Mapping[str, str] = normalised_status_mapping({})
 
     def __post_init__(self) -> None:
         for name in (
