@@ -75,8 +75,8 @@ class PipelineSettings(dg.ConfigurableResource):
     )
     max_quarantined_share_by_reason: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_SHARE_BY_REASON),
-        description="Per-reason limits that replace the one above (outside_service_area and "
-        "duplicate are larger by nature in real feeds).",
+        description="Per-reason limits that replace the one above, merged with the defaults "
+        "(outside_service_area and duplicate are larger by nature in real feeds).",
     )
 
     @field_validator("bucket_minutes")
@@ -129,7 +129,8 @@ class PipelineSettings(dg.ConfigurableResource):
         return QuarantineLimits(
             max_share=self.max_quarantined_share,
             max_share_per_reason=self.max_quarantined_share_per_reason,
-            by_reason=dict(self.max_quarantined_share_by_reason),
+            # Merged: overriding one reason keeps the others' defaults.
+            by_reason={**DEFAULT_MAX_SHARE_BY_REASON, **self.max_quarantined_share_by_reason},
         )
 
     def service_area(self) -> ServiceArea:
