@@ -1,5 +1,7 @@
 """``taxi-assets run``: the whole loop over a window of days (data path, training,
 evaluation, deployment when blessed, one forecast tick) and a summary of what it made;
+``taxi-assets train`` and ``taxi-assets forecast``: one step of that loop, for a chosen
+day or tick, on any probe source (``--landing-dir`` for a folder of files);
 ``taxi-assets models`` lists and compares trained model versions;
 ``taxi-assets schema infer`` re-infers an asset's data schema for review.
 
@@ -25,10 +27,14 @@ from taxi_assets.calendar import TOKYO
 from taxi_assets.definitions import build_definitions
 from taxi_assets.experiments import add_models_parser, models_command
 from taxi_assets.frames import REJECT_REASONS
+from taxi_assets.job_runs import run_job
 from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, training_job
 from taxi_assets.metadata import latest_materialization_metadata, text_table
+from taxi_assets.onboarding import onboard_feed
 from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.validation.schema import VALIDATION_DIR_ENV
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
+from taxi_assets.weather import NO_WEATHER, WEATHER_SOURCE_ENV
 
 # Two weeks ending on Constitution Day (Sun 3 May): the data path's summary shows weekdays,
 # Showa Day (29 April) and weekends side by side; the last day is the model's held-out day,
@@ -40,41 +46,6 @@ DEFAULT_TICK = time_of_day(18, 0)
 # Training needs a day to fit, a day to stop early on, and the held-out day to evaluate.
 MIN_DAYS_FOR_MODEL = 3
 EVALUATION_PREDICTORS = ("model", "production", "last_week", "historical_average", "oracle")
-
-
-# Step-level DEBUG events stay in the instance (and the UI); the terminal gets the INFO
-# lines: pings read, kept and rejected per day, training progress, the blessing.
-CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-def run_job(
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
-    job_name: str,
-    label: str,
-    partition: date | None = None,
-    ops_config: dict | None = None,
-) -> bool:
-    """One run of a job (for one partition), reported on one line; True if it succeeded."""
-    started = time.monotonic()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=None if partition is None else partition.isoformat(),
-        instance=instance,
-        raise_on_error=False,
-        run_config={**CONSOLE_INFO, **({"ops": ops_config} if ops_config else {})},
-    )
-    status = "ok" if result.success else "FAILED"
-    print(
-        f"  {label}  {status}  run {result.run_id[:8]}  {time.monotonic() - started:.1f}s",
-        flush=True,
-    )
-    # Dagster's step error names a failed check only ("clean_probes: contract"); say what it
-    # found (column, rule, counts) on the console too.
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            asset = evaluation.asset_key.to_user_string()
-            print(f"    check {asset}:{evaluation.check_name} failed: {evaluation.description}")
-    return result.success
 
 
 def run_data_path(
@@ -244,13 +215,205 @@ def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
             f"Production model: {deployed['model_version']} ({deployed['action']}, "
             f"by {deployed['triggered_by']})"
         )
+    print_forecast_summary(instance, day)
+
+
+def print_forecast_summary(instance: dg.DagsterInstance, day: date | None) -> None:
+    """The latest forecast tick, and the accuracy of ``day``'s ticks when measured."""
     forecast = latest_materialization_metadata(instance, "demand_forecast")
-    accuracy = latest_materialization_metadata(instance, "forecast_accuracy", day.isoformat())
+    accuracy = (
+        latest_materialization_metadata(instance, "forecast_accuracy", day.isoformat())
+        if day
+        else {}
+    )
     if forecast:
         print(
             f"Forecast tick: {forecast['cells']} cells, {forecast['expected_street_hails']:.0f} "
             f"street hails expected in the next bucket, made in {forecast['seconds']:.2f}s"
             + (f"; its MAE {accuracy['mae']:.4f}" if accuracy else "")
+        )
+    guidance = latest_materialization_metadata(instance, "cruising_guidance")
+    replay = latest_materialization_metadata(instance, "guidance_accuracy", day.isoformat())
+    if guidance:
+        print(
+            f"Cruising guidance: {guidance['cells_sent_elsewhere']} of {guidance['cells']} cells "
+            f"send their taxis elsewhere ({guidance['busiest_50_cells_sent_elsewhere']} of the "
+            "50 busiest)"
+            + (
+                f"; replayed on what happened: {replay['hails_per_vacant_taxi_following']:.3f} "
+                f"street hails per vacant taxi following it, "
+                f"{replay['hails_per_vacant_taxi_staying']:.3f} staying, "
+                f"{replay['hails_per_vacant_taxi_best_neighbour']:.3f} best neighbour in hindsight"
+                if replay
+                else ""
+            )
+        )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the probes come from, for every command that runs jobs."""
+    parser.add_argument(
+        "--landing-dir",
+        type=Path,
+        default=None,
+        help="read probes from this landing folder (probes/<day>/, weather/) instead of "
+        "TAXI_ASSETS_PROBE_SOURCE (default: the simulated city)",
+    )
+    parser.add_argument(
+        "--fleet",
+        type=int,
+        default=None,
+        help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
+    )
+    parser.add_argument(
+        "--no-weather",
+        action="store_true",
+        help=f"the feed has no weather (sets {WEATHER_SOURCE_ENV}={NO_WEATHER})",
+    )
+    parser.add_argument(
+        "--validation-dir",
+        type=Path,
+        default=None,
+        help=f"the feed's schemas and drift thresholds (sets {VALIDATION_DIR_ENV}; default: "
+        "that variable, else the package's committed folder for the simulated city)",
+    )
+
+
+def source_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The process environment with the feed the command line chose. The variables are set
+    in this process too: the resources read some of them when they are built."""
+    chosen = {}
+    if args.fleet is not None:
+        chosen["TAXI_ASSETS_SIM_FLEET_SIZE"] = str(args.fleet)
+    if args.landing_dir is not None:
+        chosen["TAXI_ASSETS_PROBE_SOURCE"] = "landing"
+        chosen["TAXI_ASSETS_LANDING_DIR"] = str(args.landing_dir)
+    if args.no_weather:
+        chosen[WEATHER_SOURCE_ENV] = NO_WEATHER
+    if args.validation_dir is not None:
+        chosen[VALIDATION_DIR_ENV] = str(args.validation_dir.resolve())
+    os.environ.update(chosen)
+    return dict(os.environ)
+
+
+def definitions_for(args: argparse.Namespace) -> dg.Definitions | None:
+    """The code location as the command line configures it, or None after printing why
+    it cannot be built (no DAGSTER_HOME, invalid settings)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        print(
+            "DAGSTER_HOME is not set: set it to the instance folder (make run does: .dagster_home)",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        return build_definitions(resources_for_environment(source_environment(args)))
+    except SettingsError as error:
+        print(f"settings: {error}", file=sys.stderr)
+        return None
+
+
+def window(start: date, days: int) -> list[date]:
+    return [start + timedelta(days=i) for i in range(days)]
+
+
+def run_command(args: argparse.Namespace) -> int:
+    defs = definitions_for(args)
+    if defs is None:
+        return 2
+    if not args.data_path_only and args.days < MIN_DAYS_FOR_MODEL:
+        print(
+            f"--days {args.days}: the model loop needs at least {MIN_DAYS_FOR_MODEL} days (train, "
+            "stop early, evaluate); pass more days or --data-path-only",
+            file=sys.stderr,
+        )
+        return 2
+    days = window(args.start, args.days)
+    print(
+        f"Materializing data_path_job for {days[0]}..{days[-1]} "
+        f"into DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+    )
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        outcomes = run_data_path(instance, defs, days)
+        if not args.data_path_only and all(outcomes):
+            tick = datetime.combine(days[-1], args.tick, tzinfo=TOKYO)
+            outcomes += run_model_loop(instance, defs, days[-1], tick, args.iterations)
+        print_summary(summary_table(instance, days))
+        if not args.data_path_only:
+            print_model_summary(instance, days[-1])
+    print(f"Finished in {time.monotonic() - started:.0f}s; open the UI with `make ui`.")
+    return 0 if all(outcomes) else 1
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Train on the days before ``--day``, evaluate on it, deploy when blessed."""
+    defs = definitions_for(args)
+    if defs is None:
+        return 2
+    config: dict[str, object] = {}
+    if args.window_days is not None:
+        config["window_days"] = args.window_days
+    if args.iterations is not None:
+        config["iterations"] = args.iterations
+    with dg.DagsterInstance.get() as instance:
+        succeeded = run_job(
+            instance,
+            defs,
+            training_job.name,
+            f"train, evaluate, deploy ({args.day})",
+            partition=args.day,
+            ops_config={"demand_model": {"config": config}},
+        )
+        print_model_summary(instance, args.day)
+    return 0 if succeeded else 1
+
+
+def forecast_command(args: argparse.Namespace) -> int:
+    """One forecast tick (and its guidance) with the production model."""
+    defs = definitions_for(args)
+    if defs is None:
+        return 2
+    tick = args.tick if args.tick.tzinfo else args.tick.replace(tzinfo=TOKYO)
+    with dg.DagsterInstance.get() as instance:
+        if not latest_materialization_metadata(instance, "production_model"):
+            print("no production model is deployed: run `taxi-assets train` first", file=sys.stderr)
+            return 1
+        succeeded = run_job(
+            instance,
+            defs,
+            forecast_job.name,
+            f"forecast tick {tick.isoformat()}",
+            ops_config={"demand_forecast": {"config": {"tick": tick.isoformat()}}},
+        )
+        print_forecast_summary(instance, None)
+    return 0 if succeeded else 1
+
+
+def onboard_command(args: argparse.Namespace) -> int:
+    """Check the feed's files, run its reference days, calibrate its validation folder."""
+    if args.validation_dir is None and not os.environ.get(VALIDATION_DIR_ENV):
+        print(
+            f"onboard writes the feed's schemas and thresholds: pass --validation-dir (or set "
+            f"{VALIDATION_DIR_ENV}) to a folder of the deployment, not the package's own",
+            file=sys.stderr,
+        )
+        return 2
+    if args.days < 2:
+        print("--days: onboarding needs at least 2 reference days", file=sys.stderr)
+        return 2
+    defs = definitions_for(args)
+    if defs is None:
+        return 2
+    resources = defs.resources
+    with dg.DagsterInstance.get() as instance:
+        return onboard_feed(
+            instance,
+            defs,
+            window(args.start, args.days),
+            landing_dir=None if args.landing_dir is None else str(args.landing_dir),
+            data_dir=Path(resources["stored"].base_dir),
+            validation_dir=resources["validation"].folder(),
+            weather_required=resources["settings"].weather_source != NO_WEATHER,
         )
 
 
@@ -271,12 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--days", type=int, default=DEFAULT_DAYS, help=f"number of days (default {DEFAULT_DAYS})"
     )
-    run.add_argument(
-        "--fleet",
-        type=int,
-        default=None,
-        help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
-    )
+    add_source_arguments(run)
     run.add_argument(
         "--data-path-only",
         action="store_true",
@@ -294,6 +452,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_TICK,
         help=f"Tokyo time of the forecast tick on the last day (default {DEFAULT_TICK:%H:%M})",
     )
+    train = sub.add_parser(
+        "train",
+        help="train a model for one day on the stored days before it, evaluate it on the "
+        "day, deploy it when blessed",
+        description="Runs training_job for the day (the days before it must have been "
+        "through the data path and passed validation; see `taxi-assets run --data-path-only`).",
+    )
+    train.add_argument("--day", type=date.fromisoformat, required=True, help="held-out day")
+    train.add_argument(
+        "--window-days", type=int, default=None, help="trailing days to train on (default 28)"
+    )
+    train.add_argument("--iterations", type=int, default=None, help="boosting iterations")
+    add_source_arguments(train)
+    forecast = sub.add_parser(
+        "forecast", help="one forecast tick and its cruising guidance with the production model"
+    )
+    forecast.add_argument(
+        "--tick",
+        type=datetime.fromisoformat,
+        required=True,
+        help="the instant, ISO 8601 (Tokyo time when it has no offset), e.g. 2026-05-03T18:00",
+    )
+    add_source_arguments(forecast)
+    onboard = sub.add_parser(
+        "onboard",
+        help="onboard a feed: check its files, run its reference days, infer its schemas "
+        "and calibrate its drift thresholds into --validation-dir, validate the days again",
+    )
+    onboard.add_argument("--start", type=date.fromisoformat, required=True, help="first day")
+    onboard.add_argument(
+        "--days", type=int, required=True, help="reference days (two weeks or more is best)"
+    )
+    add_source_arguments(onboard)
     add_models_parser(sub)
     schema = sub.add_parser("schema", help="the committed data schemas of the assets")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
@@ -318,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--schema-dir",
         type=Path,
         default=None,
-        help="folder of <asset>.json (default: the committed taxi_assets/validation/schemas)",
+        help="the validation folder of <asset>.json (default: TAXI_ASSETS_VALIDATION_DIR, "
+        "else the committed taxi_assets/validation/schemas)",
     )
     args = parser.parse_args(argv)
     if args.command == "models":
@@ -327,44 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return infer_command(
             args.asset, args.start, args.days, args.data_dir, args.write, args.schema_dir
         )
-
-    if not os.environ.get("DAGSTER_HOME"):
-        print(
-            "DAGSTER_HOME is not set: set it to the instance folder (make run does: .dagster_home)",
-            file=sys.stderr,
-        )
-        return 2
-    env = dict(os.environ)
-    if args.fleet is not None:
-        env["TAXI_ASSETS_SIM_FLEET_SIZE"] = str(args.fleet)
-    try:
-        defs = build_definitions(resources_for_environment(env))
-    except SettingsError as error:
-        print(f"settings: {error}", file=sys.stderr)
-        return 2
-    if not args.data_path_only and args.days < MIN_DAYS_FOR_MODEL:
-        print(
-            f"--days {args.days}: the model loop needs at least {MIN_DAYS_FOR_MODEL} days (train, "
-            "stop early, evaluate); pass more days or --data-path-only",
-            file=sys.stderr,
-        )
-        return 2
-    days = [args.start + timedelta(days=i) for i in range(args.days)]
-    print(
-        f"Materializing data_path_job for {days[0]}..{days[-1]} "
-        f"into DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
-    )
-    started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        outcomes = run_data_path(instance, defs, days)
-        if not args.data_path_only and all(outcomes):
-            tick = datetime.combine(days[-1], args.tick, tzinfo=TOKYO)
-            outcomes += run_model_loop(instance, defs, days[-1], tick, args.iterations)
-        print_summary(summary_table(instance, days))
-        if not args.data_path_only:
-            print_model_summary(instance, days[-1])
-    print(f"Finished in {time.monotonic() - started:.0f}s; open the UI with `make ui`.")
-    return 0 if all(outcomes) else 1
+    commands = {
+        "run": run_command,
+        "train": train_command,
+        "forecast": forecast_command,
+        "onboard": onboard_command,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from taxi_assets.assets import (
     ingestion,
     model,
     monitoring,
+    monitoring_guidance,
     serving,
     validation,
 )
@@ -21,7 +22,17 @@ from taxi_assets.automation import SCHEDULES, SENSORS, alert_resources
 from taxi_assets.jobs import JOBS
 from taxi_assets.resources import resources_for_environment
 
-ASSET_MODULES = (ingestion, cleaning, demand, validation, features, model, serving, monitoring)
+ASSET_MODULES = (
+    ingestion,
+    cleaning,
+    demand,
+    validation,
+    features,
+    model,
+    serving,
+    monitoring,
+    monitoring_guidance,
+)
 
 
 def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:

@@ -6,7 +6,8 @@ import dagster as dg
 
 from taxi_assets.partitions import daily_partitions
 
-DATA_PATH_GROUPS = ("ingestion", "cleaning", "demand", "validation", "features")
+VALIDATION_GROUP = "validation"
+DATA_PATH_GROUPS = ("ingestion", "cleaning", "demand", VALIDATION_GROUP, "features")
 
 data_path_job = dg.define_asset_job(
     name="data_path_job",
@@ -26,6 +27,17 @@ training_job = dg.define_asset_job(
     description=(
         "Train the day's model on the trailing window, evaluate it on the day, and move "
         "production_model to it if (and only if) it is blessed."
+    ),
+)
+
+validation_job = dg.define_asset_job(
+    name="validation_job",
+    selection=dg.AssetSelection.groups(VALIDATION_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "Re-validate stored days against the deployment's validation folder: statistics, "
+        "schema anomalies and drift, e.g. after onboarding a feed or reviewing a schema. "
+        "Training reads the latest result of each day's checks."
     ),
 )
 
@@ -58,4 +70,4 @@ daily_job = dg.define_asset_job(
     ),
 )
 
-JOBS = (data_path_job, training_job, forecast_job, monitoring_job, daily_job)
+JOBS = (data_path_job, validation_job, training_job, forecast_job, monitoring_job, daily_job)

@@ -25,6 +25,7 @@ from taxi_assets.features import (
     history_buckets_needed,
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
+from taxi_assets.guidance import GuidanceParams, opportunity
 from taxi_assets.service_area import ServiceArea
 from taxi_assets.training import TrainedModel
 from taxi_assets.trips import derive_trip_events
@@ -33,10 +34,15 @@ FORECAST_COLUMNS = (
     "tick",
     "model_version",
     "cell",
+    "horizon",
     "bucket_start",
     "expected_street_hails",
     "expected_vacant_taxis",
+    "opportunity",
 )
+# Buckets ahead of the bucket in progress a row forecasts; one model forecasts horizon 0
+# today, and the guidance reads later arrival buckets from the longest horizon stored.
+FORECAST_HORIZONS = (0,)
 
 
 def target_bucket(tick: datetime, bucket_minutes: int) -> datetime:
@@ -132,16 +138,24 @@ def tick_features(
 
 
 def forecast_from_features(
-    model: TrainedModel, model_version: str, features: pl.DataFrame, tick: datetime
+    model: TrainedModel,
+    model_version: str,
+    features: pl.DataFrame,
+    tick: datetime,
+    competitor_prior: float = GuidanceParams.competitor_prior,
 ) -> pl.DataFrame:
-    """Expected street hails and vacant taxis per row of ``features``, stamped with the
-    tick and the model version that made them."""
+    """Expected street hails and vacant taxis per row of ``features`` (horizon 0, the bucket
+    in progress), the opportunity they give one more vacant taxi arriving (street hails it
+    can expect to capture, see ``taxi_assets.guidance``), stamped with the tick and the model
+    version that made them."""
     return (
         model.predict(features)
         .with_columns(
             tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"),
             model_version=pl.lit(model_version),
+            horizon=pl.lit(0, pl.Int8),
         )
+        .with_columns(opportunity=opportunity(competitor_prior))
         .select(FORECAST_COLUMNS)
     )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -18,6 +21,14 @@ from taxi_assets.quarantine import (
 )
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.validation.drift import DriftThresholds
+from taxi_assets.validation.schema import VALIDATION_DIR_ENV, configured_validation_dir
+from taxi_assets.validation.thresholds import load_drift_thresholds, merged_thresholds
+from taxi_assets.weather import (
+    FROM_PROBE_SOURCE,
+    WEATHER_SOURCE_ENV,
+    WEATHER_SOURCES,
+    validate_weather_source,
+)
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -36,6 +47,14 @@ class PipelineSettings(dg.ConfigurableResource):
     mesh_level: str = Field(
         default=CENTRAL_TOKYO.mesh_level,
         description="JIS X 0410 level of demand cells: second, third, half (500 m), quarter.",
+    )
+    # Read from the environment at start-up like the other deployment choices (a feed
+    # without weather is a property of the deployment, not of one run).
+    weather_source: str = Field(
+        default_factory=lambda: os.environ.get(WEATHER_SOURCE_ENV) or FROM_PROBE_SOURCE,
+        description=f"Where hourly rain comes from: one of {list(WEATHER_SOURCES)} "
+        f"(default {WEATHER_SOURCE_ENV}, else {FROM_PROBE_SOURCE!r}); 'none' for a feed "
+        "without weather (the features then carry rain as missing).",
     )
     max_implied_speed_kmh: float = Field(
         default=CleaningRules.max_implied_speed_kmh,
@@ -83,6 +102,11 @@ class PipelineSettings(dg.ConfigurableResource):
     @classmethod
     def _bucket_tiles_the_day(cls, value: int) -> int:
         return validate_bucket_minutes(value)
+
+    @field_validator("weather_source")
+    @classmethod
+    def _known_weather_source(cls, value: str) -> str:
+        return validate_weather_source(value)
 
     @field_validator("mesh_level")
     @classmethod
@@ -148,51 +172,56 @@ class PipelineSettings(dg.ConfigurableResource):
         )
 
 
-# Per-feature thresholds from bench/calibrate_drift.py on 14 simulated days (README, "Data
-# validation"): above every normal day-to-day distance, below the feed breakages we must
-# catch. Counts per cell are zero-inflated, so their histograms move little even when a
-# whole kind of pickup disappears: they get a tighter Jensen-Shannon threshold. The
-# status mix moves ~0.08 between a weekday and a holiday, so it gets a looser one.
-#
-# Training features (measured over the 14 days of the default window, see README): the
-# 7-day same-slot mean sharpens while the history fills up from 1 to 7 days (0.067 between
-# the third and fourth day of a fresh start, under 0.01 once a week is stored).
-CALIBRATED_THRESHOLDS = {
-    "status": 0.15,
-    "hails_mean_same_slot_7d": 0.08,
-    "street_hail_pickups": 0.005,
-    "app_booking_pickups": 0.005,
-    "pickups": 0.005,
-    "dropoffs": 0.005,
-    "vacant_taxis": 0.005,
-    "occupied_taxis": 0.005,
-}
-
-
-# Identifiers, and features that change from one day to the next by design: the calendar
-# of the day (a Monday after a Sunday) and the weather (a rainy day after a dry one).
-NOT_COMPARED_BETWEEN_DAYS = ("vehicle_id", "weekday", "is_holiday", "day_type", "rain_mm_per_h")
-
-
 class ValidationSettings(dg.ConfigurableResource):
-    """Drift thresholds between consecutive days; every distance is recorded either way."""
+    """Where the deployment keeps its schemas and drift thresholds, and run-time overrides.
 
-    numeric_js_threshold: float = Field(
-        default=0.015,
-        description="Jensen-Shannon divergence (base 2) allowed per numeric feature.",
+    The folder (``validation_dir``) holds ``<asset>.json`` schemas and
+    ``drift_thresholds.json``, calibrated on the feed's own days; the package's committed
+    folder (from the simulator) is the default. Overrides set here win over the folder's
+    values; ``per_feature_thresholds`` merges with the folder's per-feature thresholds.
+    Every distance is recorded either way.
+    """
+
+    validation_dir: str = Field(
+        default_factory=lambda: os.environ.get(VALIDATION_DIR_ENV) or "",
+        description=f"Folder of the schemas and drift_thresholds.json (default "
+        f"{VALIDATION_DIR_ENV}, else the package's committed taxi_assets/validation/schemas).",
     )
-    categorical_linf_threshold: float = Field(
-        default=0.1, description="L-infinity distance allowed per categorical feature."
+    numeric_js_threshold: float | None = Field(
+        default=None,
+        description="Jensen-Shannon divergence (base 2) allowed per numeric feature "
+        "(default: the folder's).",
     )
-    row_count_ratio_min: float = Field(default=0.7, description="Lowest rows today / yesterday.")
-    row_count_ratio_max: float = Field(default=1.4, description="Highest rows today / yesterday.")
+    categorical_linf_threshold: float | None = Field(
+        default=None,
+        description="L-infinity distance allowed per categorical feature (default: the folder's).",
+    )
+    row_count_ratio_min: float | None = Field(
+        default=None, description="Lowest rows today / reference day (default: the folder's)."
+    )
+    row_count_ratio_max: float | None = Field(
+        default=None, description="Highest rows today / reference day (default: the folder's)."
+    )
     per_feature_thresholds: dict[str, float] = Field(
-        default_factory=lambda: dict(CALIBRATED_THRESHOLDS),
-        description="Threshold overrides by feature name (JS or L-infinity by its kind).",
+        default_factory=dict,
+        description="Threshold overrides by feature name (JS or L-infinity by its kind), "
+        "merged over the folder's calibrated ones.",
+    )
+    use_calibrated_per_feature: bool = Field(
+        default=True,
+        description="Apply the folder's per-feature thresholds (false: only the defaults and "
+        "per_feature_thresholds).",
     )
     ignored_features: list[str] = Field(
-        default_factory=lambda: list(NOT_COMPARED_BETWEEN_DAYS),
-        description="Features never compared between days (identifiers, calendar, weather).",
+        default_factory=list,
+        description="Features never compared between days, added to the folder's list "
+        "(identifiers, calendar, weather).",
+    )
+    drift_lookback_days: int = Field(
+        default=14,
+        ge=1,
+        description="When the previous day is not stored, drift compares with the latest "
+        "validated day at most this many days back.",
     )
 
     # bench/calibrate_skew.py: normal ticks across a day stayed below 0.013; supply counted
@@ -204,14 +233,23 @@ class ValidationSettings(dg.ConfigurableResource):
         "and the production model's training features at the same time of day.",
     )
 
+    def folder(self) -> Path:
+        """The validation folder this deployment uses."""
+        return configured_validation_dir(self.validation_dir or None)
+
     def thresholds(self) -> DriftThresholds:
-        return DriftThresholds(
-            numeric_js=self.numeric_js_threshold,
-            categorical_linf=self.categorical_linf_threshold,
-            row_count_ratio_min=self.row_count_ratio_min,
-            row_count_ratio_max=self.row_count_ratio_max,
-            per_feature=dict(self.per_feature_thresholds),
-            ignore=frozenset(self.ignored_features),
+        """The folder's drift thresholds with this resource's overrides on top."""
+        return merged_thresholds(
+            load_drift_thresholds(self.folder()).thresholds,
+            {
+                "numeric_js": self.numeric_js_threshold,
+                "categorical_linf": self.categorical_linf_threshold,
+                "row_count_ratio_min": self.row_count_ratio_min,
+                "row_count_ratio_max": self.row_count_ratio_max,
+            },
+            self.per_feature_thresholds,
+            self.ignored_features,
+            self.use_calibrated_per_feature,
         )
 
 

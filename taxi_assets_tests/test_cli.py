@@ -64,6 +64,7 @@ def test_run_is_the_whole_loop_from_data_to_forecast(
     for predictor in ("model", "last_week", "historical_average", "oracle"):
         assert f"│ {predictor} " in out
     assert "Distance to the oracle" in out and "Production model: 2026-05-03-" in out
+    assert "Cruising guidance: " in out and "replayed on what happened: " in out
     with dg.DagsterInstance.from_config(str(home)) as instance:
         jobs = [run.job_name for run in instance.get_runs()]
         assert sorted(set(jobs)) == [

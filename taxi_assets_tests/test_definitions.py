@@ -62,6 +62,11 @@ EXPECTED_ASSETS = {
         {"demand_forecast", "cell_demand"},
         {"accuracy_vs_evaluation"},
     ),
+    "guidance_accuracy": (
+        "monitoring",
+        {"demand_forecast", "cell_demand"},
+        {"following_beats_staying"},
+    ),
 }
 # Not partitioned: a pointer, and the 5-minute forecast (a partition per tick would be 105k
 # a year); every other asset is one partition per Tokyo day.
@@ -69,6 +74,7 @@ UNPARTITIONED = {"production_model", "demand_forecast", "cruising_guidance", "se
 # Monitoring reports on what already happened: nothing downstream to block.
 NON_BLOCKING_CHECKS = {
     "forecast_accuracy:accuracy_vs_evaluation",
+    "guidance_accuracy:following_beats_staying",
     "serving_skew:no_training_serving_skew",
 }
 

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 import polars as pl
 import pytest
 
-from taxi_assets.guidance import GUIDANCE_COLUMNS, cruising_guidance
+from taxi_assets.calendar import TOKYO
+from taxi_assets.guidance import (
+    GUIDANCE_COLUMNS,
+    GuidanceParams,
+    arrival_segments,
+    best_targets,
+    cruising_guidance,
+    guidance_for_position,
+    horizon_for_arrival,
+    opportunity,
+)
 from taxi_assets.service_area import ServiceArea
 
 # Bounds on whole half-mesh cells (rows 8562..8564, cols 6360..6362); the area straddles
 # third-mesh boundaries, so cell codes do not grow in grid order.
 AREA = ServiceArea(lat_min=35.675, lat_max=35.6875, lon_min=139.75, lon_max=139.76875)
 ROW0, COL0 = 8562, 6360
+TICK = datetime(2026, 5, 1, 18, 0, tzinfo=TOKYO)  # 18 km/h on the default speed table
 
 
 def cell_at(row: int, col: int) -> int:
@@ -20,12 +34,12 @@ def cell_at(row: int, col: int) -> int:
     return cells["cell"].item()
 
 
-CENTRE, CORNER, EDGE = cell_at(1, 1), cell_at(0, 0), cell_at(0, 1)
+CENTRE, CORNER, EDGE, FAR = cell_at(1, 1), cell_at(0, 0), cell_at(0, 1), cell_at(2, 2)
 
 
-def forecast(cells: dict[int, tuple[float, float]]) -> pl.DataFrame:
+def forecast(cells: dict[int, tuple[float, float]], horizon: int | None = None) -> pl.DataFrame:
     """A forecast from {cell: (expected hails, expected vacant taxis)}."""
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "cell": list(cells),
             "expected_street_hails": [hails for hails, _ in cells.values()],
@@ -37,88 +51,305 @@ def forecast(cells: dict[int, tuple[float, float]]) -> pl.DataFrame:
             "expected_vacant_taxis": pl.Float64,
         },
     )
+    return frame if horizon is None else frame.with_columns(horizon=pl.lit(horizon, pl.Int8))
 
 
-def targets_of(guidance: pl.DataFrame, cell: int) -> list[int]:
-    return guidance.filter(pl.col("cell") == cell).sort("rank")["target_cell"].to_list()
+def row_of(guidance: pl.DataFrame, cell: int) -> dict:
+    return guidance.filter(pl.col("cell") == cell).row(0, named=True)
 
 
-def test_neighbours_of_a_hotspot_are_sent_to_it() -> None:
-    guidance = cruising_guidance(forecast({CENTRE: (12.0, 2.0), EDGE: (3.0, 1.0)}), AREA)
-
-    assert guidance.columns == list(GUIDANCE_COLUMNS)
-    assert guidance.schema["rank"] == pl.Int16
-    best = guidance.filter(pl.col("rank") == 1)
-    assert best.height == AREA.n_cells
-    # Every cell of a 3 x 3 area touches the centre.
-    assert best["target_cell"].unique().to_list() == [CENTRE]
-    corner_first = best.filter(pl.col("cell") == CORNER).row(0, named=True)
-    assert corner_first["opportunity"] == 10.0
-    assert corner_first["distance_cells"] == 1
-    # The corner's runner-up is the edge cell between it and the centre.
-    assert targets_of(guidance, CORNER)[:2] == [CENTRE, EDGE]
+def opportunity_of(hails: float, taxis: float, prior: float = 1.0) -> float:
+    return forecast({CENTRE: (hails, taxis)}).select(opportunity(prior)).item()
 
 
-def test_staying_is_ranked_first_when_the_own_cell_is_best() -> None:
-    guidance = cruising_guidance(forecast({CORNER: (5.0, 1.0), CENTRE: (3.0, 1.0)}), AREA)
-
-    stay = guidance.filter(pl.col("cell") == CORNER, pl.col("rank") == 1).row(0, named=True)
-    assert stay["target_cell"] == CORNER
-    assert stay["distance_cells"] == 0
-    assert stay["opportunity"] == 4.0
+def uniform_speed(kmh: float) -> tuple[float, ...]:
+    return (kmh,) * 24
 
 
-def test_cells_missing_from_the_forecast_count_as_empty_and_outside_cells_are_ignored() -> None:
-    outside = 533946999
-    crowded = forecast({EDGE: (1.0, 4.0), outside: (100.0, 0.0)})
-    guidance = cruising_guidance(crowded, AREA, top_n=9)
-
-    assert outside not in guidance["target_cell"].to_list()
-    # More vacant taxis than hails: every empty cell beats the crowded one.
-    assert targets_of(guidance, CORNER)[-1] == EDGE
-    empty = guidance.filter(pl.col("target_cell") != EDGE)
-    assert empty["expected_street_hails"].to_list() == [0.0] * empty.height
-    assert empty["opportunity"].to_list() == [0.0] * empty.height
+# Opportunity: street hails one more vacant taxi can capture --------------------------------
 
 
-def test_edge_cells_have_fewer_candidates() -> None:
-    guidance = cruising_guidance(forecast({}), AREA, top_n=9)
+def test_a_busy_cell_full_of_taxis_still_beats_an_empty_cell() -> None:
+    busy_and_crowded = opportunity_of(20.0, 40.0)
+    empty = opportunity_of(0.05, 0.0)
 
-    candidates = dict(guidance.group_by("cell").len().iter_rows())
-    assert candidates[CORNER] == 4
-    assert candidates[EDGE] == 6
-    assert candidates[CENTRE] == 9
-    assert guidance.height == 4 * 4 + 4 * 6 + 9
-
-
-def test_ties_go_to_the_nearer_cell_then_the_smaller_code() -> None:
-    guidance = cruising_guidance(forecast({}), AREA, top_n=9)
-
-    neighbours = sorted(set(AREA.cells()["cell"].to_list()) - {CENTRE})
-    assert targets_of(guidance, CENTRE) == [CENTRE, *neighbours]
-    assert guidance.equals(cruising_guidance(forecast({}), AREA, top_n=9))
+    # Taxis outnumber hails two to one, yet a newcomer there expects far more than in a cell
+    # with no taxis and almost no hails (hails minus taxis said -20 against +0.05).
+    assert busy_and_crowded > 5 * empty
+    assert busy_and_crowded == pytest.approx(1 - math.exp(-20 / 42))
+    assert empty == pytest.approx(1 - math.exp(-0.05 / 2))
 
 
-def test_top_n_and_radius_bound_the_candidates() -> None:
-    top_two = cruising_guidance(forecast({CENTRE: (2.0, 1.0)}), AREA, top_n=2)
-    assert (
-        top_two.group_by("cell").agg(pl.col("rank").sort())["rank"].to_list()
-        == [[1, 2]] * AREA.n_cells
+def test_a_busy_cell_with_few_taxis_offers_nearly_a_sure_hail_but_never_more_than_one() -> None:
+    few_taxis = opportunity_of(20.0, 2.0)
+    crowded = opportunity_of(20.0, 40.0)
+
+    assert crowded < few_taxis < 1.0
+    assert few_taxis == pytest.approx(1 - math.exp(-20 / 4))
+    # A taxi carries one fare at a time: ten times the hails is not ten times the catch.
+    assert opportunity_of(200.0, 2.0) <= 1.0
+    assert opportunity_of(200.0, 2.0) < 1.01 * opportunity_of(20.0, 2.0)
+
+
+def test_an_empty_cell_with_no_taxis_is_finite() -> None:
+    assert opportunity_of(0.0, 0.0) == 0.0
+    assert opportunity_of(0.0, 0.0, prior=0.0) == 0.0
+    assert math.isfinite(opportunity_of(3.0, 0.0, prior=0.0))
+    # Missing forecasts (no stored history) count as no hails and no taxis.
+    missing = pl.DataFrame(
+        {"expected_street_hails": [None, 1.0], "expected_vacant_taxis": [None, None]},
+        schema={"expected_street_hails": pl.Float64, "expected_vacant_taxis": pl.Float64},
+    )
+    assert missing.select(opportunity(1.0)).to_series().to_list() == pytest.approx(
+        [0.0, 1 - math.exp(-0.5)]
     )
 
-    far = cell_at(2, 2)
-    wide = cruising_guidance(forecast({far: (5.0, 0.0)}), AREA, radius=2, top_n=1)
-    corner_best = wide.filter(pl.col("cell") == CORNER).row(0, named=True)
-    assert (corner_best["target_cell"], corner_best["distance_cells"]) == (far, 2)
+
+def test_the_prior_damps_a_quiet_cell_more_than_a_busy_one() -> None:
+    for hails, taxis in ((0.5, 0.0), (10.0, 10.0)):
+        assert opportunity_of(hails, taxis, prior=2.0) < opportunity_of(hails, taxis, prior=0.0)
+    quiet_loss = 1 - opportunity_of(0.5, 0.0, 2.0) / opportunity_of(0.5, 0.0, 0.0)
+    busy_loss = 1 - opportunity_of(10.0, 10.0, 2.0) / opportunity_of(10.0, 10.0, 0.0)
+    assert quiet_loss > busy_loss
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"radius": 0}, "radius"), ({"top_n": 0}, "top_n")])
-def test_rejects_a_radius_or_top_n_below_one(kwargs: dict[str, int], name: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        cruising_guidance(forecast({}), AREA, **kwargs)
+# Targets -----------------------------------------------------------------------------------
+
+
+def test_taxis_of_a_busy_crowded_cell_stay_rather_than_go_to_quiet_neighbours() -> None:
+    quiet = {cell: (0.2, 0.5) for cell in AREA.cells()["cell"] if cell != CENTRE}
+    guidance = cruising_guidance(forecast({**quiet, CENTRE: (6.0, 20.0)}), AREA, TICK)
+
+    assert guidance.columns == list(GUIDANCE_COLUMNS)
+    assert guidance.height == AREA.n_cells
+    centre = row_of(guidance, CENTRE)
+    assert centre["target_cell"] == CENTRE
+    assert centre["target_distance_km"] == 0.0
+    assert centre["route"] == [CENTRE]
+    assert centre["target_expected_hails"] == centre["stay_expected_hails"]
+    # The taxi there is one of the 20 forecast: 20 minutes of a third of 6 / (20 + 1).
+    assert centre["stay_expected_hails"] == pytest.approx(1 - math.exp(-6 / 21 * 20 / 15))
+    # Its quiet neighbours are sent to it.
+    assert row_of(guidance, CORNER)["target_cell"] == CENTRE
+
+
+def test_a_busy_cell_with_few_taxis_draws_its_neighbours() -> None:
+    guidance = cruising_guidance(forecast({CENTRE: (5.0, 1.0), CORNER: (0.5, 2.0)}), AREA, TICK)
+
+    corner = row_of(guidance, CORNER)
+    assert corner["target_cell"] == CENTRE
+    assert corner["target_expected_hails"] > corner["stay_expected_hails"]
+    assert 0 < corner["target_arrival_minutes"] < 5
+    assert corner["route"][-1] == CENTRE
+
+
+def test_an_empty_forecast_tells_every_taxi_to_stay_with_nothing_to_gain() -> None:
+    guidance = cruising_guidance(forecast({}), AREA, TICK)
+
+    assert (guidance["target_cell"] == guidance["cell"]).all()
+    assert guidance["route"].to_list() == [[cell] for cell in guidance["cell"]]
+    for column in ("target_expected_hails", "stay_expected_hails", "route_expected_hails"):
+        assert guidance[column].to_list() == [0.0] * AREA.n_cells
+    assert guidance["vacant_taxis"].to_list() == [0] * AREA.n_cells
+    assert guidance.equals(cruising_guidance(forecast({}), AREA, TICK))
+
+
+def test_cells_outside_the_area_are_ignored() -> None:
+    outside = 533946999
+    guidance = cruising_guidance(forecast({outside: (100.0, 0.0)}), AREA, TICK)
+    assert outside not in guidance["target_cell"].to_list()
+
+
+# Travel time and arrival buckets -----------------------------------------------------------
+
+
+def test_a_far_target_wins_on_a_fast_road_and_loses_on_a_slow_one() -> None:
+    cells = forecast({CORNER: (1.0, 1.0), FAR: (3.0, 1.0)})
+
+    fast = cruising_guidance(cells, AREA, TICK, GuidanceParams(road_speed_kmh=uniform_speed(30)))
+    slow = cruising_guidance(cells, AREA, TICK, GuidanceParams(road_speed_kmh=uniform_speed(10)))
+
+    # 1.46 km between centres, 1.9 km by road: 3.8 min at 30 km/h, 11.4 min at 10 km/h.
+    assert row_of(fast, CORNER)["target_arrival_minutes"] == pytest.approx(3.80, abs=0.01)
+    assert row_of(fast, CORNER)["target_cell"] == FAR
+    assert row_of(slow, CORNER)["target_cell"] == CORNER
+
+
+def test_the_arrival_bucket_decides_which_horizon_is_read() -> None:
+    tick = datetime(2026, 5, 1, 18, 12, tzinfo=TOKYO)  # 3 minutes left in the bucket
+    assert arrival_segments(tick, GuidanceParams()) == [
+        (0, 0.0, 3.0),
+        (1, 3.0, 18.0),
+        (2, 18.0, 20),
+    ]
+    # The far cell is quiet now and busy from the next bucket on, when the taxi arrives.
+    now = forecast({CORNER: (1.0, 1.0), FAR: (0.0, 0.0)}, horizon=0)
+    later = forecast({CORNER: (1.0, 1.0), FAR: (6.0, 0.0)}, horizon=1)
+
+    only_now = cruising_guidance(now, AREA, tick)
+    both = cruising_guidance(pl.concat([now, later]), AREA, tick)
+
+    assert row_of(only_now, CORNER)["target_cell"] == CORNER
+    assert row_of(both, CORNER)["target_cell"] == FAR
+    # With horizon 0 only, its forecast stands in for every arrival bucket.
+    assert [horizon_for_arrival(now, b) for b in (0, 1, 2)] == [0, 0, 0]
+    assert [horizon_for_arrival(pl.concat([now, later]), b) for b in (0, 1, 2)] == [0, 1, 1]
+
+
+# Routes ------------------------------------------------------------------------------------
+
+
+def test_a_route_works_the_own_cell_then_moves_where_demand_comes_next() -> None:
+    tick = datetime(2026, 5, 1, 18, 10, tzinfo=TOKYO)  # 5 minutes left in the bucket
+    now = forecast({CORNER: (3.0, 0.0), FAR: (0.0, 0.0)}, horizon=0)
+    later = forecast({CORNER: (0.0, 0.0), FAR: (3.0, 0.0)}, horizon=1)
+    params = GuidanceParams(road_speed_kmh=uniform_speed(30), step_radius_cells=2)
+
+    guidance = cruising_guidance(pl.concat([now, later]), AREA, tick, params)
+
+    corner = row_of(guidance, CORNER)
+    assert corner["route"] == [CORNER, FAR]
+    # The route beats any single place: it catches both cells' busy minutes.
+    assert corner["route_expected_hails"] > corner["target_expected_hails"]
+    position = guidance_for_position(pl.concat([now, later]), AREA, 35.676, 139.751, tick, params)
+    assert position["cell"] == CORNER
+    assert position["route"] == corner["route"]
+    assert position["route_expected_hails"] == pytest.approx(corner["route_expected_hails"])
+    assert position["target_cell"] == corner["target_cell"]
+
+
+def test_a_position_outside_the_area_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside the service area"):
+        guidance_for_position(forecast({}), AREA, 35.0, 139.0, TICK)
+
+
+# No herding --------------------------------------------------------------------------------
+
+
+def test_twenty_vacant_taxis_in_one_cell_are_spread_by_marginal_value() -> None:
+    cells = forecast({CENTRE: (2.0, 20.0), EDGE: (3.0, 0.0), CORNER: (1.5, 0.0), FAR: (1.0, 0.0)})
+    vacant_now = pl.DataFrame({"cell": [CENTRE], "vacant_taxis": [20]})
+
+    guidance = cruising_guidance(cells, AREA, TICK, vacant_now=vacant_now)
+
+    centre = row_of(guidance, CENTRE)
+    assert centre["vacant_taxis"] == 20
+    allocation = pl.DataFrame(centre["allocation"])
+    assert allocation["taxis"].sum() == 20
+    assert allocation.height >= 3  # not all sent to the same place
+    assert allocation["taxis"].max() < 20
+    # The single best target is where the first taxi goes, and it gets the most taxis.
+    assert allocation.row(0, named=True)["target_cell"] == centre["target_cell"] == EDGE
+    for target in allocation.filter(pl.col("taxis") >= 2).iter_rows(named=True):
+        # The second taxi sent to a cell expects less than the first: once all are sent,
+        # each expects less than the first did alone.
+        assert target["expected_hails_per_taxi"] < target["first_taxi_expected_hails"]
+    # Together they expect no more hails than the cells forecast.
+    caught = (allocation["taxis"] * allocation["expected_hails_per_taxi"]).sum()
+    assert caught < 2.0 + 3.0 + 1.5 + 1.0
+    # Expectations balance: no target leaves its taxis much worse off than another.
+    per_taxi = allocation["expected_hails_per_taxi"]
+    assert per_taxi.max() - per_taxi.min() < 0.1
+
+
+def test_taxis_of_neighbouring_cells_sent_to_one_hotspot_see_each_other() -> None:
+    other_side = cell_at(0, 2)  # the edge cell lies between it and the corner
+    cells = forecast({EDGE: (3.0, 0.0), CORNER: (0.5, 10.0), other_side: (0.5, 10.0)})
+
+    def sent_to_edge(vacant: dict[int, int]) -> dict[int, int]:
+        vacant_now = pl.DataFrame({"cell": list(vacant), "vacant_taxis": list(vacant.values())})
+        guidance = cruising_guidance(cells, AREA, TICK, vacant_now=vacant_now)
+        return {
+            cell: sum(
+                t["taxis"] for t in row_of(guidance, cell)["allocation"] if t["target_cell"] == EDGE
+            )
+            for cell in vacant
+        }
+
+    alone = sent_to_edge({other_side: 10})[other_side]
+    together = sent_to_edge({CORNER: 10, other_side: 10})
+
+    # The two sides mirror each other, and alone either would send most of its taxis.
+    assert alone == sent_to_edge({CORNER: 10})[CORNER] >= 5
+    # Together the hotspot is shared out, not promised to both: the taxis of one side count
+    # those of the other as competitors, so fewer go than the two would send alone.
+    assert together[CORNER] + together[other_side] < 2 * alone
+    assert min(together.values()) < alone
+
+
+def test_without_vacant_now_the_forecast_supply_of_the_bucket_is_allocated() -> None:
+    guidance = cruising_guidance(forecast({CENTRE: (2.0, 3.4), EDGE: (1.0, 0.4)}), AREA, TICK)
+    assert row_of(guidance, CENTRE)["vacant_taxis"] == 3
+    assert sum(t["taxis"] for t in row_of(guidance, CENTRE)["allocation"]) == 3
+    assert row_of(guidance, EDGE)["vacant_taxis"] == 0
+    assert row_of(guidance, EDGE)["allocation"] is None
+
+
+# Bad input ---------------------------------------------------------------------------------
 
 
 def test_rejects_a_forecast_with_duplicated_cells() -> None:
     doubled = pl.concat([forecast({CENTRE: (1.0, 0.0)})] * 2)
-    with pytest.raises(ValueError, match="one row per cell"):
-        cruising_guidance(doubled, AREA)
+    with pytest.raises(ValueError, match="one row per cell and horizon"):
+        cruising_guidance(doubled, AREA, TICK)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"competitor_prior": -1.0}, "competitor_prior"),
+        ({"horizon_minutes": 18}, "horizon_minutes"),
+        ({"step_radius_cells": 0}, "step_radius_cells"),
+        ({"road_speed_kmh": (20.0,) * 23}, "road_speed_kmh"),
+        ({"detour_factor": 0.5}, "detour_factor"),
+    ],
+)
+def test_impossible_params_name_the_field(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=f"GuidanceParams.{name}"):
+        GuidanceParams(**kwargs)
+
+
+def test_a_naive_tick_is_refused() -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        cruising_guidance(forecast({}), AREA, datetime(2026, 5, 1, 18, 0))
+
+
+# The asset ---------------------------------------------------------------------------------
+
+
+def test_the_asset_stores_every_cell_and_says_which_horizon_stood_in() -> None:
+    import dagster as dg
+
+    from taxi_assets.assets.serving import GuidanceConfig
+    from taxi_assets.assets.serving import cruising_guidance as guidance_asset
+    from taxi_assets.settings import PipelineSettings
+
+    settings = PipelineSettings(
+        lat_min=AREA.lat_min, lat_max=AREA.lat_max, lon_min=AREA.lon_min, lon_max=AREA.lon_max
+    )
+    tick = datetime(2026, 5, 1, 18, 7, tzinfo=TOKYO)
+    stored = forecast({CENTRE: (6.0, 20.0), EDGE: (3.0, 0.0)}, horizon=0).with_columns(
+        tick=pl.lit(tick).dt.convert_time_zone("UTC")
+    )
+
+    [output] = list(guidance_asset(dg.build_asset_context(), GuidanceConfig(), stored, settings))
+
+    assert output.value.height == AREA.n_cells
+    metadata = {key: getattr(v, "value", v) for key, v in output.metadata.items()}
+    assert metadata["cells"] == AREA.n_cells
+    assert metadata["forecast_horizons"] == "0"
+    # 18:07: arrival buckets 18:00 (8 min) and 18:15 (12 min); the second reads horizon 0.
+    assert metadata["arrival_buckets"] == 2
+    assert metadata["arrival_buckets_on_a_shorter_horizon"] == 1
+    assert "arrival bucket 1 uses horizon 0" in metadata["horizon_note"]
+    assert metadata["taxis_allocated"] == 20
+    assert isinstance(metadata["mean_target_expected_hails"], float)
+
+    with pytest.raises(dg.Failure, match="road_speed_kmh"):
+        GuidanceConfig(road_speed_kmh=[20.0]).params(15)
+
+
+def test_best_targets_are_the_guidance_without_the_allocation() -> None:
+    cells = forecast({CENTRE: (2.0, 3.0), EDGE: (3.0, 0.0)})
+    full = cruising_guidance(cells, AREA, TICK)
+    assert best_targets(cells, AREA, TICK).equals(full.drop("vacant_taxis", "allocation"))

@@ -45,7 +45,7 @@ LOOSE_DRIFT = ValidationSettings(
     categorical_linf_threshold=1.0,
     row_count_ratio_min=0.0,
     row_count_ratio_max=100.0,
-    per_feature_thresholds={},
+    use_calibrated_per_feature=False,
 )
 
 
@@ -167,6 +167,8 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert len(model["content_hash"]) == 64 and model["code_version"]
     manifest = platform.artifacts.manifest(version)
     assert manifest["content_hash"] == model["content_hash"]
+    # The simulator delivers weather: the model, its manifest and its evaluation say so.
+    assert model["weather_used"] is True and manifest["weather_used"] is True
 
     evaluation = platform.metadata(result, "model_evaluation")
     for key in (
@@ -179,7 +181,7 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
         "poisson_deviance_oracle",
     ):
         assert isinstance(evaluation[key], float), key
-    assert evaluation["blessed"] is True
+    assert evaluation["blessed"] is True and evaluation["weather_used"] is True
     assert evaluation["decided_by"] == "baselines (no production model yet)"
     assert "mae_production" not in evaluation  # nothing in production to compare with yet
     assert (
@@ -200,7 +202,8 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert (forecast["expected_street_hails"] >= 0).all()
     assert platform.metadata(forecast_run, "demand_forecast")["model_version"] == version
     guidance = pl.read_parquet(platform.data_dir / "cruising_guidance.parquet")
-    assert set(guidance["rank"].unique()) == {1, 2, 3}
+    assert guidance.height == 1520 and guidance["route"].list.len().min() >= 1
+    assert guidance["target_expected_hails"].is_between(0, 1).all()
     skew = platform.metadata(forecast_run, "serving_skew")
     assert skew["model_version"] == version and skew["serving_rows"] == 1520
     assert skew["training_rows_compared"] > 0  # the same slot on the window's days
@@ -214,6 +217,9 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     accuracy = platform.metadata(accuracy_run, "forecast_accuracy")
     assert accuracy["ticks"] == 1 and accuracy["rows"] == 1520
     assert isinstance(accuracy["mae"], float) and accuracy["mae_in_evaluation"] > 0
+    replay = platform.metadata(accuracy_run, "guidance_accuracy")
+    assert replay["ticks"] == 1 and replay["vacant_taxis"] > 0
+    assert isinstance(replay["hails_per_vacant_taxi_following"], float)
 
 
 def test_second_model_is_judged_against_production(platform: Platform) -> None:

@@ -269,9 +269,14 @@ def test_a_forecast_tick_covers_every_cell_for_the_target_bucket(
     assert forecast.schema["tick"] == pl.Datetime("us", "UTC")
     assert forecast["bucket_start"].unique().to_list() == [tokyo(TODAY, 14)]
     assert forecast["model_version"].unique().to_list() == ["v-test"]
-    for column in ("expected_street_hails", "expected_vacant_taxis"):
+    assert forecast["horizon"].unique().to_list() == [0]
+    for column in ("expected_street_hails", "expected_vacant_taxis", "opportunity"):
         values = forecast[column].to_numpy()
         assert np.isfinite(values).all() and (values >= 0).all(), column
+    # Street hails one more vacant taxi can capture: at most one, and at most its share.
+    share = forecast["expected_street_hails"] / (forecast["expected_vacant_taxis"] + 2.0)
+    assert (forecast["opportunity"] <= 1.0).all()
+    assert (forecast["opportunity"] <= share + 1e-12).all()
     # A real model on real features: the forecast is not a constant.
     assert forecast["expected_street_hails"].n_unique() > 1
 
@@ -334,3 +339,6 @@ def test_without_stored_days_the_daily_features_are_missing(
 
     assert forecast["expected_vacant_taxis"].null_count() == CENTRAL_TOKYO.n_cells
     assert forecast["expected_street_hails"].null_count() == 0
+    # Unknown supply counts as no taxis (the prior still damps): the opportunity is finite.
+    assert forecast["opportunity"].null_count() == 0
+    assert np.isfinite(forecast["opportunity"].to_numpy()).all()

@@ -26,6 +26,7 @@ from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
 from taxi_assets.validation.gate import VALIDATED_ASSETS, unvalidated_days
+from taxi_assets.weather import weather_was_used
 
 # A window is chosen per run (config), but a partition mapping is fixed: map the longest
 # window we allow and pick the configured days from it (partitions load lazily, so unused
@@ -211,6 +212,7 @@ def demand_model(
         "trained_at": trained_at.isoformat(),
         "warm_start_from": warm_start_from,
         "run_id": context.run_id,
+        "weather_used": weather_was_used(rows),
     }
     digest = artifacts.save_model(version, model, manifest)
     context.log.info(f"Stored model version {version} ({digest[:12]})")
@@ -232,6 +234,7 @@ def demand_model(
             "training_seconds": round(model.training_seconds, 2),
             "trained_at": dg.MetadataValue.timestamp(trained_at),
             "warm_start_from": warm_start_from,
+            "weather_used": manifest["weather_used"],
             "days_skipped_unvalidated": dg.MetadataValue.json(skipped),
             "model_path": dg.MetadataValue.path(str(artifacts.model_folder(version))),
             **cv_metadata,
@@ -342,6 +345,8 @@ def model_evaluation(
             "model_version": version,
             "content_hash": manifest["content_hash"],
             "held_out_day": day.isoformat(),
+            # Manifests written before weather became optional always had weather.
+            "weather_used": bool(manifest.get("weather_used", True)),
             "rows": scored.height,
             **metrics,
             "blessed": decision.blessed,

@@ -16,10 +16,18 @@ from pydantic import Field
 from taxi_assets.assets.demand import cell_demand
 from taxi_assets.assets.ingestion import read_from_source
 from taxi_assets.assets.model import production_model
-from taxi_assets.guidance import cruising_guidance as rank_neighbours
+from taxi_assets.guidance import (
+    DEFAULT_ROAD_SPEED_KMH,
+    GuidanceParams,
+    arrival_segments,
+    forecast_horizons,
+    horizon_for_arrival,
+)
+from taxi_assets.guidance import cruising_guidance as plan_guidance
 from taxi_assets.metadata import markdown_table, preview
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.serving import (
+    FORECAST_HORIZONS,
     days_touched,
     forecast_from_features,
     history_days,
@@ -31,6 +39,7 @@ from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.storage import StoredPartitions
 from taxi_assets.validation.skew import feature_skew, same_slot_reference
+from taxi_assets.weather import weather_for_day
 
 
 class ForecastConfig(dg.Config):
@@ -72,9 +81,10 @@ def demand_forecast(
     stored: StoredPartitions,
     settings: PipelineSettings,
 ) -> dg.Output[pl.DataFrame]:
-    """Expected street hails and vacant taxis in every cell for the next 15 minutes, made
-    from the live probes every 5 minutes by the production model: what the cruising guidance
-    and the dispatch screens read."""
+    """Expected street hails and vacant taxis in every cell (per horizon: today the bucket in
+    progress), and the street hails one more vacant taxi arriving could expect to capture,
+    made from the live probes every 5 minutes by the production model: what the cruising
+    guidance and the dispatch screens read."""
     started = time.monotonic()
     tick = config.tick_time()
     pointer = artifacts.production_pointer()
@@ -98,7 +108,9 @@ def demand_forecast(
         )
     weather = pl.concat(
         [
-            read_from_source(lambda d=day: probe_source.read_weather(d))
+            read_from_source(
+                lambda d=day: weather_for_day(probe_source, settings.weather_source, d)
+            )
             for day in days_touched(window_start - timedelta(hours=1), tick)
         ]
     )
@@ -113,6 +125,8 @@ def demand_forecast(
         f"Forecast for {target:%Y-%m-%d %H:%M} UTC by {pointer['model_version']} in {seconds:.2f}s"
     )
     busiest = forecast.sort("expected_street_hails", descending=True).head(10)
+    # The opportunity stored with the forecast uses the default prior; the guidance asset
+    # recomputes it from hails and vacant taxis with its own configuration.
     return dg.Output(
         forecast,
         metadata={
@@ -123,6 +137,8 @@ def demand_forecast(
             "cells": forecast.height,
             "expected_street_hails": float(forecast["expected_street_hails"].sum()),
             "expected_vacant_taxis": float(forecast["expected_vacant_taxis"].sum()),
+            "mean_opportunity": float(forecast["opportunity"].mean() or 0.0),
+            "forecast_horizons": ", ".join(str(h) for h in FORECAST_HORIZONS),
             "live_buckets": live["bucket_start"].n_unique(),
             "history_days_found": len(found),
             "seconds": round(seconds, 3),
@@ -133,8 +149,57 @@ def demand_forecast(
 
 
 class GuidanceConfig(dg.Config):
-    radius_cells: int = Field(default=1, ge=1, description="How far a taxi is sent (cells).")
-    top_n: int = Field(default=3, ge=1, description="Destinations listed per cell.")
+    """How the guidance values competition, time and distance (``GuidanceParams``)."""
+
+    competitor_prior: float = Field(
+        default=GuidanceParams.competitor_prior,
+        ge=0,
+        description="Pseudo-count of vacant taxis competing in every cell beyond the forecast's.",
+    )
+    horizon_minutes: int = Field(
+        default=GuidanceParams.horizon_minutes, ge=1, description="How far ahead a route plans."
+    )
+    step_minutes: int = Field(
+        default=GuidanceParams.step_minutes,
+        ge=1,
+        description="A route decides where to cruise every this many minutes.",
+    )
+    step_radius_cells: int = Field(
+        default=GuidanceParams.step_radius_cells, ge=1, description="Cells one route step moves."
+    )
+    target_radius_cells: int = Field(
+        default=GuidanceParams.target_radius_cells,
+        ge=1,
+        description="Cells each way the best target and the allocation look.",
+    )
+    road_speed_kmh: list[float] = Field(
+        default=list(DEFAULT_ROAD_SPEED_KMH),
+        description="Road speed of a cruising taxi per Tokyo hour 0..23 (24 values).",
+    )
+    detour_factor: float = Field(
+        default=GuidanceParams.detour_factor,
+        ge=1,
+        description="Road distance over straight-line distance between cell centres.",
+    )
+
+    def params(self, bucket_minutes: int) -> GuidanceParams:
+        try:
+            return GuidanceParams(
+                competitor_prior=self.competitor_prior,
+                horizon_minutes=self.horizon_minutes,
+                step_minutes=self.step_minutes,
+                step_radius_cells=self.step_radius_cells,
+                target_radius_cells=self.target_radius_cells,
+                road_speed_kmh=tuple(self.road_speed_kmh),
+                detour_factor=self.detour_factor,
+                bucket_minutes=bucket_minutes,
+            )
+        except ValueError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+# The evaluation's "busiest cells" slice has the same size.
+BUSIEST_CELLS = 50
 
 
 @dg.asset(group_name="serving", kinds={"polars"})
@@ -144,25 +209,77 @@ def cruising_guidance(
     demand_forecast: pl.DataFrame,
     settings: PipelineSettings,
 ) -> Iterator:
-    """For every cell, where a vacant taxi there should head next: the neighbouring cells
-    (or staying put) ranked by expected street hails minus the vacant taxis already there."""
-    guidance = rank_neighbours(
-        demand_forecast.select("cell", "expected_street_hails", "expected_vacant_taxis"),
-        settings.service_area(),
-        radius=config.radius_cells,
-        top_n=config.top_n,
+    """For every cell, where a vacant taxi there should head next: the single best target
+    and a 20-minute route, ranked by the street hails one more arriving taxi can expect to
+    capture there in the bucket it would arrive, and how the cell's vacant taxis are split
+    across targets so they do not all chase the same hails."""
+    params = config.params(settings.bucket_minutes)
+    tick = demand_forecast["tick"][0]
+    if "horizon" not in demand_forecast.columns:
+        # A tick stored before forecasts carried their horizon: the bucket in progress.
+        demand_forecast = demand_forecast.with_columns(horizon=pl.lit(0, pl.Int8))
+    guidance = plan_guidance(demand_forecast, settings.service_area(), tick, params)
+    moves = guidance.filter(pl.col("target_cell") != pl.col("cell"))
+    busiest = demand_forecast.filter(pl.col("horizon") == forecast_horizons(demand_forecast)[0])
+    busiest = busiest.sort(["expected_street_hails", "cell"], descending=[True, False]).head(
+        BUSIEST_CELLS
+    )["cell"]
+    allocation = (
+        guidance.select("cell", "allocation")
+        .explode("allocation")
+        .drop_nulls("allocation")
+        .unnest("allocation")
     )
-    best = guidance.filter(pl.col("rank") == 1)
-    moves = best.filter(pl.col("target_cell") != pl.col("cell"))
+    kept = allocation.filter(pl.col("target_cell") == pl.col("cell"))
+    horizons = forecast_horizons(demand_forecast)
+    stand_ins = {
+        bucket: horizon_for_arrival(demand_forecast, bucket)
+        for bucket, _, _ in arrival_segments(tick, params)
+    }
+    context.log.info(
+        f"Guidance for the tick {tick}: arrival buckets {sorted(stand_ins)} read forecast "
+        f"horizons {[stand_ins[b] for b in sorted(stand_ins)]} (stored: {horizons})"
+    )
     yield dg.Output(
         guidance,
         metadata={
-            "tick": dg.MetadataValue.timestamp(demand_forecast["tick"][0]),
-            "cells": best.height,
+            "tick": dg.MetadataValue.timestamp(tick),
+            "cells": guidance.height,
             "cells_sent_elsewhere": moves.height,
-            "cells_told_to_stay": best.height - moves.height,
-            "best_opportunity": float(best["opportunity"].max() or 0.0),
-            "top_destinations": preview(best.sort("opportunity", descending=True), 10),
+            "cells_told_to_stay": guidance.height - moves.height,
+            f"busiest_{BUSIEST_CELLS}_cells_sent_elsewhere": moves.filter(
+                pl.col("cell").is_in(busiest.implode())
+            ).height,
+            "mean_target_expected_hails": float(guidance["target_expected_hails"].mean() or 0.0),
+            "mean_stay_expected_hails": float(guidance["stay_expected_hails"].mean() or 0.0),
+            "mean_route_expected_hails": float(guidance["route_expected_hails"].mean() or 0.0),
+            "taxis_allocated": int(allocation["taxis"].sum()),
+            "taxis_told_to_stay": int(kept["taxis"].sum()),
+            "forecast_horizons": ", ".join(str(h) for h in horizons),
+            "arrival_buckets": len(stand_ins),
+            "arrival_buckets_on_a_shorter_horizon": sum(
+                1 for bucket, horizon in stand_ins.items() if horizon != bucket
+            ),
+            "horizon_note": (
+                f"Forecast horizons stored: {horizons}. "
+                + "; ".join(
+                    f"arrival bucket {bucket} uses horizon {horizon}"
+                    for bucket, horizon in sorted(stand_ins.items())
+                )
+            ),
+            "competitor_prior": params.competitor_prior,
+            "road_speed_kmh": params.speed_kmh(tick),
+            "top_destinations": preview(
+                guidance.sort("target_expected_hails", descending=True).select(
+                    "cell",
+                    "target_cell",
+                    "target_expected_hails",
+                    "stay_expected_hails",
+                    pl.col("route").cast(pl.List(pl.String)).list.join(" > "),
+                    "vacant_taxis",
+                ),
+                10,
+            ),
         },
     )
 

@@ -174,5 +174,6 @@ class LandingFolderProbeSource(ProbeSource):
             if path.exists():
                 return conform(read_table_file(path), WEATHER_SCHEMA, path)
         raise ProbeSourceError(
-            f"no weather file for {day} under {root} (expected {day}.parquet or .csv)"
+            f"no weather file for {day} under {root} (expected {day}.parquet or .csv); "
+            "for a feed without weather set TAXI_ASSETS_WEATHER_SOURCE=none"
         )
