@@ -37,6 +37,12 @@ def execute_job(
         f"  {label}  {status}  run {result.run_id[:8]}  {time.monotonic() - started:.1f}s",
         flush=True,
     )
+    # Dagster's step error names a failed check only ("clean_probes: contract"); say what it
+    # found (column, rule, counts) on the console too.
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            asset = evaluation.asset_key.to_user_string()
+            print(f"    check {asset}:{evaluation.check_name} failed: {evaluation.description}")
     return result
 
 

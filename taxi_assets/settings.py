@@ -9,9 +9,16 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from taxi_assets.calendar import validate_bucket_minutes
-from taxi_assets.cleaning import CleaningRules
+from taxi_assets.cleaning import CleaningRules, normalised_status_mapping
+from taxi_assets.frames import MAX_PHYSICAL_SPEED_KMH, PROBE_STATUSES
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, MeshLevel
 from taxi_assets.model.blessing import BlessingRules
+from taxi_assets.quarantine import (
+    DEFAULT_MAX_SHARE,
+    DEFAULT_MAX_SHARE_BY_REASON,
+    DEFAULT_MAX_SHARE_PER_REASON,
+    QuarantineLimits,
+)
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.trips import TripRules
 from taxi_assets.validation.drift import DriftThresholds
@@ -93,6 +100,31 @@ class PipelineSettings(dg.ConfigurableResource):
         description="A pickup counts only if the last non-occupied ping is this close before "
         "the first occupied one (taxis re-entering the area occupied are no pickups).",
     )
+    max_speed_kmh: float = Field(
+        default=CleaningRules.max_speed_kmh,
+        description="A reported speed above this is quarantined as invalid_value; at most "
+        f"{MAX_PHYSICAL_SPEED_KMH:g}, the CleanProbes contract's bound.",
+    )
+    status_mapping: dict[str, str] = Field(
+        default_factory=lambda: {status: status for status in PROBE_STATUSES},
+        description="The feed's status words (case-insensitive, surrounding spaces ignored) "
+        "to vacant/occupied/dispatched/off_duty, e.g. {'0': 'vacant', '1': 'occupied'} for "
+        "an occupancy flag. The four statuses always map to themselves unless listed; "
+        "other values are quarantined as unknown_status.",
+    )
+    max_quarantined_share: float = Field(
+        default=DEFAULT_MAX_SHARE,
+        description="quarantine_share fails the day above this share of its pings quarantined.",
+    )
+    max_quarantined_share_per_reason: float = Field(
+        default=DEFAULT_MAX_SHARE_PER_REASON,
+        description="... or above this share for any one reason not listed below.",
+    )
+    max_quarantined_share_by_reason: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_SHARE_BY_REASON),
+        description="Per-reason limits that replace the one above, merged with the defaults "
+        "(outside_service_area and duplicate are larger by nature in real feeds).",
+    )
 
     @field_validator("bucket_minutes")
     @classmethod
@@ -113,6 +145,46 @@ class PipelineSettings(dg.ConfigurableResource):
             )
         return value
 
+    @field_validator("max_speed_kmh")
+    @classmethod
+    def _within_the_contract(cls, value: float) -> float:
+        if not 0 < value <= MAX_PHYSICAL_SPEED_KMH:
+            raise ValueError(
+                f"max_speed_kmh={value!r} must be in (0, {MAX_PHYSICAL_SPEED_KMH:g}]: above the "
+                "CleanProbes contract's bound, cleaning would keep pings the contract refuses"
+            )
+        return value
+
+    @field_validator("status_mapping")
+    @classmethod
+    def _known_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        normalised_status_mapping(value)
+        return value
+
+    @field_validator(
+        "max_quarantined_share",
+        "max_quarantined_share_per_reason",
+    )
+    @classmethod
+    def _a_share(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"must be a share in [0, 1], got {value!r}")
+        return value
+
+    @field_validator("max_quarantined_share_by_reason")
+    @classmethod
+    def _known_reasons(cls, value: dict[str, float]) -> dict[str, float]:
+        QuarantineLimits(by_reason=value)
+        return value
+
+    def quarantine_limits(self) -> QuarantineLimits:
+        return QuarantineLimits(
+            max_share=self.max_quarantined_share,
+            max_share_per_reason=self.max_quarantined_share_per_reason,
+            # Merged: overriding one reason keeps the others' defaults.
+            by_reason={**DEFAULT_MAX_SHARE_BY_REASON, **self.max_quarantined_share_by_reason},
+        )
+
     def service_area(self) -> ServiceArea:
         mesh_level: MeshLevel = self.mesh_level  # type: ignore[assignment]
         return ServiceArea(self.lat_min, self.lat_max, self.lon_min, self.lon_max, mesh_level)
@@ -131,6 +203,8 @@ class PipelineSettings(dg.ConfigurableResource):
                 min_fare_seconds=self.min_fare_seconds,
                 max_pickup_gap_s=self.max_pickup_gap_s,
             ),
+            max_speed_kmh=self.max_speed_kmh,
+            status_mapping=normalised_status_mapping(self.status_mapping),
         )
 
 

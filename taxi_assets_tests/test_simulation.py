@@ -100,7 +100,7 @@ def test_frames_have_the_published_schemas(faulty_day):
 def test_probe_values_are_plausible(clean_day):
     probes = clean_day.probes
     assert set(probes["status"].unique().to_list()) == set(PROBE_STATUSES)
-    assert probes["vehicle_id"].min() >= 1 and probes["vehicle_id"].max() <= FLEET
+    assert set(probes["vehicle_id"].unique()) == {str(i) for i in range(1, FLEET + 1)}
     assert probes["vehicle_id"].n_unique() == FLEET
     assert probes.select(pl.col("heading").is_between(0, 360, closed="left").all()).item()
     assert probes.select(pl.col("speed_kmh").is_between(0, 80).all()).item()

@@ -32,7 +32,11 @@ def events_of(*tracks: list[tuple]) -> pl.DataFrame:
 
 
 def summary(events: pl.DataFrame) -> list[tuple[int, str, str]]:
-    return list(events.select("vehicle_id", "event", "booking").iter_rows())
+    """(vehicle_id, event, booking) per event; ids are text, built from integers here."""
+    return [
+        (int(vehicle), event, booking)
+        for vehicle, event, booking in events.select("vehicle_id", "event", "booking").iter_rows()
+    ]
 
 
 def test_street_hail_and_app_booking() -> None:

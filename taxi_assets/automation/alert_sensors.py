@@ -29,7 +29,10 @@ FIRST_TICK_LOOKBACK = timedelta(hours=24)
 # Numeric check metadata that counts what failed, by the names our checks use.
 COUNT_KEYS = (
     "failure_count",
+    "failing_rows",
     "rows_checked",
+    "quarantined_rows",
+    "reasons_over_limit",
     "failures",
     "unaccounted_rows",
     "anomalies",
@@ -149,6 +152,18 @@ def asset_check_alert_sensor(
     return None
 
 
+def failed_check_lines(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """What each failed check of a run said: Dagster's step error for a failed blocking
+    check names only the check ("clean_probes: contract"), not the column, rule or counts."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed:
+            asset = evaluation.asset_key.to_user_string()
+            lines.append(f"{asset}:{evaluation.check_name}: {evaluation.description or 'failed'}")
+    return lines
+
+
 def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels) -> Alert:
     run = context.dagster_run
     step_failures = context.get_step_failure_events()
@@ -158,6 +173,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels
         for event in step_failures
         if event.step_failure_data.error is not None
     ]
+    errors += failed_check_lines(context.instance, run.run_id)
     partition = run.tags.get("dagster/partition")
     where = f" for {partition}" if partition else ""
     return Alert(

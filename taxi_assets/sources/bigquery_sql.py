@@ -123,15 +123,32 @@ distinct_pings AS (  -- duplicate: exact copies collapse to the one copy cleanin
   FROM `{PROBE_TABLE_PLACEHOLDER}`
   WHERE service_day = @day
 ),
-row_ok AS (  -- missing_value, invalid_value, zero_coordinates, outside_service_area
-  SELECT vehicle_id, UNIX_MICROS(ts) AS us, lat, lon, status
+statuses AS (  -- the status_mapping setting: the feed's words (case-insensitive) mapped
+  SELECT *,
+    CASE
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@vacant_words) THEN 'vacant'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@occupied_words) THEN 'occupied'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@dispatched_words)
+        THEN 'dispatched'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@off_duty_words) THEN 'off_duty'
+    END AS probe_status
   FROM distinct_pings
+),
+row_ok AS (  -- missing_value, invalid_value, unknown_status, zero_coordinates,
+             -- outside_service_area
+  SELECT vehicle_id, UNIX_MICROS(ts) AS us, lat, lon, probe_status AS status
+  FROM statuses
   WHERE vehicle_id IS NOT NULL AND ts IS NOT NULL AND lat IS NOT NULL AND lon IS NOT NULL
-    AND status IS NOT NULL
+    AND speed_kmh IS NOT NULL AND heading IS NOT NULL AND status IS NOT NULL
     AND NOT COALESCE(
       IS_NAN(lat) OR IS_INF(lat) OR IS_NAN(lon) OR IS_INF(lon)
-      OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh)
-      OR heading < 0 OR heading > 360 OR IS_NAN(heading), FALSE)
+      OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh) OR speed_kmh > @max_speed_kmh
+      OR heading < 0 OR heading > 360 OR IS_NAN(heading)
+      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) < 1
+      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) > @max_vehicle_id_chars
+      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @not_a_clean_vehicle_id)
+      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @placeholder_vehicle_id), FALSE)
+    AND probe_status IS NOT NULL
     AND NOT (lat = 0 AND lon = 0)
     AND lat >= @area_lat_min AND lat < @area_lat_max
     AND lon >= @area_lon_min AND lon < @area_lon_max
