@@ -10,6 +10,7 @@ import polars as pl
 
 from taxi_assets.guidance import cruising_guidance
 from taxi_assets.mesh import mesh_center
+from taxi_assets.model.evaluation import slice_metrics
 from taxi_assets.pictures import LANDMARKS
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.validation.drift import compare_statistics
@@ -73,8 +74,6 @@ def guidance_for(forecast: pl.DataFrame, area: ServiceArea = CENTRAL_TOKYO) -> p
 def scored_day(seed: int = 2, with_production: bool = True) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(slices, scored) as model_evaluation has them: hour slices of every predictor and
     one scored row per cell and bucket."""
-    from taxi_assets.evaluation import slice_metrics
-
     rng = np.random.default_rng(seed)
     demand = cell_demand_day(seed=seed)
     truth = demand.join(

@@ -441,7 +441,7 @@ def test_one_sorted_row_per_target_with_the_model_columns() -> None:
 
 
 def test_a_feed_without_weather_gives_missing_rain_and_a_model_still_trains() -> None:
-    from taxi_assets.training import TrainingParams, _pool, train_model
+    from taxi_assets.model.training import TrainingParams, _pool, train_model
     from taxi_assets.weather import weather_was_used
 
     history = random_history(3, [1, 2, 3, 4], 15, 0.05)

@@ -133,7 +133,7 @@ def test_values_outside_the_schema_fail_the_anomaly_check(
         result = real_clean(*args, **kwargs)
         # Within the contract (<= 300 km/h) but far outside anything the schema has seen.
         racing = result.clean.with_columns(
-            pl.when(pl.col("vehicle_id") == 1)
+            pl.when(pl.col("vehicle_id") == "1")
             .then(250.0)
             .otherwise(pl.col("speed_kmh"))
             .cast(pl.Float32)

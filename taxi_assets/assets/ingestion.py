@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 import dagster as dg
 import polars as pl
 
-from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.checks import contract_check_result, contract_check_spec, logged
 from taxi_assets.contracts import RawProbes, Weather
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
@@ -68,7 +68,7 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     yield dg.Output(
         delivery.probes, metadata={**probe_metadata(delivery.probes), **delivery.origin}
     )
-    yield contract_check_result(RawProbes, delivery.probes, "raw_probes")
+    yield logged(context, contract_check_result(RawProbes, delivery.probes, "raw_probes"))
 
 
 @dg.asset(
@@ -107,4 +107,4 @@ def weather(
             ),
         },
     )
-    yield contract_check_result(Weather, frame, "weather")
+    yield logged(context, contract_check_result(Weather, frame, "weather"))
