@@ -1,7 +1,7 @@
 """Pictures for the asset pages: demand and guidance maps, error by hour, drift histograms.
 
 Pure functions, frames in and PNG bytes out, drawn with matplotlib's Agg renderer on a bare
-``Figure`` (no pyplot: no global state, no display, safe in a run worker's threads) and no
+``Figure`` (no pyplot: no global figure state, no display) and no
 web map tiles (the machines reach no network): cells are coloured on the mesh grid itself,
 with a few landmarks labelled so a person can find their way.
 
