@@ -231,7 +231,7 @@ def test_meter_rules_take_vehicle_ids_as_opaque_values() -> None:
     clean = clean_probes(raw_probes(rows), DAY, CENTRAL_TOKYO).clean
     by_number = debounce_meter(clean, TripRules())
     named = clean.with_columns(
-        pl.col("vehicle_id").replace_strict({1: "T-0043", 2: "a1b2c3"}, return_dtype=pl.String)
+        pl.col("vehicle_id").replace_strict({"1": "T-0043", "2": "a1b2c3"}, return_dtype=pl.String)
     )
     by_name = debounce_meter(named, TripRules())
     assert by_name["occupied"].equals(by_number["occupied"])
