@@ -222,12 +222,16 @@ def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
 
 
 def print_forecast_summary(instance: dg.DagsterInstance, day: date | None) -> None:
-    """The latest forecast tick, and the accuracy of ``day``'s ticks when measured."""
+    """The latest forecast tick and its guidance, and how ``day``'s ticks and guidance did
+    against what happened, when measured."""
     forecast = latest_materialization_metadata(instance, "demand_forecast")
-    accuracy = (
-        latest_materialization_metadata(instance, "forecast_accuracy", day.isoformat())
+    accuracy, replay = (
+        (
+            latest_materialization_metadata(instance, "forecast_accuracy", day.isoformat()),
+            latest_materialization_metadata(instance, "guidance_accuracy", day.isoformat()),
+        )
         if day
-        else {}
+        else ({}, {})
     )
     if forecast:
         print(
@@ -236,7 +240,6 @@ def print_forecast_summary(instance: dg.DagsterInstance, day: date | None) -> No
             + (f"; its MAE {accuracy['mae']:.4f}" if accuracy else "")
         )
     guidance = latest_materialization_metadata(instance, "cruising_guidance")
-    replay = latest_materialization_metadata(instance, "guidance_accuracy", day.isoformat())
     if guidance:
         print(
             f"Cruising guidance: {guidance['cells_sent_elsewhere']} of {guidance['cells']} cells "
