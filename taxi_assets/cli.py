@@ -292,8 +292,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def source_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The process environment with the feed the command line chose. The variables are set
-    in this process too: the resources read some of them when they are built."""
+    """The process environment with the feed the command line chose on top."""
     chosen = {}
     if args.fleet is not None:
         chosen["TAXI_ASSETS_SIM_FLEET_SIZE"] = str(args.fleet)
@@ -306,8 +305,7 @@ def source_environment(args: argparse.Namespace) -> dict[str, str]:
         chosen[WEATHER_SOURCE_ENV] = NO_WEATHER
     if args.validation_dir is not None:
         chosen[VALIDATION_DIR_ENV] = str(args.validation_dir.resolve())
-    os.environ.update(chosen)
-    return dict(os.environ)
+    return {**os.environ, **chosen}
 
 
 def definitions_for(args: argparse.Namespace) -> dg.Definitions | None:
@@ -405,7 +403,7 @@ def forecast_command(args: argparse.Namespace) -> int:
 
 def onboard_command(args: argparse.Namespace) -> int:
     """Check the feed's files, run its reference days, calibrate its validation folder."""
-    if args.validation_dir is None and not os.environ.get(VALIDATION_DIR_ENV):
+    if not source_environment(args).get(VALIDATION_DIR_ENV):
         print(
             f"onboard writes the feed's schemas and thresholds: pass --validation-dir (or set "
             f"{VALIDATION_DIR_ENV}) to a folder of the deployment, not the package's own",

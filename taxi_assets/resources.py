@@ -16,6 +16,11 @@ time.
 - ``TAXI_ASSETS_SIM_FLEET_SIZE``, ``TAXI_ASSETS_SIM_SEED``, ``TAXI_ASSETS_SIM_PROFILE``: the
   simulated city and the feed profile it is seen through (``city``, ``real_60s``, ...).
 
+Both environments: the feed's ``TAXI_ASSETS_WEATHER_SOURCE`` (``probe_source`` or
+``none``), ``TAXI_ASSETS_STATUS_MAPPING`` (JSON: its status words to probe statuses),
+``TAXI_ASSETS_VALIDATION_DIR`` (its schemas and drift thresholds) and
+``TAXI_ASSETS_DRIFT_LOOKBACK_DAYS`` (how far back drift may look for a validated day).
+
 ``production`` (see :data:`PRODUCTION_SETTINGS` and docs/deployment.md): probes from
 BigQuery, partitions and artifacts in a GCS bucket, each through its own service account.
 Credentials are handed to the resources as ``dg.EnvVar`` references: Dagster resolves
@@ -36,6 +41,7 @@ from typing import Any
 
 import dagster as dg
 
+from taxi_assets.cleaning import normalised_status_mapping
 from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
 from taxi_assets.simulation.feed import CITY, FEED_PROFILES
@@ -43,9 +49,13 @@ from taxi_assets.sources.base import ProbeSource
 from taxi_assets.sources.landing import LandingFolderProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.storage import PartitionedParquetIOManager, StoredPartitions
+from taxi_assets.validation.schema import VALIDATION_DIR_ENV
+from taxi_assets.weather import FROM_PROBE_SOURCE, WEATHER_SOURCE_ENV, WEATHER_SOURCES
 
 ENVIRONMENTS = ("local", "production")
 PROBE_SOURCES = ("simulator", "landing")
+STATUS_MAPPING_ENV = "TAXI_ASSETS_STATUS_MAPPING"
+DRIFT_LOOKBACK_ENV = "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS"
 
 
 class SettingsError(ValueError):
@@ -135,10 +145,11 @@ def resources_for_environment(env: Mapping[str, str] | None = None) -> dict[str,
 def _local_resources_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     problems = _Problems(env)
     probe_source = _local_probe_source(problems)
+    settings = _shared_settings(problems)
     problems.raise_if_any("TAXI_ASSETS_ENV=local has invalid settings:")
     data_dir = problems.text("TAXI_ASSETS_DATA_DIR", "data")
     artifacts_dir = problems.text("TAXI_ASSETS_ARTIFACTS_DIR", f"{data_dir}/artifacts")
-    return local_resources(data_dir, artifacts_dir, probe_source)
+    return {**local_resources(data_dir, artifacts_dir, probe_source), **settings}
 
 
 def _local_probe_source(problems: _Problems) -> ProbeSource | None:
@@ -172,7 +183,8 @@ def _local_probe_source(problems: _Problems) -> ProbeSource | None:
 
 
 def local_resources(data_dir: str, artifacts_dir: str, probe_source: ProbeSource) -> dict[str, Any]:
-    """Every resource of the embedded environment, with files under the given folders."""
+    """Every resource of the embedded environment, with files under the given folders and
+    the default settings."""
     return {
         "io_manager": PartitionedParquetIOManager(base_dir=data_dir),
         "stored": StoredPartitions(base_dir=data_dir),
@@ -182,12 +194,58 @@ def local_resources(data_dir: str, artifacts_dir: str, probe_source: ProbeSource
     }
 
 
-def _shared_settings() -> dict[str, Any]:
+def _shared_settings(problems: _Problems | None = None) -> dict[str, Any]:
+    """The settings resources; with ``problems``, the feed's settings come from its
+    variables (weather, status words, validation folder, drift look-back)."""
+    if problems is None:
+        return {
+            "settings": PipelineSettings(),
+            "validation": ValidationSettings(),
+            "evaluation": EvaluationSettings(),
+        }
+    pipeline: dict[str, Any] = {}
+    weather = problems.text(WEATHER_SOURCE_ENV, FROM_PROBE_SOURCE)
+    if weather not in WEATHER_SOURCES:
+        problems.add(
+            f"{WEATHER_SOURCE_ENV}={weather!r} is unknown: choose one of {WEATHER_SOURCES}"
+        )
+    else:
+        pipeline["weather_source"] = weather
+    mapping = _status_mapping(problems)
+    if mapping is not None:
+        pipeline["status_mapping"] = mapping
+    validation: dict[str, Any] = {"validation_dir": problems.text(VALIDATION_DIR_ENV)}
+    if problems.text(DRIFT_LOOKBACK_ENV):
+        lookback = problems.integer(DRIFT_LOOKBACK_ENV, 14)
+        if lookback < 1:
+            problems.add(f"{DRIFT_LOOKBACK_ENV}={lookback} must be at least 1 (the previous day)")
+        validation["drift_lookback_days"] = max(lookback, 1)
     return {
-        "settings": PipelineSettings(),
-        "validation": ValidationSettings(),
+        "settings": PipelineSettings(**pipeline),
+        "validation": ValidationSettings(**validation),
         "evaluation": EvaluationSettings(),
     }
+
+
+def _status_mapping(problems: _Problems) -> dict[str, str] | None:
+    """The feed's status words from ``TAXI_ASSETS_STATUS_MAPPING`` (a JSON object), or None."""
+    raw = problems.text(STATUS_MAPPING_ENV)
+    if not raw:
+        return None
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as error:
+        problems.add(f'{STATUS_MAPPING_ENV} is not JSON ({error}): e.g. \'{{"0": "vacant"}}\'')
+        return None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        problems.add(f"{STATUS_MAPPING_ENV} must be a JSON object of word -> status, got {raw!r}")
+        return None
+    try:
+        normalised_status_mapping(mapping)
+    except ValueError as error:
+        problems.add(f"{STATUS_MAPPING_ENV}: {error}")
+        return None
+    return {str(word): status for word, status in mapping.items()}
 
 
 def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
@@ -225,6 +283,7 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
             "GOOGLE_APPLICATION_CREDENTIALS is set: unset it, each resource has its own key "
             "(TAXI_ASSETS_BQ_READER_CREDENTIALS, TAXI_ASSETS_GCS_WRITER_CREDENTIALS)"
         )
+    settings = _shared_settings(problems)
     problems.raise_if_any(
         "TAXI_ASSETS_ENV=production is missing or has invalid settings "
         "(docs/deployment.md lists them all):"
@@ -252,7 +311,7 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
             probes_table=problems.text("TAXI_ASSETS_BQ_PROBES_TABLE"),
             weather_table=problems.text("TAXI_ASSETS_BQ_WEATHER_TABLE"),
         ),
-        **_shared_settings(),
+        **settings,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,45 @@ def test_local_problems_are_also_reported_together() -> None:
         )
     assert "TAXI_ASSETS_SIM_FLEET_SIZE='x'" in str(raised.value)
     assert "TAXI_ASSETS_SIM_SEED='y'" in str(raised.value)
+
+
+def test_the_feeds_settings_come_from_the_given_variables_in_both_environments(
+    tmp_path: Path,
+) -> None:
+    feed = {
+        "TAXI_ASSETS_WEATHER_SOURCE": "none",
+        "TAXI_ASSETS_STATUS_MAPPING": '{"0": "vacant", "1": "occupied", "GEISHA": "off_duty"}',
+        "TAXI_ASSETS_VALIDATION_DIR": str(tmp_path),
+        "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "3",
+    }
+    for env in ({"TAXI_ASSETS_SIM_PROFILE": "real_60s", **feed}, production_env(**feed)):
+        resources = resources_for_environment(env)
+        settings, validation = resources["settings"], resources["validation"]
+        assert settings.weather_source == "none"
+        assert dict(settings.cleaning_rules().status_mapping)["geisha"] == "off_duty"
+        assert validation.folder() == tmp_path and validation.drift_lookback_days == 3
+    assert (
+        resources_for_environment({"TAXI_ASSETS_SIM_PROFILE": "real_60s"})[
+            "probe_source"
+        ].feed_profile
+        == "real_60s"
+    )
+
+
+def test_invalid_feed_settings_are_named_together() -> None:
+    with pytest.raises(SettingsError) as raised:
+        resources_for_environment(
+            {
+                "TAXI_ASSETS_WEATHER_SOURCE": "rain gauge",
+                "TAXI_ASSETS_STATUS_MAPPING": '{"0": "empty"}',
+                "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "0",
+                "TAXI_ASSETS_SIM_PROFILE": "paris",
+            }
+        )
+    message = str(raised.value)
+    assert "TAXI_ASSETS_WEATHER_SOURCE='rain gauge' is unknown" in message
+    assert "TAXI_ASSETS_STATUS_MAPPING: status_mapping: '0' maps to 'empty'" in message
+    assert "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS=0 must be at least 1" in message
+    assert "TAXI_ASSETS_SIM_PROFILE='paris' is unknown" in message
+    with pytest.raises(SettingsError, match="TAXI_ASSETS_STATUS_MAPPING is not JSON"):
+        resources_for_environment({"TAXI_ASSETS_STATUS_MAPPING": "0=vacant"})
