@@ -19,6 +19,7 @@ and the bytes are what is uploaded and hashed.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -39,6 +40,8 @@ from taxi_assets.training import (
 )
 
 MODEL_FILES = ("demand.cbm", "supply.cbm")
+# forecasts/<tokyo day>/<HHMMSS>.parquet (see _tick_path)
+_TICK_FILE = re.compile(r"\d{6}\.parquet")
 
 
 class RegistryError(RuntimeError):
@@ -171,3 +174,37 @@ class ArtifactStore(dg.ConfigurableResource):
         if not files:
             return None
         return pl.concat([read_parquet(p) for p in files], how="vertical")
+
+    def latest_forecast_tick(self) -> datetime | None:
+        """The newest tick stored (from the folder and file names, without reading a tick):
+        two listings, cheap enough for a service to poll."""
+        folder = self._path("forecasts")
+        # gcsfs caches listings: a poller must see the tick written a second ago.
+        folder.fs.invalidate_cache(folder.path)
+        if not folder.exists():
+            return None
+        days = sorted((p for p in folder.iterdir() if _is_iso_day(p.name)), key=lambda p: p.name)
+        for day_folder in reversed(days):
+            day_folder.fs.invalidate_cache(day_folder.path)
+            names = sorted(
+                p.name for p in day_folder.iterdir() if _TICK_FILE.fullmatch(p.name) is not None
+            )
+            if names:
+                local = datetime.strptime(day_folder.name + names[-1][:6], "%Y-%m-%d%H%M%S")
+                return local.replace(tzinfo=TOKYO)
+        return None
+
+    def forecast(self, tick: datetime) -> pl.DataFrame | None:
+        """The forecast stored for ``tick``, or None when there is none."""
+        try:
+            return read_parquet(self._tick_path("forecasts", tick))
+        except FileNotFoundError:
+            return None
+
+
+def _is_iso_day(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10
