@@ -15,13 +15,15 @@ import math
 
 from taxi_assets.api.cells import CellGrid
 from taxi_assets.api.ticks import LiveTick
+from taxi_assets.calendar import TOKYO
 from taxi_assets.mesh import rows_per_degree
 from taxi_assets.simulation.places import HOTSPOTS
 
 # Pixels per cell edge of latitude; longitude is scaled by cos(latitude) so cells keep
 # their true shape (a 500 m half-mesh cell is about 460 m tall and 560 m wide in Tokyo).
 CELL_HEIGHT_PX = 16.0
-# YlOrRd (ColorBrewer), light to dark: 0 hails to the busiest cell of the tick.
+# YlOrRd (ColorBrewer), light to dark: 0 hails to the busiest cell of the tick, on a square-
+# root scale (a few hotspots would otherwise leave every other cell the palest colour).
 PALETTE = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
 # Stations labelled on the map, so a reader knows where the hotspots are.
 LANDMARKS = tuple(spot for spot in HOTSPOTS["station"] if spot.weight >= 0.5)
@@ -31,7 +33,7 @@ def colour(value: float, top: float) -> str:
     """The palette colour of ``value`` on a scale from 0 to ``top``."""
     if top <= 0 or value <= 0:
         return PALETTE[0]
-    position = min(value / top, 1.0) * (len(PALETTE) - 1)
+    position = math.sqrt(min(value / top, 1.0)) * (len(PALETTE) - 1)
     low = int(position)
     high = min(low + 1, len(PALETTE) - 1)
     share = position - low
@@ -95,14 +97,13 @@ def render_page(live: LiveTick, grid: CellGrid, horizon: int) -> str:
     )
     steps = (colour(top * i / 7, top) for i in range(8))
     legend = "".join(f'<span style="background:{c}"></span>' for c in steps)
-    tick = live.tick.isoformat()
     return PAGE.format(
-        tick=html.escape(tick),
-        tick_json=json.dumps(tick),
+        tick=html.escape(f"{live.tick.astimezone(TOKYO):%Y-%m-%d %H:%M:%S} Tokyo"),
+        tick_json=json.dumps(live.tick.isoformat()),
         model=html.escape(live.model_version),
         horizon=horizon,
         links=links,
-        bucket=html.escape(bucket.isoformat() if bucket is not None else "-"),
+        bucket=html.escape(f"{bucket.astimezone(TOKYO):%H:%M}" if bucket is not None else "-"),
         total=f"{total:.1f}",
         top=f"{top:.2f}",
         legend=legend,
@@ -140,7 +141,7 @@ a.current {{ font-weight: bold; text-decoration: none; color: #000; }}
 <div>model <b>{model}</b></div>
 <div>bucket from {bucket} · horizon {horizon} (choose: {links})</div>
 <div>{total} street hails expected over the area; busiest cell {top}</div>
-<div class="legend">0 {legend} {top}</div>
+<div class="legend">0 {legend} {top} (square-root scale)</div>
 <div id="guidance">Click a cell to see where a vacant taxi there should head.</div>
 </aside>
 <script>const SERVED_TICK = {tick_json};
