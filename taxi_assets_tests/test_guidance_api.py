@@ -6,16 +6,19 @@ the app is called in process (Starlette's TestClient) with a clock the test sets
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
-from taxi_assets.api.app import create_app, settings_for
+from taxi_assets.api.app import create_app, settings_for, store_from_env
 from taxi_assets.api.cells import CellGrid
+from taxi_assets.api.server import add_serve_parser
 from taxi_assets.calendar import TOKYO
 from taxi_assets.guidance import GuidanceParams, guidance_for_position, opportunity
 from taxi_assets.registry import ArtifactStore
@@ -24,6 +27,7 @@ from taxi_assets.serving import FORECAST_COLUMNS, target_bucket
 
 TICK = datetime(2026, 5, 3, 18, 0, tzinfo=TOKYO)
 TOKYO_STATION = (35.6812, 139.7671)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def stored_forecast(tick: datetime, model_version: str, seed: int) -> pl.DataFrame:
@@ -262,3 +266,42 @@ def test_the_map_page_draws_every_cell(client: TestClient, served: pl.DataFrame)
     assert page.text.count('class="cell"') == 1520
     assert "2026-05-02-abc" in page.text
     assert "http://" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_the_api_reads_the_bucket_with_the_reader_key_in_production() -> None:
+    store = store_from_env(
+        {
+            "TAXI_ASSETS_ENV": "production",
+            "TAXI_ASSETS_GCS_BUCKET": "proj-taxi-artifacts",
+            "TAXI_ASSETS_GCS_PREFIX": "taxi_assets",
+            "TAXI_ASSETS_GCS_READER_CREDENTIALS": "cmVhZGVy",
+            "TAXI_ASSETS_GCS_WRITER_CREDENTIALS": "d3JpdGVy",
+        }
+    )
+    assert store.base_dir == "gs://proj-taxi-artifacts/taxi_assets/artifacts"
+    assert store.gcs_credentials == "cmVhZGVy"  # the reader's, never the writer's
+    local = store_from_env({"TAXI_ASSETS_DATA_DIR": "/srv/data"})
+    assert local.base_dir == "/srv/data/artifacts"
+
+
+def test_the_helm_api_deployment_holds_the_reader_secret_only() -> None:
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    (deployment,) = [m for m in values["extraManifests"] if m["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert [source["secretRef"]["name"] for source in container["envFrom"]] == [
+        "taxi-assets-gcs-reader"
+    ]
+    assert "envSecrets" not in container and "env" in container
+    assert {e["name"] for e in container["env"]} == {
+        "TAXI_ASSETS_ENV",
+        "TAXI_ASSETS_GCS_BUCKET",
+        "TAXI_ASSETS_GCS_PREFIX",
+    }
+    # The command is one the CLI accepts.
+    assert container["command"][:2] == ["taxi-assets", "serve"]
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(container["command"][1:] + container["args"])
+    assert (args.host, args.port, args.max_tick_age_minutes) == ("0.0.0.0", 8000, 15.0)
+    (service,) = [m for m in values["extraManifests"] if m["kind"] == "Service"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
