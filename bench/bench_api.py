@@ -190,6 +190,7 @@ def main() -> None:
             server.wait(timeout=15)
     latencies.sort()
     server_cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    # The load average says how much of the machine other work took during the run.
     print(machine() + f"  load={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"GET /v1/guidance, random positions, open loop at {args.rate:.0f}/s on "
@@ -202,7 +203,8 @@ def main() -> None:
         f"requests/s {sent / wall:.0f}\n"
         f"latency ms  p50 {percentile(ms, 0.50):.2f}  p90 {percentile(ms, 0.90):.2f}  "
         f"p99 {percentile(ms, 0.99):.2f}  max {ms[-1]:.2f}  mean {statistics.fmean(ms):.2f}\n"
-        f"server CPU {server_cpu:.1f} s ({server_cpu / wall * 100:.0f}% of one core)"
+        f"server CPU {server_cpu:.1f} s ({server_cpu / wall * 100:.0f}% of one core, "
+        f"{server_cpu / max(sent, 1) * 1000:.2f} ms a request)"
     )
 
 
