@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from taxi_assets.api.cells import CellGrid
 from taxi_assets.api.map_page import render_page
-from taxi_assets.api.ticks import LiveTick, ServingState, TickCache
+from taxi_assets.api.ticks import LiveTick, TickCache
 from taxi_assets.guidance import GuidanceParams
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.resources import DEFAULT_GCS_PREFIX
@@ -100,7 +100,6 @@ def create_app(
     """The API over ``settings.store``; ``now`` is the clock tick ages are measured with."""
     grid = CellGrid.of(settings.area)
     cache = TickCache(settings.store, grid, settings.params, settings.refresh_seconds)
-    lat_min, lat_max, lon_min, lon_max = settings.area.snapped_bounds
     app = FastAPI(
         title="taxi_assets guidance API",
         description="Where a vacant taxi should head, from the latest street-hail forecast.",
@@ -108,12 +107,13 @@ def create_app(
     )
     app.state.tick_cache = cache
 
-    async def serving() -> tuple[ServingState, LiveTick | JSONResponse]:
+    async def serving() -> LiveTick | JSONResponse:
+        """The tick to answer from, or the 503 to answer when there is none."""
         state = await cache.current()
         if state.live is None:
             reason = state.error or "no forecast tick is stored in the artifact store yet"
-            return state, _unavailable("no_forecast", reason)
-        return state, state.live
+            return _unavailable("no_forecast", reason)
+        return state.live
 
     def age_seconds(live: LiveTick) -> float:
         return round((now() - live.tick).total_seconds(), 3)
@@ -151,19 +151,10 @@ def create_app(
         lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     ) -> JSONResponse:
         """The best target and route for a vacant taxi at (lat, lon)."""
-        errors = [
-            {"type": "out_of_service_area", "loc": ("query", name), "msg": message, "input": value}
-            for name, value, low, high, message in (
-                ("lat", lat, lat_min, lat_max, "latitude"),
-                ("lon", lon, lon_min, lon_max, "longitude"),
-            )
-            if not low <= value < high
-            for message in [f"{message} {value} is outside the service area [{low}, {high})"]
-        ]
-        cell = None if errors else grid.cell_at(lat, lon)
+        cell = grid.cell_at(lat, lon)
         if cell is None:
-            raise RequestValidationError(errors)
-        _, live = await serving()
+            raise RequestValidationError(out_of_area_errors(lat, lon, settings.area))
+        live = await serving()
         if isinstance(live, JSONResponse):
             return live
         return JSONResponse(guidance_body(live, grid, cell, lat, lon, age_seconds(live)))
@@ -171,7 +162,7 @@ def create_app(
     @app.get("/v1/forecast")
     async def forecast(horizon: Annotated[int, Query(ge=0)] = 0) -> Response:
         """The service area's cells with their forecast, as GeoJSON."""
-        _, live = await serving()
+        live = await serving()
         if isinstance(live, JSONResponse):
             return live
         _check_horizon(live, horizon)
@@ -184,7 +175,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     async def live_map(horizon: Annotated[int, Query(ge=0)] = 0) -> Response:
         """The live map: cells coloured by expected street hails; click one for guidance."""
-        _, live = await serving()
+        live = await serving()
         if isinstance(live, JSONResponse):
             return live
         _check_horizon(live, horizon)
@@ -195,6 +186,33 @@ def create_app(
         return HTMLResponse(page)
 
     return app
+
+
+def out_of_area_errors(lat: float, lon: float, area: ServiceArea) -> list[dict[str, Any]]:
+    """422 details naming each coordinate outside the area's bounds (FastAPI's shape)."""
+    lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
+    errors = [
+        {
+            "type": "out_of_service_area",
+            "loc": ("query", name),
+            "msg": f"{label} {value} is outside the service area [{low}, {high})",
+            "input": value,
+        }
+        for name, label, value, low, high in (
+            ("lat", "latitude", lat, lat_min, lat_max),
+            ("lon", "longitude", lon, lon_min, lon_max),
+        )
+        if not low <= value < high
+    ]
+    # On a cell edge float rounding can put a point inside the bounds but in no cell.
+    return errors or [
+        {
+            "type": "out_of_service_area",
+            "loc": ("query", "lat"),
+            "msg": f"({lat}, {lon}) lies on the edge of the service area, in no cell",
+            "input": lat,
+        }
+    ]
 
 
 def _check_horizon(live: LiveTick, horizon: int) -> None:
