@@ -305,3 +305,20 @@ def test_the_helm_api_deployment_holds_the_reader_secret_only() -> None:
     assert (args.host, args.port, args.max_tick_age_minutes) == ("0.0.0.0", 8000, 15.0)
     (service,) = [m for m in values["extraManifests"] if m["kind"] == "Service"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_an_unreadable_new_tick_keeps_the_last_one_served_and_says_so(
+    client: TestClient, store: ArtifactStore, served: pl.DataFrame, tmp_path: Path
+) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    later = TICK + timedelta(minutes=5)
+    # A tick file cut short (what a crashed copy by hand would leave).
+    broken = tmp_path / "artifacts" / "forecasts" / "2026-05-03" / "180500.parquet"
+    broken.write_bytes(b"PAR1 not a parquet file")
+    assert store.latest_forecast_tick() == later
+    health = client.get("/healthz").json()
+    assert datetime.fromisoformat(health["tick"]) == TICK
+    assert "still serving the tick read before" in health["store_error"]
+    lat, lon = TOKYO_STATION
+    guidance = client.get("/v1/guidance", params={"lat": lat, "lon": lon})
+    assert datetime.fromisoformat(guidance.json()["tick"]) == TICK

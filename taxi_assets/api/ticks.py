@@ -144,9 +144,11 @@ class TickCache:
             self.state = ServingState(stored, live, None)
         except Exception as error:  # a bad read keeps the tick already served
             log.exception("reading the artifact store failed")
-            self.state = ServingState(
-                self.state.stored, self.state.live, f"{type(error).__name__}: {error}"
+            problem = (
+                f"reading the artifact store {self.store.base_dir} failed, still serving the "
+                f"tick read before: {type(error).__name__}: {error}"
             )
+            self.state = ServingState(self.state.stored, self.state.live, problem)
         self._checked_at = self.monotonic()
         return self.state
 
