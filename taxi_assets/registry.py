@@ -177,15 +177,13 @@ class ArtifactStore(dg.ConfigurableResource):
 
     def latest_forecast_tick(self) -> datetime | None:
         """The newest tick stored (from the folder and file names, without reading a tick):
-        two listings, cheap enough for a service to poll."""
+        two listings, cheap enough for a service to poll (gs:// listings are not cached, see
+        ``cloud_paths``, so a tick stored a second ago is seen)."""
         folder = self._path("forecasts")
-        # gcsfs caches listings: a poller must see the tick written a second ago.
-        folder.fs.invalidate_cache(folder.path)
         if not folder.exists():
             return None
         days = sorted((p for p in folder.iterdir() if _is_iso_day(p.name)), key=lambda p: p.name)
         for day_folder in reversed(days):
-            day_folder.fs.invalidate_cache(day_folder.path)
             names = sorted(
                 p.name for p in day_folder.iterdir() if _TICK_FILE.fullmatch(p.name) is not None
             )

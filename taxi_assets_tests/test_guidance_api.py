@@ -7,6 +7,7 @@ the app is called in process (Starlette's TestClient) with a clock the test sets
 from __future__ import annotations
 
 import argparse
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from taxi_assets.guidance import GuidanceParams, guidance_for_position, opportun
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.serving import FORECAST_COLUMNS, target_bucket
+from taxi_assets_tests.gcs_emulator import running_gcs_emulator
 
 TICK = datetime(2026, 5, 3, 18, 0, tzinfo=TOKYO)
 TOKYO_STATION = (35.6812, 139.7671)
@@ -322,3 +324,27 @@ def test_an_unreadable_new_tick_keeps_the_last_one_served_and_says_so(
     lat, lon = TOKYO_STATION
     guidance = client.get("/v1/guidance", params={"lat": lat, "lon": lon})
     assert datetime.fromisoformat(guidance.json()["tick"]) == TICK
+
+
+def test_the_api_serves_ticks_from_a_gcs_bucket(clock: Clock) -> None:
+    """gs:// through the same ArtifactStore code, on gcp-storage-emulator: the newest tick
+    another process uploads is served at the next request."""
+    with running_gcs_emulator() as emulator:
+        store = ArtifactStore(
+            base_dir=emulator.url("api", "artifacts"), gcs_endpoint_url=emulator.endpoint_url
+        )
+        deploy(store, "2026-05-02-abc")
+        store.save_forecast(TICK, stored_forecast(TICK, "2026-05-02-abc", seed=1))
+        client = TestClient(create_app(settings_for(store, refresh_seconds=0), now=clock))
+        assert client.get("/healthz").json()["status"] == "ok"
+
+        later = TICK + timedelta(minutes=5)
+        buffer = io.BytesIO()
+        stored_forecast(later, "2026-05-03-def", seed=2).write_parquet(buffer)
+        emulator.client().bucket(emulator.bucket).blob(
+            "api/artifacts/forecasts/2026-05-03/180500.parquet"
+        ).upload_from_string(buffer.getvalue())
+        lat, lon = TOKYO_STATION
+        body = client.get("/v1/guidance", params={"lat": lat, "lon": lon}).json()
+        assert datetime.fromisoformat(body["tick"]) == later
+        assert body["model_version"] == "2026-05-03-def"
