@@ -67,7 +67,6 @@ def store_from_env(env: Mapping[str, str] | None = None) -> ArtifactStore:
         return ArtifactStore(
             base_dir=f"{root}/artifacts",
             gcs_credentials=env.get(READER_CREDENTIALS_ENV) or None,
-            gcs_endpoint_url=env.get("TAXI_ASSETS_GCS_ENDPOINT_URL") or None,
         )
     data_dir = env.get("TAXI_ASSETS_DATA_DIR", "data")
     return ArtifactStore(base_dir=env.get("TAXI_ASSETS_ARTIFACTS_DIR", f"{data_dir}/artifacts"))
