@@ -95,7 +95,8 @@ def render_page(live: LiveTick, grid: CellGrid, horizon: int) -> str:
         f'<a href="/?horizon={h}"{" class=current" if h == horizon else ""}>{h}</a>'
         for h in live.horizons
     )
-    steps = (colour(top * i / 7, top) for i in range(8))
+    # Evenly spaced along the palette: the colour scale is a square root.
+    steps = (colour(top * (i / 7) ** 2, top) for i in range(8))
     legend = "".join(f'<span style="background:{c}"></span>' for c in steps)
     return PAGE.format(
         tick=html.escape(f"{live.tick.astimezone(TOKYO):%Y-%m-%d %H:%M:%S} Tokyo"),
