@@ -20,12 +20,17 @@ from fastapi.testclient import TestClient
 from taxi_assets.api.app import create_app, settings_for, store_from_env
 from taxi_assets.api.cells import CellGrid
 from taxi_assets.api.server import add_serve_parser
-from taxi_assets.calendar import TOKYO
+from taxi_assets.calendar import TOKYO, day_window_utc
+from taxi_assets.features import build_features
 from taxi_assets.guidance import GuidanceParams, guidance_for_position, opportunity
 from taxi_assets.registry import ArtifactStore
 from taxi_assets.service_area import CENTRAL_TOKYO
-from taxi_assets.serving import FORECAST_COLUMNS, target_bucket
+from taxi_assets.serving import FORECAST_COLUMNS, forecast_tick, live_cell_demand, target_bucket
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.training import TrainingParams, train_model
+from taxi_assets_tests.conftest import SMALL_FLEET
 from taxi_assets_tests.gcs_emulator import running_gcs_emulator
+from taxi_assets_tests.test_serving import RULES, TODAY, YESTERDAY, nightly_demand
 
 TICK = datetime(2026, 5, 3, 18, 0, tzinfo=TOKYO)
 TOKYO_STATION = (35.6812, 139.7671)
@@ -348,3 +353,49 @@ def test_the_api_serves_ticks_from_a_gcs_bucket(clock: Clock) -> None:
         body = client.get("/v1/guidance", params={"lat": lat, "lon": lon}).json()
         assert datetime.fromisoformat(body["tick"]) == later
         assert body["model_version"] == "2026-05-03-def"
+
+
+@pytest.fixture(scope="module")
+def real_tick() -> tuple[datetime, pl.DataFrame]:
+    """A tick forecast by a tiny real model the way ``demand_forecast`` makes it: the live
+    window of a simulated day through the nightly functions, yesterday stored."""
+    city = SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7)
+    raw = {day: city.read_probes(day).probes for day in (YESTERDAY, TODAY)}
+    nightly = pl.concat([nightly_demand(frame, day) for day, frame in raw.items()])
+    weather = pl.concat([city.read_weather(day) for day in (YESTERDAY, TODAY)])
+    model = train_model(
+        build_features(nightly, weather, nightly, 15),
+        TrainingParams(iterations=20, supply_iterations=10),
+    )
+    tick = datetime(TODAY.year, TODAY.month, TODAY.day, 18, 5, tzinfo=TOKYO)
+    live = live_cell_demand(raw, tick, CENTRAL_TOKYO, RULES, 15)
+    stored = nightly.filter(pl.col("bucket_start") < day_window_utc(TODAY)[0])
+    forecast = forecast_tick(model, "v-real", live, stored, weather, CENTRAL_TOKYO, tick, 15)
+    return tick, forecast
+
+
+def test_guidance_on_a_tick_a_real_model_forecast(
+    store: ArtifactStore, clock: Clock, real_tick: tuple[datetime, pl.DataFrame]
+) -> None:
+    tick, forecast = real_tick
+    deploy(store, "v-real")
+    store.save_forecast(tick, forecast)
+    clock.at = tick + timedelta(minutes=1)
+    client = TestClient(create_app(settings_for(store, refresh_seconds=0), now=clock))
+    assert client.get("/healthz").json()["status"] == "ok"
+    busiest = forecast.sort("expected_street_hails", descending=True).row(0, named=True)
+    grid = CellGrid.of(CENTRAL_TOKYO)
+    for cell in (busiest["cell"], grid.cells[0], grid.cells[-1]):
+        lat, lon = grid.center(cell)
+        body = client.get("/v1/guidance", params={"lat": lat, "lon": lon}).json()
+        expected = guidance_for_position(forecast, CENTRAL_TOKYO, lat, lon, tick)
+        assert body["cell"] == cell == expected["cell"]
+        assert body["target"]["cell"] == expected["target_cell"]
+        assert [stop["cell"] for stop in body["route"]] == expected["route"]
+        assert body["route_expected_hails"] == pytest.approx(expected["route_expected_hails"])
+        assert body["model_version"] == "v-real"
+    features = client.get("/v1/forecast").json()["features"]
+    by_cell = {f["properties"]["cell"]: f["properties"] for f in features}
+    assert by_cell[busiest["cell"]]["expected_street_hails"] == pytest.approx(
+        busiest["expected_street_hails"]
+    )
