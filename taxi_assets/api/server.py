@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from datetime import timedelta
 
@@ -54,5 +55,10 @@ def serve_command(args: argparse.Namespace) -> int:
         max_tick_age=timedelta(minutes=args.max_tick_age_minutes),
         refresh_seconds=args.refresh_seconds,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=args.access_log)
+    app = create_app(settings)
+    # The CLI has imported Dagster: a quarter of a million objects a full collection would
+    # scan (0.14 s here) in the middle of requests. None of them is garbage; freeze them.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log)
     return 0
