@@ -39,7 +39,7 @@ from bench_data_path import machine  # noqa: E402
 
 from taxi_assets.calendar import TOKYO  # noqa: E402
 from taxi_assets.guidance import opportunity  # noqa: E402
-from taxi_assets.registry import ArtifactStore  # noqa: E402
+from taxi_assets.model.registry import ArtifactStore  # noqa: E402
 from taxi_assets.service_area import CENTRAL_TOKYO  # noqa: E402
 from taxi_assets.serving import FORECAST_COLUMNS, target_bucket  # noqa: E402
 
@@ -68,7 +68,8 @@ def store_one_tick(store: ArtifactStore, tick: datetime, seed: int) -> None:
         )
         .select(FORECAST_COLUMNS)
     )
-    store.set_production_pointer({"model_version": "bench", "history": []})
+    _, generation = store.read_production_pointer()
+    store.swap_production_pointer({"model_version": "bench", "history": []}, generation)
     store.save_forecast(tick, forecast)
 
 

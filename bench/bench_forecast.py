@@ -51,7 +51,8 @@ from bench_model import (  # noqa: E402
 from taxi_assets.calendar import TOKYO  # noqa: E402
 from taxi_assets.definitions import build_definitions  # noqa: E402
 from taxi_assets.features import FEATURES, TARGET  # noqa: E402
-from taxi_assets.registry import ArtifactStore  # noqa: E402
+from taxi_assets.model.registry import ArtifactStore  # noqa: E402
+from taxi_assets.model.training import CODE_VERSION, TrainingParams, train_model  # noqa: E402
 from taxi_assets.resources import local_resources  # noqa: E402
 from taxi_assets.serving import (  # noqa: E402
     days_touched,
@@ -61,7 +62,6 @@ from taxi_assets.serving import (  # noqa: E402
     live_window,
 )
 from taxi_assets.storage import StoredPartitions  # noqa: E402
-from taxi_assets.training import CODE_VERSION, TrainingParams, train_model  # noqa: E402
 
 MODEL_VERSION = "bench-forecast"
 
@@ -118,7 +118,8 @@ def register_model(
         "deployed_at": datetime.now(UTC).isoformat(),
         "history": [],
     }
-    artifacts.set_production_pointer(pointer)
+    _, generation = artifacts.read_production_pointer()
+    artifacts.swap_production_pointer(pointer, generation)
     return pointer
 
 

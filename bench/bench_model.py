@@ -35,12 +35,12 @@ import polars as pl
 import taxi_assets
 from taxi_assets.cleaning import CleaningRules, clean_probes
 from taxi_assets.demand import aggregate_cell_demand
-from taxi_assets.evaluation import BASELINES, overall_metrics
 from taxi_assets.features import HISTORY_DAYS, build_features
-from taxi_assets.scoring import score_held_out
+from taxi_assets.model.evaluation import BASELINES, overall_metrics
+from taxi_assets.model.scoring import score_held_out
+from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.trips import derive_trip_events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -26,7 +26,7 @@ from taxi_assets.calendar import TOKYO
 from taxi_assets.cli import DEFAULT_DAYS, DEFAULT_START
 from taxi_assets.definitions import build_definitions
 from taxi_assets.features import DAILY_FEATURES
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import resources_for_environment
 from taxi_assets.settings import ValidationSettings
 from taxi_assets.storage import StoredPartitions

@@ -3,7 +3,7 @@
 Written with plain window functions (LAG/LEAD, COUNT/AVG/MIN/MAX OVER, ROW_NUMBER) so it
 ports to BigQuery; the few dialect-specific spellings are marked ``-- BigQuery:`` (sqlglot
 can transpile them). The query applies the same rules, in the same order, as
-``taxi_assets.cleaning.clean_probes`` + ``trips.derive_trip_events`` +
+``taxi_assets.cleaning.clean_probes`` + ``trips.derive_trips`` +
 ``demand.aggregate_cell_demand``. Only kept pings matter for cell_demand, so rejected rows
 are simply filtered out here instead of being labelled.
 """
@@ -78,6 +78,23 @@ def data_path_sql(
     lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
     limit = rules.max_implied_speed_kmh
     cols = "vehicle_id, ts, us, lat, lon, status"
+    trips, detour = rules.trips, rules.spike_detour_ratio
+    neighbours = (
+        "LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p, "
+        "LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n"
+    )
+    distances = (
+        f"us_p IS NOT NULL AS has_p, us_n IS NOT NULL AS has_n, "
+        f"{_haversine_km('lat_p', 'lon_p', 'lat', 'lon')} AS km_in, "
+        f"{_speed('_p', '')} AS speed_in, "
+        f"{_haversine_km('lat_p', 'lon_p', 'lat_n', 'lon_n')} AS skip_km, "
+        f"{_speed('_p', '_n')} AS skip_speed"
+    )
+    single = "((fast_in AND fast_out) OR (NOT has_p AND fast_out) OR (NOT has_n AND fast_in))"
+    off_track = (
+        f"COALESCE(has_p AND has_n AND (fast_in OR fast_out) AND km_in + km_out > "
+        f"{detour!r} * skip_km AND skip_speed <= {limit}, FALSE)"
+    )
     w = "WINDOW w AS (PARTITION BY vehicle_id ORDER BY us)"
     return f"""
 WITH
@@ -113,44 +130,59 @@ day_ok AS (  -- clock_skew, outside_day, conflicting_duplicate
     AND us >= {start_us} AND us < {end_us} AND same_ts = 1
 ),
 jump1_n AS (
-  SELECT {cols},
-    LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p,
-    LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n
+  SELECT {cols}, {neighbours}
   FROM day_ok {w}
 ),
 jump1_v AS (
-  SELECT {cols}, us_p IS NOT NULL AS has_p, us_n IS NOT NULL AS has_n,
-    COALESCE({_speed("_p", "")} > {limit}, FALSE) AS fast_in,
-    COALESCE({_speed("", "_n")} > {limit}, FALSE) AS fast_out
+  SELECT {cols}, {distances}
   FROM jump1_n
 ),
+jump1_f AS (
+  SELECT {cols}, has_p, has_n, km_in, skip_km, skip_speed,
+    COALESCE(speed_in > {limit}, FALSE) AS fast_in,
+    COALESCE(LEAD(speed_in) OVER w > {limit}, FALSE) AS fast_out,
+    LEAD(km_in) OVER w AS km_out
+  FROM jump1_v {w}
+),
 jump1_ok AS (  -- gps_jump, first pass: single-ping spikes
-  SELECT {cols} FROM jump1_v
-  WHERE NOT ((fast_in AND fast_out) OR (NOT has_p AND fast_out) OR (NOT has_n AND fast_in))
+  SELECT {cols} FROM jump1_f WHERE NOT ({single} OR {off_track})
 ),
 jump2_n AS (
-  SELECT {cols},
-    LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p,
-    LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n,
-    LEAD(lat, 2) OVER w AS lat_n2, LEAD(lon, 2) OVER w AS lon_n2, LEAD(us, 2) OVER w AS us_n2
+  SELECT {cols}, {neighbours}
   FROM jump1_ok {w}
 ),
 jump2_v AS (
-  SELECT {cols}, us_p IS NOT NULL AS has_p, us_n IS NOT NULL AS has_n,
-    COALESCE({_speed("_p", "")} > {limit}, FALSE) AS fast_in,
-    COALESCE({_speed("", "_n")} > {limit}, FALSE) AS fast_out,
-    COALESCE(us_p IS NOT NULL AND us_n2 IS NOT NULL
-      AND {_speed("_p", "")} > {limit} AND {_speed("_n", "_n2")} > {limit}
-      AND {_speed("_p", "_n2")} <= {limit}, FALSE) AS pair_start
+  SELECT {cols}, lat_p, lon_p, us_p, lat_n, lon_n, us_n, {distances}
   FROM jump2_n
 ),
-jump2_pair AS (
-  SELECT *, COALESCE(LAG(pair_start) OVER w, FALSE) AS pair_second FROM jump2_v {w}
+jump2_f AS (
+  SELECT *,
+    COALESCE(speed_in > {limit}, FALSE) AS fast_in,
+    COALESCE(LEAD(speed_in) OVER w > {limit}, FALSE) AS fast_out,
+    LEAD(km_in) OVER w AS km_out
+  FROM jump2_v {w}
 ),
-jump2_ok AS (  -- gps_jump, second pass: single spikes again, and two-ping spikes
-  SELECT {cols} FROM jump2_pair
-  WHERE NOT ((fast_in AND fast_out) OR (NOT has_p AND fast_out) OR (NOT has_n AND fast_in)
-    OR pair_start OR pair_second)
+jump2_seg AS (  -- fast moves cut each track into segments (GPS steps)
+  SELECT *, SUM(CASE WHEN fast_in OR NOT has_p THEN 1 ELSE 0 END)
+    OVER (PARTITION BY vehicle_id ORDER BY us ROWS UNBOUNDED PRECEDING) AS segment
+  FROM jump2_f
+),
+jump2_step AS (
+  SELECT *,
+    FIRST_VALUE(fast_in) OVER seg AS enters_fast, LAST_VALUE(has_n) OVER seg AS leaves_fast,
+    FIRST_VALUE(lat_p) OVER seg AS lat_b, FIRST_VALUE(lon_p) OVER seg AS lon_b,
+    FIRST_VALUE(us_p) OVER seg AS us_b, LAST_VALUE(lat_n) OVER seg AS lat_a,
+    LAST_VALUE(lon_n) OVER seg AS lon_a, LAST_VALUE(us_n) OVER seg AS us_a,
+    MAX(us) OVER seg - MIN(us) OVER seg AS span_us
+  FROM jump2_seg
+  WINDOW seg AS (PARTITION BY vehicle_id, segment ORDER BY us
+    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+jump2_ok AS (  -- gps_jump, second pass: single spikes again, and GPS steps
+  SELECT {cols} FROM jump2_step
+  WHERE NOT ({single} OR {off_track} OR COALESCE(enters_fast AND leaves_fast
+    AND span_us <= {rules.max_jump_run_minutes * 60_000_000!r}
+    AND {_speed("_b", "_a")} <= {limit}, FALSE))
 ),
 run_starts AS (
   SELECT {cols},
@@ -176,19 +208,59 @@ clean AS (  -- stuck_status; then the mesh cell and the bucket of every kept pin
   WHERE NOT ((status = 'occupied' AND run_minutes > {rules.max_occupied_minutes!r})
     OR (status = 'dispatched' AND run_minutes > {rules.max_dispatched_minutes!r}))
 ),
-transitions AS (
-  SELECT cell, bucket, status, LAG(status) OVER w AS prev_status FROM clean {w}
+flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
+  SELECT vehicle_id, us, status, cell, bucket, status = 'occupied' AS raw_occ,
+    LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us, LAG(us) OVER w AS prev_us,
+    COALESCE(LAG(status) OVER w = 'occupied', FALSE) AS occ_before,
+    COALESCE(LEAD(status) OVER w = 'occupied', FALSE) AS occ_after
+  FROM clean {w}
+),
+gap_runs AS (
+  SELECT *, SUM(CASE WHEN first_ping OR raw_occ <> occ_before THEN 1 ELSE 0 END)
+    OVER (PARTITION BY vehicle_id ORDER BY us ROWS UNBOUNDED PRECEDING) AS gap_run,
+    QUANTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
+  FROM flags
+),
+bridged AS (  -- a short vacant run between occupied pings is the meter flapping
+  SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
+    raw_occ OR COALESCE(COUNT(*) OVER g <= {trips.max_vacant_gap_pings}
+      AND FIRST_VALUE(occ_before) OVER g AND LAST_VALUE(occ_after) OVER g
+      AND LAST_VALUE(next_us) OVER g - FIRST_VALUE(prev_us) OVER g
+        <= {trips.max_vacant_gap_intervals!r} * median_interval_us, FALSE) AS b_occ
+  FROM gap_runs
+  WINDOW g AS (PARTITION BY vehicle_id, gap_run ORDER BY us
+    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+fare_runs AS (
+  SELECT *, SUM(CASE WHEN first_ping OR b_occ <> b_occ_before THEN 1 ELSE 0 END)
+    OVER (PARTITION BY vehicle_id ORDER BY us ROWS UNBOUNDED PRECEDING) AS fare_run
+  FROM (SELECT *, COALESCE(LAG(b_occ) OVER w, FALSE) AS b_occ_before FROM bridged {w})
+),
+debounced AS (  -- an occupied run too short to be a fare is the meter flapping
+  SELECT vehicle_id, us, status, cell, bucket,
+    b_occ AND NOT COALESCE(LAST_VALUE(next_us) OVER f IS NOT NULL
+      AND MAX(CASE WHEN first_ping THEN 1 ELSE 0 END) OVER f = 0
+      AND (COUNT(*) OVER f < {trips.min_fare_pings}
+        OR (LAST_VALUE(next_us) OVER f - MIN(us) OVER f) / 1000000
+          < {trips.min_fare_seconds!r}), FALSE) AS occ
+  FROM fare_runs
+  WINDOW f AS (PARTITION BY vehicle_id, fare_run ORDER BY us
+    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+transitions AS (  -- a pickup only when seen within the maximum gap
+  SELECT cell, bucket, LAG(status) OVER w AS prev_status,
+    occ AND NOT COALESCE(LAG(occ) OVER w, FALSE) AND LAG(us) OVER w IS NOT NULL
+      AND (us - LAG(us) OVER w) / 1000000 <= {trips.max_pickup_gap_s!r} AS pickup,
+    NOT occ AND COALESCE(LAG(occ) OVER w, FALSE) AS dropoff
+  FROM debounced {w}
 ),
 events AS (
   SELECT cell, bucket,
-    SUM(CASE WHEN status = 'occupied' AND prev_status = 'vacant' THEN 1 ELSE 0 END)
-      AS street_hail_pickups,
-    SUM(CASE WHEN status = 'occupied' AND prev_status = 'dispatched' THEN 1 ELSE 0 END)
+    SUM(CASE WHEN pickup AND prev_status = 'vacant' THEN 1 ELSE 0 END) AS street_hail_pickups,
+    SUM(CASE WHEN pickup AND prev_status = 'dispatched' THEN 1 ELSE 0 END)
       AS app_booking_pickups,
-    SUM(CASE WHEN status = 'occupied' AND prev_status <> 'occupied' THEN 1 ELSE 0 END)
-      AS pickups,
-    SUM(CASE WHEN status <> 'occupied' AND prev_status = 'occupied' THEN 1 ELSE 0 END)
-      AS dropoffs
+    SUM(CASE WHEN pickup THEN 1 ELSE 0 END) AS pickups,
+    SUM(CASE WHEN dropoff THEN 1 ELSE 0 END) AS dropoffs
   FROM transitions
   GROUP BY cell, bucket
 ),

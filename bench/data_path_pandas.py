@@ -16,6 +16,7 @@ from taxi_assets.calendar import day_window_utc, validate_bucket_minutes
 from taxi_assets.cleaning import EARTH_RADIUS_KM, CleaningRules
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, cols_per_degree, rows_per_degree
 from taxi_assets.service_area import ServiceArea
+from taxi_assets.trips import TripRules
 
 RAW_COLUMNS = ["vehicle_id", "ts", "lat", "lon", "speed_kmh", "heading", "status"]
 
@@ -41,21 +42,103 @@ def _same(df: pd.DataFrame, offset: int) -> pd.Series:
     return (df["vehicle_id"] == df["vehicle_id"].shift(-offset)).to_numpy()
 
 
-def _drop_single_jumps(df: pd.DataFrame, limit: float, pairs: bool) -> pd.DataFrame:
+def _drop_jumps(
+    df: pd.DataFrame, limit: float, detour: float, max_step_minutes: float | None
+) -> pd.DataFrame:
+    """Single spikes (fast both ways, or fast one way and far off the neighbours' track)
+    and, with ``max_step_minutes``, runs of displaced pings between two fast moves."""
     has_p, has_n = _same(df, -1), _same(df, 1)
-    fast_in = has_p & (_speed(df, -1, 0) > limit).to_numpy()
-    fast_out = has_n & (_speed(df, 0, 1) > limit).to_numpy()
+    lat, lon, us = df["lat"], df["lon"], df["us"]
+    km_in = _haversine_km(lat.shift(1), lon.shift(1), lat, lon).where(has_p)
+    speed_in = km_in / ((us - us.shift(1)) / 3.6e9)
+    fast_in = has_p & (speed_in > limit).to_numpy()
+    fast_out = has_n & (speed_in.shift(-1) > limit).to_numpy()
     jump = (fast_in & fast_out) | (~has_p & fast_out) | (~has_n & fast_in)
-    if pairs:
-        pair_start = (
-            has_p
-            & _same(df, 2)
-            & (_speed(df, -1, 0) > limit).to_numpy()
-            & (_speed(df, 1, 2) > limit).to_numpy()
-            & (_speed(df, -1, 2) <= limit).to_numpy()
+    skip_km = _haversine_km(lat.shift(1), lon.shift(1), lat.shift(-1), lon.shift(-1))
+    skip_speed = skip_km / ((us.shift(-1) - us.shift(1)) / 3.6e9)
+    off_track = (
+        has_p
+        & has_n
+        & (fast_in | fast_out)
+        & (km_in + km_in.shift(-1) > detour * skip_km).to_numpy()
+        & (skip_speed <= limit).to_numpy()
+    )
+    jump |= off_track
+    if max_step_minutes is not None:
+        segment = np.cumsum(fast_in | ~has_p)
+        edges = pd.DataFrame(
+            {
+                "enters": fast_in,
+                "leaves": has_n,
+                "lat_b": lat.shift(1),
+                "lon_b": lon.shift(1),
+                "us_b": us.shift(1),
+                "lat_a": lat.shift(-1),
+                "lon_a": lon.shift(-1),
+                "us_a": us.shift(-1),
+                "us": us,
+            }
+        ).groupby(segment)
+        first = edges[["enters", "lat_b", "lon_b", "us_b"]].transform("first")
+        last = edges[["leaves", "lat_a", "lon_a", "us_a"]].transform("last")
+        span_us = edges["us"].transform("max") - edges["us"].transform("min")
+        skip = _haversine_km(first["lat_b"], first["lon_b"], last["lat_a"], last["lon_a"]) / (
+            (last["us_a"] - first["us_b"]) / 3.6e9
         )
-        jump |= pair_start | np.concatenate([[False], pair_start[:-1]])
+        step = (
+            first["enters"].to_numpy()
+            & last["leaves"].to_numpy()
+            & (span_us <= max_step_minutes * 6e7).to_numpy()
+            & (skip <= limit).to_numpy()
+        )
+        jump |= step
     return df[~jump].reset_index(drop=True)
+
+
+def _debounced_occupied(df: pd.DataFrame, trips: TripRules) -> np.ndarray:
+    """The meter without its flaps: short vacant gaps bridged, then too-short fares off."""
+    has_p, has_n = _same(df, -1), _same(df, 1)
+    us = df["us"]
+
+    def runs(flag: np.ndarray):  # noqa: ANN202 - a pandas GroupBy
+        new_run = ~has_p | (flag != np.roll(flag, 1))
+        frame = pd.DataFrame(
+            {
+                "flag_before": np.roll(flag, 1) & has_p,
+                "flag_after": np.roll(flag, -1) & has_n,
+                "has_before": has_p,
+                "has_after": has_n,
+                "prev_us": us.shift(1),
+                "next_us": us.shift(-1),
+                "us": us,
+            }
+        )
+        return frame.groupby(np.cumsum(new_run))
+
+    occupied = (df["status"].astype(str) == "occupied").to_numpy()
+    g = runs(occupied)
+    gap_us = g["next_us"].transform("last") - g["prev_us"].transform("first")
+    median_interval_us = us.diff().where(has_p).groupby(df["vehicle_id"]).transform("median")
+    bridged = (
+        ~occupied
+        & (g["us"].transform("size") <= trips.max_vacant_gap_pings).to_numpy()
+        & g["flag_before"].transform("first").to_numpy()
+        & g["flag_after"].transform("last").to_numpy()
+        & (gap_us <= trips.max_vacant_gap_intervals * median_interval_us).to_numpy()
+    )
+    occupied = occupied | bridged
+    g = runs(occupied)
+    fare_s = (g["next_us"].transform("last") - g["us"].transform("first")) / 1e6
+    too_short = (g["us"].transform("size") < trips.min_fare_pings) | (
+        fare_s < trips.min_fare_seconds
+    )
+    dropped = (
+        occupied
+        & g["has_before"].transform("first").to_numpy()
+        & g["has_after"].transform("last").to_numpy()
+        & too_short.to_numpy()
+    )
+    return occupied & ~dropped
 
 
 def _mesh_code(lat: np.ndarray, lon: np.ndarray, area: ServiceArea) -> np.ndarray:
@@ -119,9 +202,9 @@ def pandas_cell_demand(
     df = df[~df.duplicated(["vehicle_id", "us"], keep=False)]
     df = df.sort_values(["vehicle_id", "us"]).reset_index(drop=True)
 
-    limit = rules.max_implied_speed_kmh
-    df = _drop_single_jumps(df, limit, pairs=False)
-    df = _drop_single_jumps(df, limit, pairs=True)
+    limit, detour = rules.max_implied_speed_kmh, rules.spike_detour_ratio
+    df = _drop_jumps(df, limit, detour, None)
+    df = _drop_jumps(df, limit, detour, rules.max_jump_run_minutes)
 
     status = df["status"].astype(str)
     new_run = ~_same(df, -1) | (status != status.shift(1)).to_numpy()
@@ -136,10 +219,13 @@ def pandas_cell_demand(
 
     df["cell"] = _mesh_code(df["lat"].to_numpy(), df["lon"].to_numpy(), area)
     df["bucket"] = (df["us"] - start_us) // (bucket_minutes * 60_000_000)
-    prev = status.shift(1).where(_same(df, -1))
-    occupied = status == "occupied"
-    was_occupied = prev == "occupied"
-    pickup = occupied & prev.notna() & ~was_occupied
+    has_p = _same(df, -1)
+    prev = status.shift(1).where(has_p)
+    occupied = pd.Series(_debounced_occupied(df, rules.trips))
+    was_occupied = occupied.shift(1, fill_value=False) & has_p
+    gap_s = (df["us"] - df["us"].shift(1)) / 1e6
+    # A pickup only when seen within the maximum gap after the last non-occupied ping.
+    pickup = occupied & has_p & ~was_occupied & (gap_s <= rules.trips.max_pickup_gap_s)
     counts = (
         pd.DataFrame(
             {

@@ -43,8 +43,8 @@ from taxi_assets.guidance_replay import (  # noqa: E402
     replay_summary,
     score_guidance,
 )
+from taxi_assets.model.training import TrainingParams, train_model  # noqa: E402
 from taxi_assets.serving import forecast_tick, history_days, target_bucket  # noqa: E402
-from taxi_assets.training import TrainingParams, train_model  # noqa: E402
 
 BUSIEST = 62
 QUIET_HAILS = 0.1

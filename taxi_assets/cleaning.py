@@ -9,20 +9,27 @@ every neighbour rule use plain ``shift`` with a same-vehicle mask.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import polars as pl
 
 from taxi_assets.calendar import day_window_utc
 from taxi_assets.frames import (
     CLEAN_PROBES_SCHEMA,
+    MAX_PHYSICAL_SPEED_KMH,
+    PROBE_STATUSES,
     RAW_PROBES_SCHEMA,
     REJECT_REASONS,
     REJECTED_PROBES_SCHEMA,
+    ProbeStatus,
     RejectReason,
+    is_kept_vehicle_id,
 )
 from taxi_assets.service_area import ServiceArea
+from taxi_assets.trips import TripRules
 
 RAW_COLUMNS = list(RAW_PROBES_SCHEMA)
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
@@ -31,9 +38,51 @@ _US_PER_HOUR = 3_600_000_000
 _US_PER_MINUTE = 60_000_000
 
 
+StatusMapping = tuple[tuple[str, str], ...]
+
+
+def status_word(text: pl.Expr) -> pl.Expr:
+    """How a delivered status is looked up: case-insensitive, surrounding spaces ignored."""
+    # Spaces only, as SQL's TRIM(x, ' ') in the BigQuery path.
+    return text.str.strip_chars(" ").str.to_lowercase()
+
+
+def normalised_status_mapping(mapping: Mapping[str, str] | StatusMapping) -> StatusMapping:
+    """The effective mapping from the feed's words to PROBE_STATUSES: every probe status
+    maps to itself unless ``mapping`` says otherwise; keys lower-cased and trimmed.
+
+    Raises ValueError naming the entry at fault (an unknown target, an empty word, or two
+    spellings of one word mapped to different statuses)."""
+    pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
+    effective = {status: status for status in PROBE_STATUSES}
+    given: dict[str, tuple[str, str]] = {}
+    for word, status in pairs:
+        key = str(word).strip(" ").lower()
+        if not key:
+            raise ValueError(f"status_mapping: the word {word!r} is empty once trimmed")
+        if status not in PROBE_STATUSES:
+            raise ValueError(
+                f"status_mapping: {word!r} maps to {status!r}, not one of {list(PROBE_STATUSES)}"
+            )
+        if key in given and given[key][1] != status:
+            raise ValueError(
+                f"status_mapping: {given[key][0]!r} and {word!r} are the same word "
+                f"(case-insensitive) but map to {given[key][1]!r} and {status!r}"
+            )
+        given[key] = (str(word), status)
+        effective[key] = status
+    return tuple(sorted(effective.items()))
+
+
+# A taxi's speedometer or GPS speed never reads this high on Tokyo's roads (expressway limits
+# are 80-120 km/h); real feeds carry ~0.15% pings with absurd speeds, which are quarantined
+# as invalid_value rather than kept. Must not exceed the contract's MAX_PHYSICAL_SPEED_KMH.
+DEFAULT_MAX_SPEED_KMH = 200.0
+
+
 @dataclass(frozen=True)
 class CleaningRules:
-    """Thresholds of the cleaning rules."""
+    """Thresholds of the cleaning rules, and the trip rules applied to what they keep."""
 
     # A taxi in central Tokyo never exceeds ~120 km/h, even on the Shuto expressway.
     max_implied_speed_kmh: float = 150.0
@@ -41,15 +90,44 @@ class CleaningRules:
     max_occupied_minutes: float = 180.0
     # A dispatched taxi reaches its passenger well within an hour.
     max_dispatched_minutes: float = 60.0
+    # A GPS step (a run of displaced pings between two impossible moves) lasts at most
+    # this long; longer displaced stretches are left to the single-ping rule.
+    max_jump_run_minutes: float = 10.0
+    # A ping too fast on one side is a spike when reaching it and leaving it is this many
+    # times the direct way between its neighbours (a real detour at taxi speed never
+    # implies more than max_implied_speed_kmh).
+    spike_detour_ratio: float = 3.0
     # A vehicle with at least this share of its pings outside the day has a skewed clock
     # (a device stamping Tokyo wall time as UTC puts 9 of its 24 hours in the next day).
     clock_skew_min_share: float = 0.05
+    # A reported speed above this is a broken reading (invalid_value), see above.
+    max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH
+    # The feed's status words (case-insensitive) to probe statuses; a value that maps to
+    # none is quarantined as unknown_status. A dict is accepted and normalised.
+    status_mapping: StatusMapping | Mapping[str, str] = normalised_status_mapping({})
+    # How trips are read from the clean pings (meter debouncing, observed pickups): carried
+    # here so that every engine of the data path gets the same rules in one object.
+    trips: TripRules = TripRules()
 
     def __post_init__(self) -> None:
-        for name in ("max_implied_speed_kmh", "max_occupied_minutes", "max_dispatched_minutes"):
+        for name in (
+            "max_implied_speed_kmh",
+            "max_speed_kmh",
+            "max_occupied_minutes",
+            "max_dispatched_minutes",
+            "max_jump_run_minutes",
+            "spike_detour_ratio",
+        ):
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
                 raise ValueError(f"CleaningRules.{name} must be a positive number, got {value!r}")
+        if self.max_speed_kmh > MAX_PHYSICAL_SPEED_KMH:
+            raise ValueError(
+                f"CleaningRules.max_speed_kmh={self.max_speed_kmh!r} is above the CleanProbes "
+                f"contract's bound of {MAX_PHYSICAL_SPEED_KMH} km/h: cleaning would keep pings "
+                "the contract rejects"
+            )
+        object.__setattr__(self, "status_mapping", normalised_status_mapping(self.status_mapping))
         share = self.clock_skew_min_share
         if not 0 < share <= 1:
             raise ValueError(f"CleaningRules.clock_skew_min_share must be in (0, 1], got {share!r}")
@@ -107,38 +185,75 @@ def _reason(*rules: tuple[pl.Expr, str]) -> pl.Expr:
     return chain.otherwise(None).cast(RejectReason).alias("reason")
 
 
-def _row_rules(area: ServiceArea, duplicate: pl.Expr) -> pl.Expr:
-    """Reasons a ping can be judged on by itself (``duplicate`` marks later exact copies)."""
-    missing = pl.any_horizontal(
-        pl.col(c).is_null() for c in ("vehicle_id", "ts", "lat", "lon", "status")
-    )
+def _row_rules(
+    area: ServiceArea,
+    rules: CleaningRules,
+    duplicate: pl.Expr,
+    unclean_ids: pl.Series,
+    mapped_status: pl.Expr,
+) -> pl.Expr:
+    """Reasons a ping can be judged on by itself (``duplicate`` marks later exact copies).
+
+    Everything the CleanProbes contract would refuse in a single row is caught here, so a
+    kept row always satisfies it: a null anywhere is missing_value; a value out of its
+    bounds (or an id that is not a clean id) is invalid_value."""
+    missing = pl.any_horizontal(pl.col(c).is_null() for c in RAW_COLUMNS)
     lat, lon, speed, heading = (pl.col(c) for c in ("lat", "lon", "speed_kmh", "heading"))
     invalid = (
         ~lat.is_finite()
         | ~lon.is_finite()
         | (speed < 0)
         | ~speed.is_finite()
+        | (speed > rules.max_speed_kmh)
         | (heading < 0)
         | (heading > 360)
         | heading.is_nan()
+        | pl.col("vehicle_id").is_in(unclean_ids.implode())
     ).fill_null(False)
     zero = (lat == 0) & (lon == 0)
     return _reason(
         (duplicate, "duplicate"),
         (missing, "missing_value"),
         (invalid, "invalid_value"),
+        (mapped_status.is_null(), "unknown_status"),
         (zero, "zero_coordinates"),
         (~area.contains(lat, lon), "outside_service_area"),
     )
 
 
+def _codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(distinct non-null values sorted, their UInt32 codes 0..n-1)."""
+    distinct = values.unique().drop_nulls().sort()
+    return distinct, pl.int_range(distinct.len(), dtype=pl.UInt32, eager=True)
+
+
+def _status_of_code(words: pl.Series, codes: pl.Series, rules: CleaningRules) -> pl.Expr:
+    """The probe status of each row's delivered status code (null where the mapping has
+    no word for it): the mapping is applied once per distinct word, not per ping."""
+    mapping = dict(rules.status_mapping)
+    looked_up = words.to_frame().select(status_word(pl.col(words.name))).to_series()
+    targets = pl.Series([mapping.get(word) for word in looked_up.to_list()], dtype=ProbeStatus)
+    return pl.col("status").replace_strict(codes, targets, default=None, return_dtype=ProbeStatus)
+
+
+def _unclean(ids: pl.Series) -> pl.Series:
+    """A mask over distinct vehicle ids: True where an id is a placeholder or breaks the
+    clean-id rule (sources refuse those; a frame built otherwise may still carry them)."""
+    return ~ids.to_frame().select(is_kept_vehicle_id(pl.col(ids.name))).to_series()
+
+
 _SPEED_IN = "_speed_in_kmh"  # implied speed from the previous ping of the same vehicle
+_KM_IN = "_km_in"  # distance from the previous ping of the same vehicle
 
 
 def _with_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add the implied speed into each ping, computed once per pass (haversine is the cost)."""
-    return frame.with_columns(
-        pl.when(_same_vehicle(-1)).then(implied_speed_kmh(-1, 0)).alias(_SPEED_IN)
+    """Add the distance and implied speed into each ping, once per pass (haversine is the
+    cost); the speed is ``implied_speed_kmh(-1, 0)`` operation for operation."""
+    km = haversine_km(pl.col("lat").shift(1), pl.col("lon").shift(1), pl.col("lat"), pl.col("lon"))
+    hours = (pl.col("ts") - pl.col("ts").shift(1)).dt.total_microseconds() / _US_PER_HOUR
+    same = _same_vehicle(-1)
+    return frame.with_columns(pl.when(same).then(km).alias(_KM_IN)).with_columns(
+        pl.when(same).then(pl.col(_KM_IN) / hours).alias(_SPEED_IN)
     )
 
 
@@ -158,24 +273,88 @@ def _later_copies(keyed: pl.DataFrame) -> pl.Series:
     return shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())[_ROW]
 
 
-def _single_jump(limit: float) -> pl.Expr:
-    """A one-ping spike: too fast both in and out (or on its only side at a track's end)."""
-    has_prev, has_next = _same_vehicle(-1), _same_vehicle(1)
-    # The next ping's speed-in is this ping's speed-out (null when it is another vehicle).
-    fast_in = (pl.col(_SPEED_IN) > limit).fill_null(False)
-    fast_out = (pl.col(_SPEED_IN).shift(-1) > limit).fill_null(False)
-    return (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
+def _skip_speed_kmh(frame: pl.DataFrame, before: pl.Series, after: pl.Series) -> pl.DataFrame:
+    """Distance and implied speed from row ``before`` to row ``after``, pair by pair."""
+    ends = pl.DataFrame(
+        {
+            "lat_a": frame["lat"].gather(before),
+            "lon_a": frame["lon"].gather(before),
+            "ts_a": frame["ts"].gather(before),
+            "lat_b": frame["lat"].gather(after),
+            "lon_b": frame["lon"].gather(after),
+            "ts_b": frame["ts"].gather(after),
+        }
+    )
+    km = haversine_km(pl.col("lat_a"), pl.col("lon_a"), pl.col("lat_b"), pl.col("lon_b"))
+    hours = (pl.col("ts_b") - pl.col("ts_a")).dt.total_microseconds() / _US_PER_HOUR
+    return ends.select(km=km, speed=km / hours)
 
 
-def _pair_jump(limit: float) -> pl.Expr:
-    """A two-ping spike: too fast into the pair and out of it, while skipping it is plausible."""
-    pair_start = (
-        _same_vehicle(2)
-        & (pl.col(_SPEED_IN) > limit)
-        & (pl.col(_SPEED_IN).shift(-2) > limit)
-        & (implied_speed_kmh(-1, 2) <= limit)
-    ).fill_null(False)
-    return pair_start | pair_start.shift(1).fill_null(False)
+def _mark(n: int, rows: pl.Series) -> pl.Series:
+    return pl.Series(np.isin(np.arange(n), rows.to_numpy()), dtype=pl.Boolean)
+
+
+def _jump_flags(
+    frame: pl.DataFrame, limit: float, detour_ratio: float, max_step_minutes: float | None
+) -> pl.Series:
+    """Which pings of a pass are GPS jumps (``frame`` has :func:`_with_speed_in`).
+
+    A one-ping spike is too fast both in and out (or on its only side at a track's end),
+    or too fast on one side and far off the plausible track its neighbours make: at long
+    ping intervals a 2 km spike is 480 km/h both ways at 15 s pings, but only 120 km/h on
+    one side at 60 s. Between two neighbours, the ping whose detour (in + out) is many
+    times the direct way is the wrong one.
+
+    With ``max_step_minutes``, runs of displaced pings too (a GPS step, or a two-ping
+    spike): fast moves cut each track into segments, and a segment entered and left by a
+    fast move, lasting at most that long, is displaced when skipping it is plausible. A
+    step at either end of a track has one fast edge only and is left alone: which side is
+    wrong cannot be told.
+
+    The costly distances are only computed around the rare fast moves.
+    """
+    if frame.height == 0:
+        return pl.Series("_jump", [], dtype=pl.Boolean)
+    speed_in = pl.col(_SPEED_IN)
+    edges = frame.select(
+        has_prev=_same_vehicle(-1),
+        has_next=_same_vehicle(1),
+        fast_in=(speed_in > limit).fill_null(False),
+        # The next ping's speed-in is this ping's speed-out (null when another vehicle's).
+        fast_out=(speed_in.shift(-1) > limit).fill_null(False),
+        km_out=pl.col(_KM_IN).shift(-1),
+    ).with_row_index("row")
+    has_prev, has_next = pl.col("has_prev"), pl.col("has_next")
+    fast_in, fast_out = pl.col("fast_in"), pl.col("fast_out")
+    spike = (fast_in & fast_out) | (~has_prev & fast_out) | (~has_next & fast_in)
+    jump = edges.select(spike).to_series()
+
+    off_track_candidates = edges.filter(has_prev & has_next & (fast_in | fast_out) & ~spike)
+    if off_track_candidates.height:
+        rows = off_track_candidates["row"]
+        skip = _skip_speed_kmh(frame, rows - 1, rows + 1)
+        detour = frame[_KM_IN].gather(rows) + off_track_candidates["km_out"]
+        off_track = (detour > detour_ratio * skip["km"]) & (skip["speed"] <= limit)
+        jump = jump | _mark(frame.height, rows.filter(off_track.fill_null(False)))
+
+    if max_step_minutes is not None:
+        last_row = edges.select(
+            pl.when(~has_next | fast_in.shift(-1).fill_null(True))
+            .then(pl.col("row"))
+            .backward_fill()
+        ).to_series()
+        # Segments entered by a fast move start there (fast_in implies a previous ping).
+        starts = edges.filter(fast_in)["row"]
+        ends = last_row.gather(starts)
+        closed = edges["has_next"].gather(ends)
+        span_us = (frame["ts"].gather(ends) - frame["ts"].gather(starts)).dt.total_microseconds()
+        skip = _skip_speed_kmh(frame, starts - 1, (ends + 1).clip(0, frame.height - 1))
+        is_step = (
+            closed & (span_us <= max_step_minutes * _US_PER_MINUTE) & (skip["speed"] <= limit)
+        ).fill_null(False)
+        step_rows = pl.int_ranges(starts.filter(is_step), ends.filter(is_step) + 1, eager=True)
+        jump = jump | _mark(frame.height, step_rows.explode().drop_nulls())
+    return jump.alias("_jump")
 
 
 def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -200,16 +379,36 @@ def clean_probes(
     ts = pl.col("ts")
     outside_day = ~((ts >= day_start) & (ts < day_end))
 
+    delivered = _as_raw_lazy(raw).collect()
+    # The rules sort, group and compare neighbours on `vehicle_id`, and carry every column
+    # through each stage: on text that costs 2-3x more than on integers, so they see per-day
+    # integer codes (in the text's sort order) and the outputs are rebuilt from the text.
+    ids, id_codes = _codes(delivered["vehicle_id"])
+    words, word_codes = _codes(delivered["status"])
     keyed = (
-        _as_raw_lazy(raw)
+        delivered.lazy()
+        .with_columns(
+            pl.col("vehicle_id").replace_strict(ids, id_codes, default=None),
+            pl.col("status").replace_strict(words, word_codes, default=None),
+        )
         .with_row_index(_ROW)
         .sort(["vehicle_id", "ts", _ROW], nulls_last=True)
         .collect()
     )
-    staged = keyed.with_columns(_row_rules(area, pl.col(_ROW).is_in(_later_copies(keyed))))
+    mapped_status = _status_of_code(words, word_codes, rules)
+    staged = keyed.with_columns(
+        _row_rules(
+            area,
+            rules,
+            pl.col(_ROW).is_in(_later_copies(keyed)),
+            id_codes.filter(_unclean(ids)),
+            mapped_status,
+        )
+    )
     del keyed
     rejected_parts = [staged.filter(pl.col("reason").is_not_null())]
-    alive = staged.filter(pl.col("reason").is_null()).drop("reason")
+    # From here on `status` is the probe status (the quarantine takes the delivered text).
+    alive = staged.filter(pl.col("reason").is_null()).drop("reason").with_columns(mapped_status)
     del staged
 
     # Share among the pings still alive: rows already rejected say nothing about the clock.
@@ -227,14 +426,14 @@ def clean_probes(
     rejected_parts.append(rejected)
 
     # Two passes: the second judges pings against the neighbours the first one kept, and
-    # also catches a pair of consecutive spikes (a single-ping rule cannot see those).
+    # also catches runs of displaced pings (a single-ping rule cannot see those).
     limit = rules.max_implied_speed_kmh
-    rejected, alive = _split(_with_speed_in(alive), _reason((_single_jump(limit), "gps_jump")))
-    rejected_parts.append(rejected)
-    rejected, alive = _split(
-        _with_speed_in(alive), _reason((_single_jump(limit) | _pair_jump(limit), "gps_jump"))
-    )
-    rejected_parts.append(rejected)
+    detour = rules.spike_detour_ratio
+    for max_step_minutes in (None, rules.max_jump_run_minutes):
+        alive = _with_speed_in(alive)
+        alive = alive.with_columns(_jump_flags(alive, limit, detour, max_step_minutes))
+        rejected, alive = _split(alive, _reason((pl.col("_jump"), "gps_jump")))
+        rejected_parts.append(rejected)
 
     status = pl.col("status")
     run_start = ~_same_vehicle(-1) | (status != status.shift(1)).fill_null(True)
@@ -253,11 +452,10 @@ def clean_probes(
     out_of_order_rows = alive.select((pl.col(_ROW) > later_min_row).sum()).item()
 
     clean = alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
-    rejected_all = (
-        pl.concat([part.select(_ROW, *RAW_COLUMNS, "reason") for part in rejected_parts])
-        .sort(_ROW)
-        .drop(_ROW)
-    )
+    clean = clean.with_columns(ids.gather(clean["vehicle_id"]).alias("vehicle_id"))
+    # The quarantine keeps each row exactly as delivered, in arrival order.
+    reasons = pl.concat([part.select(_ROW, "reason") for part in rejected_parts]).sort(_ROW)
+    rejected_all = delivered[reasons[_ROW]].with_columns(reasons["reason"])
     return CleaningResult(
         clean=clean.cast(dict(CLEAN_PROBES_SCHEMA)),
         rejected=rejected_all.cast(dict(REJECTED_PROBES_SCHEMA)),

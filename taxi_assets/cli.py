@@ -27,12 +27,19 @@ import polars as pl
 from taxi_assets.api.server import add_serve_parser, serve_command
 from taxi_assets.calendar import TOKYO
 from taxi_assets.definitions import build_definitions
-from taxi_assets.experiments import add_models_parser, models_command
 from taxi_assets.frames import REJECT_REASONS
+from taxi_assets.job_runs import run_job
 from taxi_assets.jobs import data_path_job, forecast_job, monitoring_job, training_job
 from taxi_assets.metadata import latest_materialization_metadata, text_table
+from taxi_assets.model.experiments import add_models_parser, models_command
+from taxi_assets.onboarding import onboard_feed
 from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.simulation.feed import CITY, FEED_PROFILES
+from taxi_assets.simulation.landing import write_landing_days
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.validation.schema import VALIDATION_DIR_ENV
 from taxi_assets.validation.schema_cli import SCHEMA_ASSETS, infer_command
+from taxi_assets.weather import NO_WEATHER, WEATHER_SOURCE_ENV
 
 # Two weeks ending on Constitution Day (Sun 3 May): the data path's summary shows weekdays,
 # Showa Day (29 April) and weekends side by side; the last day is the model's held-out day,
@@ -44,35 +51,6 @@ DEFAULT_TICK = time_of_day(18, 0)
 # Training needs a day to fit, a day to stop early on, and the held-out day to evaluate.
 MIN_DAYS_FOR_MODEL = 3
 EVALUATION_PREDICTORS = ("model", "production", "last_week", "historical_average", "oracle")
-
-
-# Step-level DEBUG events stay in the instance (and the UI); the terminal gets the INFO
-# lines: pings read, kept and rejected per day, training progress, the blessing.
-CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-def run_job(
-    instance: dg.DagsterInstance,
-    defs: dg.Definitions,
-    job_name: str,
-    label: str,
-    partition: date | None = None,
-    ops_config: dict | None = None,
-) -> bool:
-    """One run of a job (for one partition), reported on one line; True if it succeeded."""
-    started = time.monotonic()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=None if partition is None else partition.isoformat(),
-        instance=instance,
-        raise_on_error=False,
-        run_config={**CONSOLE_INFO, **({"ops": ops_config} if ops_config else {})},
-    )
-    status = "ok" if result.success else "FAILED"
-    print(
-        f"  {label}  {status}  run {result.run_id[:8]}  {time.monotonic() - started:.1f}s",
-        flush=True,
-    )
-    return result.success
 
 
 def run_data_path(
@@ -292,17 +270,43 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="simulated fleet size (default: TAXI_ASSETS_SIM_FLEET_SIZE or 1000)",
     )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(FEED_PROFILES),
+        default=None,
+        help="the simulated city's feed profile (default: TAXI_ASSETS_SIM_PROFILE or city)",
+    )
+    parser.add_argument(
+        "--no-weather",
+        action="store_true",
+        help=f"the feed has no weather (sets {WEATHER_SOURCE_ENV}={NO_WEATHER})",
+    )
+    parser.add_argument(
+        "--validation-dir",
+        type=Path,
+        default=None,
+        help=f"the feed's schemas and drift thresholds (sets {VALIDATION_DIR_ENV}; default: "
+        "that variable, else the package's committed folder for the simulated city)",
+    )
 
 
 def source_environment(args: argparse.Namespace) -> dict[str, str]:
-    """The process environment with the source the command line chose."""
-    env = dict(os.environ)
+    """The process environment with the feed the command line chose. The variables are set
+    in this process too: the resources read some of them when they are built."""
+    chosen = {}
     if args.fleet is not None:
-        env["TAXI_ASSETS_SIM_FLEET_SIZE"] = str(args.fleet)
+        chosen["TAXI_ASSETS_SIM_FLEET_SIZE"] = str(args.fleet)
     if args.landing_dir is not None:
-        env["TAXI_ASSETS_PROBE_SOURCE"] = "landing"
-        env["TAXI_ASSETS_LANDING_DIR"] = str(args.landing_dir)
-    return env
+        chosen["TAXI_ASSETS_PROBE_SOURCE"] = "landing"
+        chosen["TAXI_ASSETS_LANDING_DIR"] = str(args.landing_dir)
+    if args.profile is not None:
+        chosen["TAXI_ASSETS_SIM_PROFILE"] = args.profile
+    if args.no_weather:
+        chosen[WEATHER_SOURCE_ENV] = NO_WEATHER
+    if args.validation_dir is not None:
+        chosen[VALIDATION_DIR_ENV] = str(args.validation_dir.resolve())
+    os.environ.update(chosen)
+    return dict(os.environ)
 
 
 def definitions_for(args: argparse.Namespace) -> dg.Definitions | None:
@@ -398,6 +402,46 @@ def forecast_command(args: argparse.Namespace) -> int:
     return 0 if succeeded else 1
 
 
+def onboard_command(args: argparse.Namespace) -> int:
+    """Check the feed's files, run its reference days, calibrate its validation folder."""
+    if args.validation_dir is None and not os.environ.get(VALIDATION_DIR_ENV):
+        print(
+            f"onboard writes the feed's schemas and thresholds: pass --validation-dir (or set "
+            f"{VALIDATION_DIR_ENV}) to a folder of the deployment, not the package's own",
+            file=sys.stderr,
+        )
+        return 2
+    if args.days < 2:
+        print("--days: onboarding needs at least 2 reference days", file=sys.stderr)
+        return 2
+    defs = definitions_for(args)
+    if defs is None:
+        return 2
+    resources = defs.resources
+    with dg.DagsterInstance.get() as instance:
+        return onboard_feed(
+            instance,
+            defs,
+            window(args.start, args.days),
+            landing_dir=None if args.landing_dir is None else str(args.landing_dir),
+            data_dir=Path(resources["stored"].base_dir),
+            validation_dir=resources["validation"].folder(),
+            weather_required=resources["settings"].weather_source != NO_WEATHER,
+        )
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """Write simulated days as a landing folder, as a partner's export would deliver them."""
+    source = SimulatedProbeSource(fleet_size=args.fleet, seed=args.seed, feed_profile=args.profile)
+    days = window(args.start, args.days)
+    written = write_landing_days(source, days, args.out, args.format)
+    print(
+        f"Wrote {len(written)} file(s) of the {args.profile!r} feed ({args.fleet} taxis, seed "
+        f"{args.seed}) for {days[0]}..{days[-1]} under {args.out}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxi-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -456,6 +500,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the instant, ISO 8601 (Tokyo time when it has no offset), e.g. 2026-05-03T18:00",
     )
     add_source_arguments(forecast)
+    onboard = sub.add_parser(
+        "onboard",
+        help="onboard a feed: check its files, run its reference days, infer its schemas "
+        "and calibrate its drift thresholds into --validation-dir, validate the days again",
+    )
+    onboard.add_argument("--start", type=date.fromisoformat, required=True, help="first day")
+    onboard.add_argument(
+        "--days", type=int, required=True, help="reference days (two weeks or more is best)"
+    )
+    add_source_arguments(onboard)
+    simulate = sub.add_parser(
+        "simulate",
+        help="write simulated days as a landing folder (a feed profile's traits included)",
+    )
+    simulate.add_argument("--start", type=date.fromisoformat, required=True, help="first day")
+    simulate.add_argument("--days", type=int, required=True, help="number of days")
+    simulate.add_argument("--out", type=Path, required=True, help="the landing folder")
+    simulate.add_argument("--profile", choices=sorted(FEED_PROFILES), default=CITY.name)
+    simulate.add_argument("--fleet", type=int, default=1000, help="simulated taxis")
+    simulate.add_argument("--seed", type=int, default=42, help="same seed and day, same data")
+    simulate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     add_models_parser(sub)
     add_serve_parser(sub)
     schema = sub.add_parser("schema", help="the committed data schemas of the assets")
@@ -481,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--schema-dir",
         type=Path,
         default=None,
-        help="folder of <asset>.json (default: the committed taxi_assets/validation/schemas)",
+        help="the validation folder of <asset>.json (default: TAXI_ASSETS_VALIDATION_DIR, "
+        "else the committed taxi_assets/validation/schemas)",
     )
     args = parser.parse_args(argv)
     if args.command == "models":
@@ -494,6 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": run_command,
         "train": train_command,
         "forecast": forecast_command,
+        "onboard": onboard_command,
+        "simulate": simulate_command,
         "serve": serve_command,
     }
     return commands[args.command](args)

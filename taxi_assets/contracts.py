@@ -10,7 +10,14 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine as pe
 
-from taxi_assets.frames import PROBE_STATUSES, REJECT_REASONS
+from taxi_assets.frames import (
+    MAX_PHYSICAL_SPEED_KMH,
+    MAX_VEHICLE_ID_CHARS,
+    NOT_A_CLEAN_VEHICLE_ID,
+    PLACEHOLDER_VEHICLE_ID,
+    PROBE_STATUSES,
+    REJECT_REASONS,
+)
 
 UtcTimestamp = pe.DateTime(time_zone="UTC", time_unit="us")
 Status = pe.Enum(categories=list(PROBE_STATUSES))
@@ -27,13 +34,14 @@ class RawProbes(pa.DataFrameModel):
     not a broken contract. A missing column or a wrong type is.
     """
 
-    vehicle_id: pl.Int32 = pa.Field(nullable=True)
+    vehicle_id: pl.String = pa.Field(nullable=True)
     ts: UtcTimestamp = pa.Field(nullable=True)
     lat: pl.Float64 = pa.Field(nullable=True)
     lon: pl.Float64 = pa.Field(nullable=True)
     speed_kmh: pl.Float32 = pa.Field(nullable=True)
     heading: pl.Float32 = pa.Field(nullable=True)
-    status: Status = pa.Field(nullable=True)
+    # The feed's own words; cleaning maps them to a probe status (`status_mapping`).
+    status: pl.String = pa.Field(nullable=True)
 
     class Config:
         strict = True
@@ -43,11 +51,11 @@ class RawProbes(pa.DataFrameModel):
 class CleanProbes(pa.DataFrameModel):
     """Pings we trust: complete, plausible, one per vehicle and instant."""
 
-    vehicle_id: pl.Int32 = pa.Field(ge=0)
+    vehicle_id: pl.String = pa.Field(str_length={"min_value": 1, "max_value": MAX_VEHICLE_ID_CHARS})
     ts: UtcTimestamp
     lat: pl.Float64 = pa.Field(**JAPAN_LAT)
     lon: pl.Float64 = pa.Field(**JAPAN_LON)
-    speed_kmh: pl.Float32 = pa.Field(ge=0, le=300)
+    speed_kmh: pl.Float32 = pa.Field(ge=0, le=MAX_PHYSICAL_SPEED_KMH)
     heading: pl.Float32 = pa.Field(ge=0, le=360)
     status: Status
     cell: pl.Int64 = pa.Field(gt=0)
@@ -55,6 +63,16 @@ class CleanProbes(pa.DataFrameModel):
     class Config:
         strict = True
         unique = ["vehicle_id", "ts"]
+
+    @pa.check(
+        "vehicle_id",
+        error="no surrounding whitespace or control characters, no negative-number placeholder",
+    )
+    def vehicle_id_is_clean(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        ids = pl.col(data.key)
+        return data.lazyframe.select(
+            ~ids.str.contains(NOT_A_CLEAN_VEHICLE_ID) & ~ids.str.contains(PLACEHOLDER_VEHICLE_ID)
+        )
 
 
 class RejectedProbes(RawProbes):
@@ -70,7 +88,7 @@ class RejectedProbes(RawProbes):
 class TripEvents(pa.DataFrameModel):
     """Pickups and drop-offs, each placed in a mesh cell."""
 
-    vehicle_id: pl.Int32
+    vehicle_id: pl.String
     ts: UtcTimestamp
     event: pe.Enum(categories=["pickup", "dropoff"])
     booking: pe.Enum(categories=["street_hail", "app_booking", "other"])

@@ -15,6 +15,7 @@ from datetime import timedelta
 import polars as pl
 
 from taxi_assets.calendar import TOKYO_TZ_NAME, is_japanese_holiday
+from taxi_assets.frames import WEATHER_SCHEMA
 
 # What the model predicts: street hails (the demand guidance serves) and vacant taxis (the
 # supply already there). Both are counts per cell and bucket, from ``cell_demand``.
@@ -27,6 +28,7 @@ HISTORY_DAYS = 7
 KEYS = ("cell", "bucket_start")
 
 CATEGORICAL_FEATURES = ("cell", "day_type")
+DAY_TYPES = ("weekday", "saturday", "holiday")
 CALENDAR_FEATURES = ("hour", "bucket_of_day", "weekday", "is_holiday")
 RECENT_FEATURES = tuple(f"hails_prev_{k}" for k in range(1, RECENT_LAGS + 1)) + (
     "hails_mean_prev_1h",
@@ -43,7 +45,8 @@ DAILY_FEATURES = (
     "hails_mean_same_slot_7d",
     "vacant_yesterday",
 )
-WEATHER_FEATURES = ("rain_mm_per_h",)
+RAIN_FEATURE = "rain_mm_per_h"
+WEATHER_FEATURES = (RAIN_FEATURE,)
 FEATURES = (
     CATEGORICAL_FEATURES + CALENDAR_FEATURES + WEATHER_FEATURES + RECENT_FEATURES + DAILY_FEATURES
 )
@@ -80,7 +83,7 @@ def _lagged(history: pl.LazyFrame, offset: timedelta, columns: dict[str, str]) -
 
 def build_features(
     history: pl.DataFrame | pl.LazyFrame,
-    weather: pl.DataFrame | pl.LazyFrame,
+    weather: pl.DataFrame | pl.LazyFrame | None,
     targets: pl.DataFrame | pl.LazyFrame,
     bucket_minutes: int,
 ) -> pl.DataFrame:
@@ -90,7 +93,8 @@ def build_features(
     rows of it at or after a target's own bucket only ever feed that target's label, never
     its features. A bucket missing from the history gives null features (CatBoost treats
     them as missing), a bucket present with zeros gives zeros: absence is not "no demand".
-    ``weather`` is hourly rain (``hour_start``, ``rain_mm_per_h``).
+    ``weather`` is hourly rain (``hour_start``, ``rain_mm_per_h``); a feed without weather
+    passes None or an empty frame, and ``rain_mm_per_h`` is then null (missing) throughout.
     """
     bucket = timedelta(minutes=bucket_minutes)
     hist = history.lazy().select(HISTORY_COLUMNS)
@@ -137,6 +141,8 @@ def build_features(
     # The rain of the last hour completed by T's start: hourly rain is an hour's total, so
     # the hour still under way at T (10:00-11:00 for T = 10:15) is not known yet.
     last_hour = pl.col("bucket_start").dt.truncate("1h") - timedelta(hours=1)
+    if weather is None:
+        weather = pl.DataFrame(schema=WEATHER_SCHEMA)
     rain = weather.lazy().select(
         pl.col("hour_start").alias("_rain_hour"), pl.col("rain_mm_per_h").cast(pl.Float64)
     )

@@ -12,16 +12,51 @@ PROBE_STATUSES = ("vacant", "occupied", "dispatched", "off_duty")
 ProbeStatus = pl.Enum(PROBE_STATUSES)
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")
 
-# One GPS ping as a probe source delivers it.
+# Vehicle ids are opaque text (real feeds name taxis 'abboip', 'T-0043' or by a hash). A
+# clean id is 1 to 64 characters without control characters and without surrounding
+# whitespace: anything else is a broken export (a padded fixed-width column, a binary blob),
+# and two spellings of one taxi would count it twice. 64 fits a SHA-256 hex digest.
+MAX_VEHICLE_ID_CHARS = 64
+NOT_A_CLEAN_VEHICLE_ID = r"^\s|\s$|[\x00-\x1f\x7f]"
+
+
+# An integer feed's negative id is a placeholder for "unknown vehicle", not a taxi: merging
+# every such ping into one vehicle would invent jumps and fares, so cleaning quarantines
+# them (invalid_value) rather than the source refusing the whole file.
+PLACEHOLDER_VEHICLE_ID = r"^-[0-9]+$"
+CLEAN_VEHICLE_ID_RULE = (
+    f"1 to {MAX_VEHICLE_ID_CHARS} characters, no surrounding whitespace, no control characters"
+)
+
+
+def is_clean_vehicle_id(ids: pl.Expr) -> pl.Expr:
+    """True where a (String) vehicle id follows the clean-id rule; null stays null."""
+    return ids.str.len_chars().is_between(1, MAX_VEHICLE_ID_CHARS) & ~ids.str.contains(
+        NOT_A_CLEAN_VEHICLE_ID
+    )
+
+
+def is_kept_vehicle_id(ids: pl.Expr) -> pl.Expr:
+    """A clean id that is no placeholder: what cleaning keeps and CleanProbes allows."""
+    return is_clean_vehicle_id(ids) & ~ids.str.contains(PLACEHOLDER_VEHICLE_ID)
+
+
+# No taxi reports a speed above this: the CleanProbes contract's bound, and the ceiling of
+# the cleaning's configurable `max_speed_kmh`, so that cleaning never keeps what the
+# contract forbids.
+MAX_PHYSICAL_SPEED_KMH = 300.0
+
+# One GPS ping as a probe source delivers it. The status is the feed's own text (cleaning
+# maps it to PROBE_STATUSES with the `status_mapping` setting), so nothing is lost on read.
 RAW_PROBES_SCHEMA = pl.Schema(
     {
-        "vehicle_id": pl.Int32,
+        "vehicle_id": pl.String,
         "ts": UTC_TIMESTAMP,
         "lat": pl.Float64,
         "lon": pl.Float64,
         "speed_kmh": pl.Float32,
         "heading": pl.Float32,
-        "status": ProbeStatus,
+        "status": pl.String,
     }
 )
 
@@ -30,6 +65,7 @@ REJECT_REASONS = (
     "duplicate",
     "missing_value",
     "invalid_value",
+    "unknown_status",
     "zero_coordinates",
     "outside_service_area",
     "clock_skew",
@@ -40,7 +76,7 @@ REJECT_REASONS = (
 )
 RejectReason = pl.Enum(REJECT_REASONS)
 
-CLEAN_PROBES_SCHEMA = pl.Schema({**RAW_PROBES_SCHEMA, "cell": pl.Int64})
+CLEAN_PROBES_SCHEMA = pl.Schema({**RAW_PROBES_SCHEMA, "status": ProbeStatus, "cell": pl.Int64})
 REJECTED_PROBES_SCHEMA = pl.Schema({**RAW_PROBES_SCHEMA, "reason": RejectReason})
 
 TripEvent = pl.Enum(("pickup", "dropoff"))
@@ -49,7 +85,7 @@ TripEvent = pl.Enum(("pickup", "dropoff"))
 Booking = pl.Enum(("street_hail", "app_booking", "other"))
 TRIP_EVENTS_SCHEMA = pl.Schema(
     {
-        "vehicle_id": pl.Int32,
+        "vehicle_id": pl.String,
         "ts": UTC_TIMESTAMP,
         "event": TripEvent,
         "booking": Booking,

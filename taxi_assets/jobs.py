@@ -6,7 +6,8 @@ import dagster as dg
 
 from taxi_assets.partitions import daily_partitions
 
-DATA_PATH_GROUPS = ("ingestion", "cleaning", "demand", "validation", "features")
+VALIDATION_GROUP = "validation"
+DATA_PATH_GROUPS = ("ingestion", "cleaning", "demand", VALIDATION_GROUP, "features")
 
 data_path_job = dg.define_asset_job(
     name="data_path_job",
@@ -29,9 +30,23 @@ training_job = dg.define_asset_job(
     ),
 )
 
+validation_job = dg.define_asset_job(
+    name="validation_job",
+    selection=dg.AssetSelection.groups(VALIDATION_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "Re-validate stored days against the deployment's validation folder: statistics, "
+        "schema anomalies and drift, e.g. after onboarding a feed or reviewing a schema. "
+        "Training reads the latest result of each day's checks."
+    ),
+)
+
 forecast_job = dg.define_asset_job(
     name="forecast_job",
     selection=dg.AssetSelection.groups("serving"),
+    # A tick takes seconds; one whose worker died is failed (and retried) by run monitoring
+    # within 10 minutes instead of the instance's default of hours.
+    tags={"dagster/max_runtime": "600"},
     description="One forecast tick: expected street hails and vacant taxis per cell for the "
     "bucket in progress, and the cruising guidance built on it.",
 )
@@ -58,4 +73,4 @@ daily_job = dg.define_asset_job(
     ),
 )
 
-JOBS = (data_path_job, training_job, forecast_job, monitoring_job, daily_job)
+JOBS = (data_path_job, validation_job, training_job, forecast_job, monitoring_job, daily_job)

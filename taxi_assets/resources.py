@@ -13,7 +13,8 @@ time.
   ticks (default ``<data dir>/artifacts``).
 - ``TAXI_ASSETS_PROBE_SOURCE``: ``simulator`` (default) or ``landing``, with
   ``TAXI_ASSETS_LANDING_DIR`` for the landing folder.
-- ``TAXI_ASSETS_SIM_FLEET_SIZE``, ``TAXI_ASSETS_SIM_SEED``: the simulated city.
+- ``TAXI_ASSETS_SIM_FLEET_SIZE``, ``TAXI_ASSETS_SIM_SEED``, ``TAXI_ASSETS_SIM_PROFILE``: the
+  simulated city and the feed profile it is seen through (``city``, ``real_60s``, ...).
 
 ``production`` (see :data:`PRODUCTION_SETTINGS` and docs/deployment.md): probes from
 BigQuery, partitions and artifacts in a GCS bucket, each through its own service account.
@@ -35,8 +36,9 @@ from typing import Any
 
 import dagster as dg
 
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.settings import EvaluationSettings, PipelineSettings, ValidationSettings
+from taxi_assets.simulation.feed import CITY, FEED_PROFILES
 from taxi_assets.sources.base import ProbeSource
 from taxi_assets.sources.landing import LandingFolderProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -142,9 +144,17 @@ def _local_resources_from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def _local_probe_source(problems: _Problems) -> ProbeSource | None:
     kind = problems.text("TAXI_ASSETS_PROBE_SOURCE", "simulator")
     if kind == "simulator":
+        profile = problems.text("TAXI_ASSETS_SIM_PROFILE", CITY.name)
+        if profile not in FEED_PROFILES:
+            problems.add(
+                f"TAXI_ASSETS_SIM_PROFILE={profile!r} is unknown: choose one of "
+                f"{', '.join(FEED_PROFILES)}"
+            )
+            return None
         return SimulatedProbeSource(
             fleet_size=problems.integer("TAXI_ASSETS_SIM_FLEET_SIZE", 1000),
             seed=problems.integer("TAXI_ASSETS_SIM_SEED", 42),
+            feed_profile=profile,
         )
     if kind == "landing":
         landing_dir = problems.text("TAXI_ASSETS_LANDING_DIR")

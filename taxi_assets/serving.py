@@ -26,8 +26,8 @@ from taxi_assets.features import (
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.guidance import GuidanceParams, opportunity
+from taxi_assets.model.training import TrainedModel
 from taxi_assets.service_area import ServiceArea
-from taxi_assets.training import TrainedModel
 from taxi_assets.trips import derive_trip_events
 
 FORECAST_COLUMNS = (
@@ -76,9 +76,9 @@ def live_cell_demand(
 ) -> pl.DataFrame:
     """Cell demand of the live window's complete buckets from the raw pings seen by ``tick``.
 
-    Each day goes through ``clean_probes``, ``derive_trip_events`` and
-    ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at or after the
-    tick are not there yet and are dropped first.
+    Each day goes through ``clean_probes``, ``derive_trip_events`` (with the same trip
+    rules) and ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at
+    or after the tick are not there yet and are dropped first.
     """
     start, end = live_window(tick, bucket_minutes)
     tick_utc = tick.astimezone(UTC)
@@ -89,7 +89,7 @@ def live_cell_demand(
             continue  # nothing delivered for that day yet: unknown (null), not zero demand
         cleaned = clean_probes(seen, day, area, rules).clean
         demand = aggregate_cell_demand(
-            cleaned, derive_trip_events(cleaned), day, area, bucket_minutes
+            cleaned, derive_trip_events(cleaned, rules.trips), day, area, bucket_minutes
         )
         parts.append(
             demand.filter((pl.col("bucket_start") >= start) & (pl.col("bucket_start") < end))

@@ -5,13 +5,19 @@ dagster-polars 0.27.x passes an argument Polars 2 removed from ``scan_parquet``.
 the same code write to a local folder or to a bucket (``gs://...``, see ``cloud_paths``).
 
 Layout: ``<base_dir>/<asset_key>/<partition_key>.parquet`` (``<base_dir>/<asset_key>.parquet``
-for unpartitioned assets).
+for unpartitioned assets). An unpartitioned asset marked :data:`STORED_PER_RUN` (the
+5-minute forecast) is also kept per run, ``<base_dir>/<asset_key>/runs/<run_id>.parquet``,
+and downstream steps load the copy of the run that produced their input: two overlapping
+ticks each read their own forecast (a re-execution reads its parent run's), while
+``<asset_key>.parquet`` stays the latest for people and the UI.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, get_args, get_origin
@@ -24,6 +30,18 @@ from upath import UPath
 from taxi_assets.cloud_paths import CREDENTIALS_DESCRIPTION, ENDPOINT_DESCRIPTION, storage_root
 
 LOCAL_PROTOCOLS = {"", "file", "local"}
+# ``.<target name>.<uuid4 hex>.tmp``: what write_atomically leaves behind if its process dies.
+TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
+# A temporary file this old belongs to a dead writer: no write of ours takes an hour.
+ORPHAN_TEMP_AGE_SECONDS = 3600
+
+
+# Asset metadata: keep each run's output apart (see the module docstring).
+STORED_PER_RUN = "taxi_assets/stored_per_run"
+
+
+class CorruptPartitionError(RuntimeError):
+    """A stored partition exists but cannot be read as parquet (truncated, overwritten)."""
 
 
 def is_local(path: UPath) -> bool:
@@ -46,41 +64,129 @@ def write_atomically(path: UPath, write: Callable[[BinaryIO], None]) -> None:
         path.fs.pipe_file(path.path, buffer.getvalue())
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = os.fspath(path.path if hasattr(path, "path") else path)
-    tmp = os.path.join(
-        os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
-    )
+    target = _local(path)
+    folder = os.path.dirname(target)
+    sweep_orphan_temp_files(folder)
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+        # The rename lives in the folder's entry: without this a power cut can forget it.
+        _fsync_folder(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def create_exclusively(path: UPath, data: bytes) -> None:
+    """Write ``path`` only if it does not exist yet (FileExistsError otherwise), atomically.
+
+    Locally the complete temporary file is hard-linked to the name, which fails if the name
+    exists; on GCS the upload carries ``ifGenerationMatch=0``.
+    """
+    if not is_local(path):
+        path.fs.pipe_file(path.path, data, mode="create")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = _local(path)
+    folder = os.path.dirname(target)
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, target)
+        _fsync_folder(folder)
+    finally:
+        os.remove(tmp)
+
+
+def _local(path: UPath) -> str:
+    return os.fspath(path.path if hasattr(path, "path") else path)
+
+
+def _fsync_folder(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sweep_orphan_temp_files(
+    folder: str, older_than_seconds: float = ORPHAN_TEMP_AGE_SECONDS, now: float | None = None
+) -> list[str]:
+    """Remove the temporary files dead writers left in ``folder``; returns their names.
+
+    Only files named like ours and untouched for ``older_than_seconds``: a write in
+    progress (another run writing the same folder) is younger and left alone.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not TEMP_FILE.match(entry.name):
+            continue
+        try:
+            if now - entry.stat().st_mtime >= older_than_seconds:
+                os.remove(entry.path)
+                removed.append(entry.name)
+        except FileNotFoundError:  # its writer finished (or another sweep won) meanwhile
+            continue
+    return removed
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: UPath) -> None:
     write_atomically(path, lambda handle: frame.write_parquet(handle, compression="zstd"))
 
 
-def read_parquet(path: UPath) -> pl.DataFrame:
-    with path.open("rb") as handle:
-        return pl.read_parquet(handle)
+def read_parquet(path: UPath, what: str = "") -> pl.DataFrame:
+    """The parquet file at ``path``; a file that is not readable parquet raises
+    :class:`CorruptPartitionError` naming ``what`` (asset and partition) and the file."""
+    try:
+        with path.open("rb") as handle:
+            return pl.read_parquet(handle)
+    except (pl.exceptions.ComputeError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise _corrupt(path, what, error) from error
 
 
-def scan_parquet(path: UPath) -> pl.LazyFrame:
+def _corrupt(path: UPath, what: str, error: Exception) -> CorruptPartitionError:
+    subject = f"{what}: the" if what else "The"
+    return CorruptPartitionError(
+        f"{subject} stored file {path} is not readable parquet ({type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}). It was truncated or overwritten: "
+        "re-materialize that partition."
+    )
+
+
+def scan_parquet(path: UPath, what: str = "") -> pl.LazyFrame:
     """A stored parquet file as a lazy frame.
 
     Locally Polars reads the file itself and pushes filters and projections into the read.
     From a bucket the object is downloaded whole and scanned from memory: Polars' own cloud
     reader takes other credentials (and no emulator endpoint together with a token) than the
     gcsfs options our paths carry, and a day's partition fits in memory.
+
+    The footer is read now, so a truncated file fails here, naming ``what`` and the file,
+    rather than deep inside a later ``collect``.
     """
-    if is_local(path):
-        return pl.scan_parquet(os.fspath(path.path if hasattr(path, "path") else path))
-    return pl.scan_parquet(path.read_bytes())
+    source: str | bytes = _local(path) if is_local(path) else path.read_bytes()
+    try:
+        pl.read_parquet_schema(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (pl.exceptions.ComputeError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise _corrupt(path, what, error) from error
+    return pl.scan_parquet(source)
 
 
 def _is_dict_type(typing_type: Any) -> bool:
@@ -92,10 +198,24 @@ def _wants_lazy(typing_type: Any) -> bool:
     return typing_type is pl.LazyFrame or pl.LazyFrame in get_args(typing_type)
 
 
+def _producing_run(context: dg.InputContext | dg.OutputContext) -> str | None:
+    """The run whose copy to use, for an asset stored per run; None for any other asset."""
+    output = context if isinstance(context, dg.OutputContext) else context.upstream_output
+    if output is None or not (output.definition_metadata or {}).get(STORED_PER_RUN):
+        return None
+    return output.run_id
+
+
 class PolarsParquetStore(dg.UPathIOManager):
     """Stores Polars frames as parquet; loads them eagerly, or lazily for LazyFrame inputs."""
 
     extension = ".parquet"
+
+    def _get_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        run_id = _producing_run(context)
+        if run_id is None or context.has_asset_partitions:
+            return super()._get_path(context)
+        return self._get_path_without_extension(context) / "runs" / f"{run_id}{self.extension}"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame):
@@ -104,6 +224,8 @@ class PolarsParquetStore(dg.UPathIOManager):
                 f"got {type(obj).__name__}"
             )
         write_parquet_atomically(obj, path)
+        if _producing_run(context) is not None and not context.has_asset_partitions:
+            write_parquet_atomically(obj, super()._get_path(context))  # the latest, for people
 
     def make_directory(self, path: UPath) -> None:
         # Buckets have no folders: an object's name is its full path. gcsfs's mkdir would look
@@ -118,9 +240,14 @@ class PolarsParquetStore(dg.UPathIOManager):
                 f"{context.asset_key.to_user_string()}: no stored partition at {path}; "
                 "materialize it first"
             )
+        what = context.asset_key.to_user_string()
+        if context.has_asset_partitions and len(context.asset_partition_keys) == 1:
+            what += f" partition {context.asset_partition_keys[0]}"
+        elif path.stem != context.asset_key.path[-1]:
+            what += f" partition {path.stem}"
         if _wants_lazy(context.dagster_type.typing_type):
-            return scan_parquet(path)
-        return read_parquet(path)
+            return scan_parquet(path, what)
+        return read_parquet(path, what)
 
     def load_partitions(self, context: dg.InputContext) -> Any:
         """Several partitions of one asset as a dict by partition key.
@@ -186,9 +313,9 @@ class StoredPartitions(dg.ConfigurableResource):
 
     def read(self, asset: str, partition_key: str) -> pl.DataFrame | None:
         path = self._path(asset, partition_key)
-        return read_parquet(path) if path.exists() else None
+        return read_parquet(path, f"{asset} partition {partition_key}") if path.exists() else None
 
     def scan(self, asset: str, partition_key: str) -> pl.LazyFrame | None:
         """The partition as a lazy frame (locally, filters are pushed into the parquet read)."""
         path = self._path(asset, partition_key)
-        return scan_parquet(path) if path.exists() else None
+        return scan_parquet(path, f"{asset} partition {partition_key}") if path.exists() else None

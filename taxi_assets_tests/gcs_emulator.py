@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +28,9 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from gcp_storage_emulator import server as emulator_server  # noqa: E402
+from gcp_storage_emulator.exceptions import NotFound  # noqa: E402
+from gcp_storage_emulator.handlers import objects as emulator_objects  # noqa: E402
 from gcp_storage_emulator.server import create_server  # noqa: E402
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import storage  # noqa: E402
@@ -53,6 +57,46 @@ class GcsEmulator:
 
     def object_names(self, prefix: str) -> list[str]:
         return sorted(blob.name for blob in self.client().list_blobs(self.bucket, prefix=prefix))
+
+
+_UNCONDITIONAL_INSERT = emulator_objects.insert
+_PRECONDITION_LOCK = threading.Lock()
+
+
+def _insert_honouring_generation_match(request, response, storage, *args, **kwargs):  # noqa: ANN001, ANN202
+    """Object uploads with ``ifGenerationMatch`` answered as GCS does (412 when the object
+    is at another generation, 0 meaning absent): the emulator ignores the precondition, and
+    the pointer's compare-and-swap is what the tests must prove."""
+    wanted = request.query.get("ifGenerationMatch")
+    if not wanted:
+        return _UNCONDITIONAL_INSERT(request, response, storage, *args, **kwargs)
+    query_name = request.query.get("name")
+    name = query_name[0] if query_name else request.data["meta"].get("name")
+    with _PRECONDITION_LOCK:
+        try:
+            current = str(storage.get_file_obj(request.params["bucket_name"], name)["generation"])
+        except NotFound:
+            current = "0"
+        if current != wanted[0]:
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            response.json(
+                {
+                    "error": {
+                        "code": 412,
+                        "message": "At least one of the pre-conditions you specified did not hold.",
+                        "errors": [{"reason": "conditionNotMet"}],
+                    }
+                }
+            )
+            return None
+        return _UNCONDITIONAL_INSERT(request, response, storage, *args, **kwargs)
+
+
+emulator_objects.insert = _insert_honouring_generation_match
+for _route, _methods in emulator_server.HANDLERS:
+    for _method, _handler in list(_methods.items()):
+        if _handler is _UNCONDITIONAL_INSERT:
+            _methods[_method] = _insert_honouring_generation_match
 
 
 @contextmanager

@@ -20,10 +20,16 @@ ProbeTuple = tuple[Any, ...]
 def raw_probes(rows: Iterable[ProbeTuple]) -> pl.DataFrame:
     """A RAW_PROBES_SCHEMA frame from tuples (vehicle_id, ts, lat, lon, speed_kmh, heading,
     status); trailing fields may be left out (speed 20 km/h, heading 90, status 'vacant').
+    An integer vehicle id becomes its decimal text, as the sources deliver it.
     """
     defaults: Sequence[Any] = (None, None, None, None, 20.0, 90.0, "vacant")
-    full = [tuple(row) + tuple(defaults[len(row) :]) for row in rows]
+    full = [as_text_id(tuple(row) + tuple(defaults[len(row) :])) for row in rows]
     return pl.DataFrame(full, schema=RAW_PROBES_SCHEMA, orient="row")
+
+
+def as_text_id(row: ProbeTuple) -> ProbeTuple:
+    vehicle_id = row[0]
+    return (str(vehicle_id) if isinstance(vehicle_id, int) else vehicle_id, *row[1:])
 
 
 def at_minute(day: date, minute: float) -> datetime:
@@ -33,7 +39,7 @@ def at_minute(day: date, minute: float) -> datetime:
 
 
 def track(
-    vehicle_id: int,
+    vehicle_id: int | str,
     day: date,
     statuses: Sequence[str],
     start_minute: float = 60.0,

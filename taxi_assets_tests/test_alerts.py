@@ -21,7 +21,7 @@ from taxi_assets.automation.alert_sensors import (
     check_failure_alert,
     run_failure_alert_sensor,
 )
-from taxi_assets.automation.alerts import Alert, AlertLog, redact
+from taxi_assets.automation.alerts import Alert, AlertLog, SentAlerts, redact
 from taxi_assets.automation.channels import (
     SMTP_PASSWORD_ENV,
     WEBHOOK_URL_ENV,
@@ -38,6 +38,10 @@ DAY = date(2026, 5, 1)
 UI = "http://dagster.example.test:3000"
 SMTP_USER = "alerts"
 SMTP_PASSWORD = "s3cret-smtp-pa55word"
+WEATHER_FAILURE = (
+    "Weather broken: 3 of 24 rows fail, 3 failure case(s): "
+    "rain_mm_per_h greater_than_or_equal_to(0) x3 (e.g. '-1.0', '-0.5', '-2.0')"
+)
 
 
 def write_weather_with_negative_rain(landing: Path, day: date = DAY) -> None:
@@ -137,8 +141,9 @@ def test_a_failed_check_is_alerted_once_on_every_channel_even_when_read_again(
     assert entry["partition"] == DAY.isoformat()
     assert entry["severity"] == "ERROR"
     assert entry["check_description"].startswith("Pandera contract Weather: Hourly rain")
-    assert "3 failure cases against Weather: rain_mm_per_h" in entry["result_description"]
-    assert entry["counts"] == {"failure_count": 3, "rows_checked": 24}
+    # The column, the rule and the counts, in the alert as in the UI's check description.
+    assert entry["result_description"] == WEATHER_FAILURE
+    assert entry["counts"] == {"failure_count": 3, "failing_rows": 3, "rows_checked": 24}
     assert entry["run_url"] == f"{UI}/runs/{run_id}"
     assert entry["deliveries"] == {"alert_log": "written", "webhook": "sent", "email": "sent"}
     assert f"run: {UI}/runs/{run_id}" in entry["text"]
@@ -151,6 +156,7 @@ def test_a_failed_check_is_alerted_once_on_every_channel_even_when_read_again(
     fields = " ".join(f["text"] for f in body["blocks"][1]["fields"])
     assert "weather" in fields and "contract" in fields and DAY.isoformat() in fields
     assert "failure_count=3" in json.dumps(body)
+    assert WEATHER_FAILURE in json.dumps(body["blocks"])
     assert f"<{UI}/runs/{run_id}|Open the run>" in json.dumps(body)
 
     ((sender, recipients, content),) = smtp_server.handler.messages
@@ -159,6 +165,20 @@ def test_a_failed_check_is_alerted_once_on_every_channel_even_when_read_again(
     mail = email.message_from_string(content, policy=email.policy.default)
     assert mail["Subject"] == "[taxi_assets ERROR] Check weather:contract failed for 2026-05-01"
     assert mail.get_content().replace("\r\n", "\n") == entry["text"] + "\n"
+    assert WEATHER_FAILURE in mail.get_content()
+
+
+def test_a_failed_contract_names_column_rule_and_counts_in_the_ui_and_the_run_log(
+    tmp_path: Path, small_city_resources: dict, instance: dg.DagsterInstance
+) -> None:
+    result = materialize_bad_weather(tmp_path, small_city_resources, instance)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.description == WEATHER_FAILURE  # what the UI shows for the check
+    # Dagster's own step error only says "weather: contract"; the run log (the console)
+    # carries the description too.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert f"Check weather:contract failed: {WEATHER_FAILURE}" in messages
 
 
 def test_a_passed_check_is_not_alerted_and_the_cursor_moves_past_it(
@@ -213,6 +233,8 @@ def test_a_failed_run_is_alerted_with_its_step_and_error_once(
     assert entry["run_id"] == run_id
     assert entry["failed_steps"] == ["weather"]
     assert "blocking asset check failed" in entry["error"]
+    # ... and what the check found, which Dagster's step error leaves out.
+    assert f"weather:contract: {WEATHER_FAILURE}" in entry["error"]
     assert entry["partition"] == DAY.isoformat()
     assert entry["run_url"] == f"{UI}/runs/{run_id}"
     (body,) = webhook.bodies
@@ -259,7 +281,7 @@ def test_secrets_never_reach_the_alert_log_sensor_logs_or_the_instance(
     }
     # Not vacuous: the places hold what the sensors and runs said.
     assert "webhook failed: HTTPError: HTTP Error 403" in places["sensor and run logs"]
-    assert "3 failure cases against Weather" in places["instance events"]
+    assert "Weather broken: 3 of 24 rows fail" in places["instance events"]
     for place, text in places.items():
         assert token not in text, place
         assert SMTP_PASSWORD not in text, place
@@ -289,18 +311,47 @@ def test_two_sensors_racing_on_one_failure_send_it_once(
     barrier = threading.Barrier(4)
     outcomes: list[bool] = []
 
-    def send() -> None:
-        barrier.wait()
-        outcomes.append(channels.dispatch(alert, tmp_path).duplicate)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
 
-    threads = [threading.Thread(target=send) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def send() -> None:
+            barrier.wait()
+            outcomes.append(channels.dispatch(alert, instance).duplicate)
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert sorted(outcomes) == [False, True, True, True]
     assert len(webhook.bodies) == 1
     assert len(AlertLog(tmp_path / "alerts" / "alerts.jsonl").entries()) == 1
+
+
+def test_a_restarted_pod_without_the_alert_log_file_does_not_alert_again(
+    tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "sent once" memory is the instance's storage: a new process over the same
+    storage, whose local alert log is gone (no volume in Kubernetes), sends nothing."""
+    monkeypatch.setenv(WEBHOOK_URL_ENV, webhook.url)
+    alert = Alert(
+        kind="run_failure",
+        dedupe_key="run_failure:restart",
+        severity="ERROR",
+        title="Run of daily_job failed",
+        run_id="restart",
+        run_url=f"{UI}/runs/restart",
+    )
+    channels = AlertChannels(ui_base_url=UI)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert not channels.dispatch(alert, instance).duplicate
+        assert SentAlerts(instance).get("run_failure:restart")["deliveries"] == {
+            "alert_log": "written",
+            "webhook": "sent",
+        }
+    (tmp_path / "alerts" / "alerts.jsonl").unlink()  # the pod's disk is gone
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as restarted:
+        assert channels.dispatch(alert, restarted).duplicate
+    assert len(webhook.bodies) == 1
 
 
 def test_without_webhook_or_smtp_the_alert_log_still_records(
@@ -317,7 +368,8 @@ def test_without_webhook_or_smtp_the_alert_log_still_records(
         description="7 failure cases",
     )
     alert = check_failure_alert(evaluation, "r1", 0.0, None, channels.run_url("r1"))
-    delivery = channels.dispatch(alert, tmp_path)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        delivery = channels.dispatch(alert, instance)
     assert delivery.deliveries == {"alert_log": "written"}
     (entry,) = AlertLog(tmp_path / "alerts" / "alerts.jsonl").entries()
     assert entry["severity"] == "WARN"

@@ -38,7 +38,7 @@ from taxi_assets.sources.base import ProbeSourceError
 from taxi_assets.sources.bigquery import BigQueryProbeSource, QueryParameter
 from taxi_assets.sources.bigquery_sql import CELL_DEMAND_SQL, READ_PROBES_SQL
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.trips import derive_trip_events
+from taxi_assets.trips import TripRules, derive_trip_events
 from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 
 DAY = date(2026, 4, 21)
@@ -101,10 +101,13 @@ def load_table(database: Path, table: str, frame: pl.DataFrame) -> None:
         con.execute(f'CREATE OR REPLACE TABLE "{project}"."{dataset}"."{name}" AS FROM frame')
 
 
-def as_bigquery_rows(probes: pl.DataFrame, service_day: date) -> pl.DataFrame:
-    """Probes in the table's BigQuery types (INT64, FLOAT64, STRING) with their partition."""
+def as_bigquery_rows(
+    probes: pl.DataFrame, service_day: date, integer_ids: bool = True
+) -> pl.DataFrame:
+    """Probes in the table's BigQuery types (INT64 or STRING ids, FLOAT64, STRING) with
+    their partition."""
     return probes.with_columns(
-        pl.col("vehicle_id").cast(pl.Int64),
+        pl.col("vehicle_id").cast(pl.Int64 if integer_ids else pl.String),
         pl.col("speed_kmh", "heading").cast(pl.Float64),
         pl.col("status").cast(pl.String),
         service_day=pl.lit(service_day),
@@ -115,7 +118,7 @@ def polars_cell_demand(
     raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     result = clean_probes(raw, day, area, rules)
-    trips = derive_trip_events(result.clean)
+    trips = derive_trip_events(result.clean, rules.trips)
     demand = aggregate_cell_demand(result.clean, trips, day, area, bucket_minutes)
     return demand, rejected_counts(result.rejected)
 
@@ -133,6 +136,14 @@ def hostile_rows(day: date) -> pl.DataFrame:
         (v + 2, at_minute(day, minute + 2), 35.68, 139.77, -5.0),
         (v + 2, at_minute(day, minute + 3), 35.68, 139.77, 20.0, 400.0),
         (v + 2, at_minute(day, minute + 4), 35.68, 139.77, float("nan")),
+        (v + 2, at_minute(day, minute + 5), 35.68, 139.77, 250.0),  # above max_speed_kmh
+        (v + 1, at_minute(day, minute + 2), 35.68, 139.77, None),  # null speed: missing
+        (v + 1, at_minute(day, minute + 3), 35.68, 139.77, 20.0, None),  # null heading
+        ("-1", at_minute(day, minute), 35.68, 139.77),  # an integer feed's placeholder id
+        # unknown_status, and the feed's own spelling of known ones (case-insensitive)
+        ("T-0043", at_minute(day, minute), 35.68, 139.77, 20.0, 90.0, "hired"),
+        ("T-0043", at_minute(day, minute + 1), 35.68, 139.77, 20.0, 90.0, " VACANT "),
+        ("T-0043", at_minute(day, minute + 2), 35.681, 139.77, 20.0, 90.0, "Occupied"),
     ]
     # One ping before midnight among 60 of the day: below the clock-skew share.
     rows += track(v + 3, day, ["vacant"] * 60, start_minute=minute)
@@ -155,6 +166,7 @@ def hostile_rows(day: date) -> pl.DataFrame:
     north, east = (lat_max - 1e-3, 139.77), (35.68, lon_max - 1e-3)
     for k, (inside, edge) in enumerate([(north, (lat_max, 139.77)), (east, (35.68, lon_max))]):
         stops = [(inside, "dispatched"), (edge, "vacant"), (inside, "occupied")]
+        stops.append((inside, "occupied"))  # two pings: a fare, not a meter flap
         for j, (point, status) in enumerate(stops):
             rows.append((v + 7, at_minute(day, minute + 10 * k + j), *point, 20.0, 90.0, status))
     rows.append((v + 7, at_minute(day, minute + 60), lat_min, lon_min))  # the corner is inside
@@ -164,6 +176,20 @@ def hostile_rows(day: date) -> pl.DataFrame:
         (vehicle, ts, lat + (0, 0, 0, 0.05, 0.05, 0.1, 0.1, 0.1)[i], lon, *rest)
         for i, (vehicle, ts, lat, lon, *rest) in enumerate(moving)
     ]
+    # Real-feed physics: a GPS step of four displaced pings, a flapping meter (a one-ping
+    # vacant gap inside a fare, a one-ping fare), and a taxi back in the area occupied
+    # 40 minutes after its last vacant ping.
+    stepped = track(v + 9, day, ["vacant"] * 12, start_minute=minute, origin=(35.65, 139.7))
+    rows += [
+        (vehicle, ts, lat, lon + (0.12 if 4 <= i < 8 else 0.0), *rest)
+        for i, (vehicle, ts, lat, lon, *rest) in enumerate(stepped)
+    ]
+    flapping = ["vacant"] * 3 + ["occupied"] * 3 + ["vacant"] + ["occupied"] * 3
+    flapping += ["vacant"] * 2 + ["occupied"] + ["vacant"] * 3
+    rows += track(v + 10, day, flapping, start_minute=minute, origin=(35.66, 139.71))
+    rows += track(v + 11, day, ["vacant"] * 3, start_minute=minute, origin=(35.67, 139.72))
+    back = ["occupied"] * 3 + ["vacant"] * 2
+    rows += track(v + 11, day, back, start_minute=minute + 43, origin=(35.61, 139.72))
     return raw_probes(rows)
 
 
@@ -178,13 +204,13 @@ def test_pushed_down_sql_equals_the_polars_path_on_a_simulated_day(
     simulated_day: pl.DataFrame, tmp_path: Path
 ) -> None:
     database = tmp_path / "bigquery.duckdb"
-    load_table(database, PROBES_TABLE, as_bigquery_rows(simulated_day, DAY))
+    load_table(database, PROBES_TABLE, as_bigquery_rows(simulated_day, DAY, integer_ids=False))
     rules = CleaningRules()
     expected, rejected = polars_cell_demand(simulated_day, DAY, CENTRAL_TOKYO, rules, 15)
     # Every cleaning rule removes pings on this day, so every rule of the SQL is exercised.
     assert all(rejected[reason] > 0 for reason in REJECT_REASONS), rejected
     pair = clean_probes(simulated_day, DAY, CENTRAL_TOKYO).rejected.filter(
-        pl.col("vehicle_id") == HOSTILE_VEHICLES + 5
+        pl.col("vehicle_id") == str(HOSTILE_VEHICLES + 5)
     )
     assert pair["reason"].cast(pl.String).to_list() == ["gps_jump", "gps_jump"]
 
@@ -192,6 +218,12 @@ def test_pushed_down_sql_equals_the_polars_path_on_a_simulated_day(
 
     assert_frame_equal(pushed_down, expected)
     assert expected["pickups"].sum() > 1000 and expected["vacant_taxis"].sum() > 1000
+
+
+# The feed's words: canonical, other spellings, an occupancy flag mapped by the rules of the
+# random days, and a word no mapping knows (unknown_status).
+STATUS_WORDS = ["vacant", "occupied", "dispatched", "off_duty", "VACANT", " Occupied", "1", "??"]
+STATUS_MAPPING = {"1": "occupied", "0": "vacant"}
 
 
 def random_hostile_day(seed: int, day: date, area: ServiceArea) -> pl.DataFrame:
@@ -203,16 +235,16 @@ def random_hostile_day(seed: int, day: date, area: ServiceArea) -> pl.DataFrame:
         minute = rng.uniform(-15, 1300)
         skew = 540 if rng.random() < 0.15 else 0  # Tokyo wall time stamped as UTC
         lat, lon = rng.uniform(lat_min, lat_max), rng.uniform(lon_min, lon_max)
-        status = rng.choice(["vacant", "occupied", "dispatched", "off_duty"])
+        status = rng.choice(STATUS_WORDS)
         spike_left = 0
         for _ in range(rng.randint(20, 120)):
             minute += rng.choice([0.25, 0.25, 0.5, 1.0, 4.0])
             lat = min(max(lat + rng.uniform(-8e-4, 8e-4), lat_min), lat_max - 1e-6)
             lon = min(max(lon + rng.uniform(-8e-4, 8e-4), lon_min), lon_max - 1e-6)
             if rng.random() < 0.15:
-                status = rng.choice(["vacant", "occupied", "dispatched", "off_duty"])
+                status = rng.choice(STATUS_WORDS)
             if spike_left == 0 and rng.random() < 0.08:
-                spike_left = rng.choice([1, 2])
+                spike_left = rng.choice([1, 2, 3, 4])  # spikes and GPS steps
             ping_lat = lat + (0.012 if spike_left else 0.0)
             spike_left = max(spike_left - 1, 0)
             ping = [vehicle, at_minute(day, minute + skew), ping_lat, lon, 20.0, 90.0, status]
@@ -225,6 +257,12 @@ def random_hostile_day(seed: int, day: date, area: ServiceArea) -> pl.DataFrame:
                 ping[2], ping[3] = 0.0, 0.0
             elif fault < 0.06:
                 ping[2] = lat_max + 0.01
+            elif fault < 0.07:
+                ping[rng.choice([4, 5])] = None
+            elif fault < 0.08:
+                ping[4] = rng.choice([250.0, 120.0])
+            elif fault < 0.085:
+                ping[0] = -vehicle
             rows.append(tuple(ping))
             if rng.random() < 0.05:
                 rows.append(tuple(ping))
@@ -248,11 +286,21 @@ def test_pushed_down_sql_equals_the_polars_path_on_random_hostile_days(tmp_path:
             max_occupied_minutes=20.0,
             max_dispatched_minutes=10.0,
             clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
+            max_jump_run_minutes=(10.0, 3.0)[seed % 2],
+            trips=TripRules(
+                max_vacant_gap_pings=(1, 0, 2)[seed % 3],
+                max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
+                min_fare_pings=(2, 1, 3)[seed % 3],
+                min_fare_seconds=(0.0, 120.0)[seed % 2],
+                max_pickup_gap_s=(300.0, 90.0)[seed % 2],
+            ),
+            max_speed_kmh=(200.0, 100.0)[seed % 2],
+            status_mapping=STATUS_MAPPING,
         )
         bucket_minutes = (15, 5, 60, 30)[seed % 4]
         raw = random_hostile_day(seed, day, area)
         table = f"{PROJECT}.probes.pings_{seed}"
-        load_table(database, table, as_bigquery_rows(raw, day))
+        load_table(database, table, as_bigquery_rows(raw, day, integer_ids=seed % 2 == 0))
 
         expected, rejected = polars_cell_demand(raw, day, area, rules, bucket_minutes)
         pushed_down = duckdb_source(database, table).cell_demand(day, area, rules, bucket_minutes)
@@ -315,11 +363,15 @@ def test_the_pushed_down_sql_pastes_no_value() -> None:
         "360",
         "3600000000",
         "60000000",
+        "1000000",
+        "0.5",
         "0.017453292519943295",
         "12742.0176",
         "occupied",
         "vacant",
         "dispatched",
+        "off_duty",
+        " ",
         "second",
         "third",
         "half",
@@ -352,7 +404,10 @@ def test_a_table_name_that_is_not_plain_is_refused(table: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f.drop("heading"), r"missing column\(s\) heading; expected vehicle_id INT64"),
+        (
+            lambda f: f.drop("heading"),
+            r"missing column\(s\) heading; expected vehicle_id STRING or INT64",
+        ),
         (
             lambda f: f.with_columns(pl.col("speed_kmh").cast(pl.String)),
             "column 'speed_kmh' has type String; expected FLOAT64",
@@ -362,12 +417,13 @@ def test_a_table_name_that_is_not_plain_is_refused(table: str) -> None:
             "column 'ts' holds timestamps without a time zone",
         ),
         (
-            lambda f: f.with_columns(pl.lit("parked").alias("status")),
-            r"column 'status' has unknown value\(s\) \['parked'\]",
+            lambda f: f.with_columns(pl.col("vehicle_id").cast(pl.Float64)),
+            "column 'vehicle_id' has type Float64; expected STRING or INT64",
         ),
         (
-            lambda f: f.with_columns(pl.lit(2**40).alias("vehicle_id")),
-            "column 'vehicle_id' has 4 value",
+            lambda f: f.with_columns(pl.Series("vehicle_id", [" T-1", "T-2", "", "T-4"])),
+            r"column 'vehicle_id' has 2 value\(s\) that are not clean vehicle ids, "
+            r"e.g. \[' T-1', ''\]",
         ),
     ],
 )

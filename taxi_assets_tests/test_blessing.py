@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from taxi_assets.blessing import BlessingRules, decide_blessing, reasons_markdown
+from taxi_assets.model.blessing import BlessingRules, decide_blessing, reasons_markdown
 
 # (mae, rmse, poisson_deviance) per predictor; the candidate beats everything by default.
 GOOD = {
@@ -69,7 +69,7 @@ def decide(
 
 
 def test_a_candidate_better_than_everything_is_blessed() -> None:
-    decision = decide(GOOD, BlessingRules(max_mae=2.0, max_rmse=2.0, max_poisson_deviance=2.0))
+    decision = decide(GOOD, BlessingRules(max_rmse=2.0, max_poisson_deviance=2.0))
     assert decision.blessed
     assert decision.failures == ()
     assert decision.decided_by == "production and baselines"
@@ -123,12 +123,54 @@ def test_a_slice_with_too_few_rows_is_skipped_and_said_so() -> None:
 
 def test_without_production_the_baselines_decide() -> None:
     metrics = {name: values for name, values in GOOD.items() if name != "production"}
-    metrics["model"] = (1.30, 1.45, 0.90)  # worse MAE than the historical average
+    metrics["model"] = (1.00, 1.55, 0.90)  # worse RMSE than the historical average
     decision = decide(metrics)
     assert decision.decided_by == "baselines (no production model yet)"
     assert "no production model yet: the baselines decide" in decision.reasons
     assert not decision.blessed
-    assert decision.failures == ("mae 1.300 vs historical_average 1.200 (+8.3%) not better: FAIL",)
+    assert decision.failures[0] == (
+        "rmse 1.550 vs historical_average 1.500 (+3.3%) not better: FAIL"
+    )
+
+
+def test_mae_is_reported_but_gates_nothing() -> None:
+    """In sparse cells predicting 0 wins MAE: a model better on RMSE and deviance but worse
+    on MAE than every reference is still blessed."""
+    metrics = {**GOOD, "model": (1.60, 1.20, 0.90)}
+    decision = decide(metrics)
+    assert decision.blessed
+    assert not any(reason.startswith("mae") for reason in decision.reasons)
+    with pytest.raises(ValueError, match="compared_metrics.*MAE is reported, never gated"):
+        BlessingRules(compared_metrics=("mae", "rmse"))
+
+
+def test_the_baselines_are_judged_on_rmse_and_deviance_overall_and_per_slice() -> None:
+    worse_deviance = {**GOOD, "model": (1.00, 1.20, 1.15)}  # deviance above historical avg
+    decision = decide(worse_deviance)
+    assert not decision.blessed
+    assert (
+        "poisson_deviance 1.150 vs historical_average 1.100 (+4.5%) not better: FAIL"
+        in decision.failures
+    )
+    # Better overall, but one judged hour far worse than the last-week baseline.
+    decision = decide(GOOD, hour_08={"model": (1.0, 2.10, 0.90)})
+    assert any(
+        failure.startswith("hour 08: rmse 2.100 vs last_week 1.800")
+        for failure in decision.failures
+    )
+
+
+def test_the_rules_fingerprint_changes_with_any_rule() -> None:
+    rules = BlessingRules()
+    assert rules.fingerprint() == BlessingRules().fingerprint()
+    assert len(rules.fingerprint()) == 16
+    for changed in (
+        BlessingRules(production_tolerance=10.0),
+        BlessingRules(must_beat_baselines=False),
+        BlessingRules(slice_min_rows=1),
+        BlessingRules(compared_metrics=("rmse",)),
+    ):
+        assert changed.fingerprint() != rules.fingerprint()
 
 
 def test_without_production_a_candidate_beating_the_baselines_is_blessed() -> None:
@@ -139,7 +181,7 @@ def test_without_production_a_candidate_beating_the_baselines_is_blessed() -> No
 
 
 def test_baselines_can_be_waived() -> None:
-    metrics = {**GOOD, "model": (1.50, 1.20, 0.90)}
+    metrics = {**GOOD, "model": (1.00, 1.60, 0.90), "production": (1.05, 1.65, 0.95)}
     assert not decide(metrics).blessed
     assert decide(metrics, BlessingRules(must_beat_baselines=False)).blessed
 
@@ -152,6 +194,7 @@ def test_baselines_can_be_waived() -> None:
         ("max_rmse", -1.0),
         ("slice_min_rows", -1),
         ("compared_metrics", ("rmse", "r2")),
+        ("compared_metrics", ()),
     ],
 )
 def test_rules_reject_impossible_values_naming_the_field(field: str, value: object) -> None:

@@ -89,3 +89,24 @@ def test_run_without_dagster_home_explains_what_to_set(
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert cli.main(["run", "--days", "1"]) == 2
     assert "DAGSTER_HOME is not set" in capsys.readouterr().err
+
+
+def test_a_failed_check_is_printed_with_what_it_found(capsys: pytest.CaptureFixture[str]) -> None:
+    @dg.asset(check_specs=[dg.AssetCheckSpec("contract", asset="speeds", blocking=True)])
+    def speeds():
+        yield dg.Output(1)
+        yield dg.AssetCheckResult(
+            check_name="contract",
+            passed=False,
+            description="Speeds broken: 1 of 3 rows fail, 1 failure case(s): speed_kmh x1",
+        )
+
+    defs = dg.Definitions(assets=[speeds], jobs=[dg.define_asset_job("speeds_job")])
+    with dg.instance_for_test() as instance:
+        assert not cli.run_job(instance, defs, "speeds_job", "speeds")
+    printed = capsys.readouterr().out
+    assert "  speeds  FAILED  run " in printed
+    assert (
+        "    check speeds:contract failed: Speeds broken: 1 of 3 rows fail, "
+        "1 failure case(s): speed_kmh x1"
+    ) in printed

@@ -44,7 +44,7 @@ from taxi_assets.automation.channels import (
     alert_resources,
 )
 from taxi_assets.definitions import build_definitions
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import PRODUCTION_SETTINGS, production_resources
 from taxi_assets.sources.bigquery import BigQueryProbeSource, QueryParameter
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -384,7 +384,7 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     )
     assert "'rows': IntMetadataValue(value=" in places["event log"]
     assert f"gs://{BUCKET}/{PREFIX}/partitions/cell_demand/{DAY}.parquet" in places["event log"]
-    assert "3 failure cases against Weather" in places["event log"]
+    assert "Weather broken: 3 of 24 rows fail" in places["event log"]
     # The job snapshot holds each resource's config as the reference Dagster resolves. (The
     # probe source's nested BigQueryResource is not part of it: it is configured on its own.)
     writer_reference = '{\\"env\\": \\"TAXI_ASSETS_GCS_WRITER_CREDENTIALS\\"}'

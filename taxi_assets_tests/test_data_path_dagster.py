@@ -15,8 +15,11 @@ from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.frames import RAW_PROBES_SCHEMA
 from taxi_assets.jobs import DATA_PATH_GROUPS
 from taxi_assets.partitions import daily_partitions
+from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.base import ProbeDelivery, ProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets_tests.conftest import SMALL_FLEET
+from taxi_assets_tests.probe_builders import TOKYO_STATION, raw_probes
 
 DAY = "2026-04-29"
 ALL_ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
@@ -62,8 +65,14 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert materialized_assets(result) == set(ASSETS)
 
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 14
+    assert len(evaluations) == 15
     assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
+    (share,) = [e for e in evaluations if e.check_name == "quarantine_share"]
+    # Shares are numbers on every run (the UI plots them), failing or not.
+    assert 0 < share.metadata["quarantined_share"].value < 0.05
+    assert share.metadata["share_duplicate"].value > 0
+    assert share.metadata["share_unknown_status"].value == 0
+    assert "every reason within its limit" in (share.description or "")
 
     raw, clean, rejected = (
         stored(data_dir, a) for a in ("raw_probes", "clean_probes", "rejected_probes")
@@ -220,3 +229,75 @@ def test_cleaning_that_loses_rows_fails_rows_conserved_and_blocks_downstream(
     ]
     assert failed[0].metadata["unaccounted_rows"].value > 0
     assert "trip_events" not in materialized_assets(result)
+
+
+class FeedWithItsOwnHabits(ProbeSource):
+    """The small simulated city as a real feed delivers it: text ids, a few absurd pings,
+    and (optionally) an occupancy flag 0/1 instead of the vacant/occupied words."""
+
+    occupancy_flag: bool = False
+
+    def read_probes(self, day: date) -> ProbeDelivery:
+        probes = SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7).read_probes(day).probes
+        probes = probes.with_columns(("T-" + pl.col("vehicle_id").str.zfill(4)).alias("vehicle_id"))
+        if self.occupancy_flag:
+            probes = probes.with_columns(pl.col("status").replace({"vacant": "0", "occupied": "1"}))
+        noon = probes["ts"].min() + (probes["ts"].max() - probes["ts"].min()) / 2
+        odd = raw_probes(
+            [
+                ("odd-1", noon, *TOKYO_STATION, 301.0),  # an absurd speed
+                ("-1", noon, *TOKYO_STATION),  # an integer feed's placeholder id
+                ("odd-2", noon, *TOKYO_STATION, None),  # no speed
+                ("odd-3", noon, *TOKYO_STATION, 20.0, 90.0, "hired"),  # a word nobody mapped
+            ]
+        )
+        return ProbeDelivery(pl.concat([probes, odd]))
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        return SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7).read_weather(day)
+
+
+def test_a_few_absurd_pings_are_quarantined_and_the_day_passes(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    resources = {**small_city_resources, "probe_source": FeedWithItsOwnHabits()}
+    result = materialize_day(resources, instance)
+    assert result.success, [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert materialized_assets(result) == set(ASSETS)
+    rejected = stored(data_dir, "rejected_probes")
+    odd = rejected.filter(pl.col("vehicle_id").is_in(["-1", "odd-1", "odd-2", "odd-3"]))
+    assert sorted(odd.select("vehicle_id", pl.col("reason").cast(pl.String)).rows()) == [
+        ("-1", "invalid_value"),
+        ("odd-1", "invalid_value"),
+        ("odd-2", "missing_value"),
+        ("odd-3", "unknown_status"),
+    ]
+    assert stored(data_dir, "trip_events")["vehicle_id"].str.starts_with("T-").all()
+
+
+def test_a_feed_with_its_own_status_words_is_blocked_until_they_are_mapped(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    resources = {**small_city_resources, "probe_source": FeedWithItsOwnHabits(occupancy_flag=True)}
+    result = materialize_day(resources, instance)
+    assert not result.success
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in failed] == [
+        ("clean_probes", "quarantine_share")
+    ]
+    description = failed[0].description or ""
+    assert description.startswith("Too many pings quarantined: overall ")
+    assert "unknown_status" in description and "> 5.00%" in description
+    assert failed[0].metadata["share_unknown_status"].value > 0.5
+    assert "trip_events" not in materialized_assets(result)
+
+    mapped = PipelineSettings(status_mapping={"0": "vacant", "1": "occupied"})
+    result = materialize_day({**resources, "settings": mapped}, instance)
+    assert result.success
+    assert (
+        stored(data_dir, "clean_probes")["status"]
+        .cast(pl.String)
+        .is_in(["vacant", "occupied", "dispatched", "off_duty"])
+        .all()
+    )
+    assert (stored(data_dir, "rejected_probes")["reason"] == "unknown_status").sum() == 1

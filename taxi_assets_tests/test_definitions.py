@@ -14,7 +14,11 @@ from taxi_assets.settings import PipelineSettings
 EXPECTED_ASSETS = {
     "raw_probes": ("ingestion", set(), {"contract"}),
     "weather": ("ingestion", set(), {"contract"}),
-    "clean_probes": ("cleaning", {"raw_probes"}, {"contract", "rows_conserved"}),
+    "clean_probes": (
+        "cleaning",
+        {"raw_probes"},
+        {"contract", "rows_conserved", "quarantine_share"},
+    ),
     "rejected_probes": ("cleaning", {"raw_probes"}, {"contract"}),
     "trip_events": ("demand", {"clean_probes"}, {"contract"}),
     "cell_demand": ("demand", {"clean_probes", "trip_events"}, {"contract"}),

@@ -5,21 +5,29 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
 from taxi_assets.calendar import day_window_utc
 from taxi_assets.cleaning import clean_probes
+from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.frames import CELL_DEMAND_SCHEMA, PROBE_STATUSES
+from taxi_assets.resources import local_resources
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
-from taxi_assets.trips import derive_trip_events
-from taxi_assets_tests.probe_builders import at_minute, raw_probes
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.trips import TripRules, derive_trip_events
+from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 
 DAY = date(2025, 6, 2)
 SMALL_AREA = ServiceArea(lat_min=35.67, lat_max=35.69, lon_min=139.75, lon_max=139.78)
 BOOKING = {"vacant": "street_hail", "dispatched": "app_booking", "off_duty": "other"}
+# The aggregation is what is tested here: every status change of the random walks is a
+# trip event (the meter debouncing and the pickup gap have their own tests in test_trips).
+EVERY_CHANGE = TripRules(max_vacant_gap_pings=0, min_fare_pings=1, max_pickup_gap_s=86_400)
 
 
 def random_day(seed: int, area: ServiceArea, vehicles: int = 6, pings: int = 120) -> list[tuple]:
@@ -87,7 +95,7 @@ def test_matches_plain_python(seed: int, bucket_minutes: int) -> None:
     result = clean_probes(raw_probes(random_day(seed, SMALL_AREA)), DAY, SMALL_AREA)
     # Random sticky statuses sometimes make a long dispatched run; nothing else is rejected.
     assert set(result.rejected["reason"].cast(pl.String)) <= {"stuck_status"}
-    events = derive_trip_events(result.clean)
+    events = derive_trip_events(result.clean, EVERY_CHANGE)
     demand = aggregate_cell_demand(result.clean, events, DAY, SMALL_AREA, bucket_minutes)
 
     assert demand.schema == CELL_DEMAND_SCHEMA
@@ -135,3 +143,40 @@ def test_demand_summary() -> None:
     assert summary["app_booking_pickups"] == (pickups["booking"] == "app_booking").sum()
     assert summary["dropoffs"] == events.height - pickups.height
     assert summary["cells_with_pickups"] == pickups["cell"].n_unique()
+
+
+def test_trip_events_shows_what_the_real_feed_rules_changed(
+    data_dir: Path, instance: dg.DagsterInstance
+) -> None:
+    """The trip_events materialization counts debounced flips, boundary re-entries and
+    skipped pickups as numbers, from the settings' trip rules."""
+    day = date(2026, 4, 29)
+    # A fare with a one-ping vacant gap, a one-ping fare, and a taxi seen again occupied,
+    # 500 m inside the southern edge, 40 minutes after its last vacant ping.
+    flapping = ["vacant"] * 3 + ["occupied"] * 4 + ["vacant"] + ["occupied"] * 4
+    flapping += ["vacant"] * 3 + ["occupied"] + ["vacant"] * 3
+    edge = (CENTRAL_TOKYO.snapped_bounds[0] + 0.0045, 139.75)
+    rows = track(1, day, flapping) + track(2, day, ["vacant"] * 3, origin=(35.70, 139.70))
+    rows += track(2, day, ["occupied"] * 4 + ["vacant"] * 2, start_minute=103, origin=edge)
+    clean = clean_probes(raw_probes(rows), day, CENTRAL_TOKYO).clean
+    (data_dir / "clean_probes").mkdir()
+    clean.write_parquet(data_dir / "clean_probes" / f"{day}.parquet")
+
+    resources = local_resources(
+        str(data_dir), str(data_dir / "artifacts"), SimulatedProbeSource(fleet_size=10)
+    )
+    result = dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        selection=["trip_events"],
+        partition_key=str(day),
+        resources=resources,
+        instance=instance,
+    )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = {key: value.value for key, value in event.materialization.metadata.items()}
+    assert metadata["debounced_vacant_gaps"] == 1
+    assert metadata["debounced_short_fares"] == 1
+    assert metadata["boundary_reentries"] == 1
+    assert metadata["gap_skipped_pickups"] == 1
+    assert metadata["street_hail_pickups"] == 1  # the one real fare of vehicle 1

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from taxi_assets.evaluation import (
+from taxi_assets.model.evaluation import (
     PREDICTORS,
     historical_average_predictions,
     historical_average_table,

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from taxi_assets.experiments import (
+from taxi_assets.model.experiments import (
     UnknownModelVersion,
     add_models_parser,
     compare_versions,

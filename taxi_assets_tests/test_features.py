@@ -435,3 +435,31 @@ def test_one_sorted_row_per_target_with_the_model_columns() -> None:
     matrix = feature_matrix(features)
     assert matrix.columns == list(FEATURES)
     assert matrix.schema["cell"] == pl.String
+
+
+# A feed without weather ------------------------------------------------------------------------
+
+
+def test_a_feed_without_weather_gives_missing_rain_and_a_model_still_trains() -> None:
+    from taxi_assets.model.training import TrainingParams, _pool, train_model
+    from taxi_assets.weather import weather_was_used
+
+    history = random_history(3, [1, 2, 3, 4], 15, 0.05)
+    targets = grid([1, 2, 3, 4], DAYS, 15)
+    without = build_features(history, None, targets, 15)
+    # None and an empty weather day (what the `weather` asset stores) mean the same.
+    assert_frame_equal(without, build_features(history, NO_WEATHER, targets, 15))
+    assert without.schema["rain_mm_per_h"] == pl.Float64
+    assert without["rain_mm_per_h"].null_count() == without.height
+    assert not weather_was_used(without)
+    assert weather_was_used(build_features(history, random_rain(3), targets, 15))
+
+    # CatBoost receives the missing rain as NaN in a float column (not 0, not objects).
+    rain = feature_matrix(without).to_pandas()["rain_mm_per_h"]
+    assert rain.dtype == np.float64 and rain.isna().all()
+    assert _pool(without, "street_hail_pickups").num_row() == without.height
+
+    model = train_model(without, TrainingParams(iterations=5, supply_iterations=3))
+    predicted = model.predict(without.filter(pl.col("bucket_start") >= tokyo(DAYS[-1], 0)))
+    assert predicted["expected_street_hails"].is_finite().all()
+    assert (predicted["expected_street_hails"] >= 0).all()

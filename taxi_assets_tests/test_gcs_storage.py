@@ -25,14 +25,16 @@ from taxi_assets.calendar import day_window_utc
 from taxi_assets.cloud_paths import StorageSettingError, storage_root
 from taxi_assets.features import build_features
 from taxi_assets.frames import WEATHER_SCHEMA
-from taxi_assets.registry import ArtifactStore, RegistryError
+from taxi_assets.model.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
+from taxi_assets.settings import EvaluationSettings
 from taxi_assets.storage import (
     PartitionedParquetIOManager,
     StoredPartitions,
+    create_exclusively,
     write_atomically,
     write_parquet_atomically,
 )
-from taxi_assets.training import TrainedModel, TrainingParams, train_model
 from taxi_assets_tests.gcs_emulator import (
     GcsEmulator,
     loopback_token_endpoint,
@@ -284,25 +286,28 @@ def test_the_production_pointer_is_replaced_and_rolled_back_on_gcs(
         with dg.instance_for_test() as instance:
             return dg.materialize(
                 [production_model],
-                resources={"artifacts": store},
+                resources={"artifacts": store, "evaluation": EvaluationSettings()},
                 run_config={"ops": {"production_model": {"config": config}}},
                 instance=instance,
+                raise_on_error=False,
             )
 
     reason = "no evaluation in this storage test"
-    deploy(model_version="v1", override_reason=reason)
-    deploy(model_version="v2", override_reason=reason)
+    assert deploy(model_version="v1", override_reason=reason).success
+    assert deploy(model_version="v2", override_reason=reason).success
     pointer = store.production_pointer()
     assert (pointer["model_version"], [h["model_version"] for h in pointer["history"]]) == (
         "v2",
         ["v1"],
     )
 
-    deploy(rollback=True)
+    # v1 was an override: going back to it needs a reason too.
+    assert not deploy(rollback=True).success
+    assert deploy(rollback=True, override_reason=reason).success
     pointer = store.production_pointer()
     assert (pointer["model_version"], pointer["action"], pointer["history"]) == (
         "v1",
-        "rollback",
+        "rollback_override",
         [],
     )
     assert emulator.object_names(f"{prefix}/artifacts/production_model") == [
@@ -315,6 +320,46 @@ def test_the_production_pointer_is_replaced_and_rolled_back_on_gcs(
         f"{prefix}/artifacts/production_model.json"
     ).upload_from_string(json.dumps(replaced))
     assert store.production_pointer() == replaced
+
+
+def test_pointer_writes_are_compare_and_swap_on_the_objects_generation(
+    emulator: GcsEmulator, prefix: str
+) -> None:
+    store = _store(emulator, prefix)
+    assert store.read_production_pointer() == (None, NO_POINTER)
+    first = store.swap_production_pointer({"model_version": "v1", "history": []}, NO_POINTER)
+    blob = (
+        emulator.client()
+        .bucket(emulator.bucket)
+        .get_blob(f"{prefix}/artifacts/production_model.json")
+    )
+    assert blob.generation == first  # the bucket's own generation, not a counter of ours
+    pointer, generation = store.read_production_pointer()
+    assert (pointer["model_version"], generation) == ("v1", first)
+
+    # Two deploys read generation `first`; the second to write loses, clearly, and the
+    # winner's pointer (with its history) stays.
+    store.swap_production_pointer({"model_version": "v2", "history": [pointer]}, first)
+    with pytest.raises(PointerConflict, match="it now points to v2.*nothing was changed"):
+        store.swap_production_pointer({"model_version": "v3", "history": [pointer]}, first)
+    assert store.production_pointer()["model_version"] == "v2"
+    assert store.production_pointer()["history"] == [pointer]
+    # A pointer that appeared meanwhile is not overwritten by a first deploy either.
+    with pytest.raises(PointerConflict):
+        store.swap_production_pointer({"model_version": "v4", "history": []}, NO_POINTER)
+
+
+def test_a_model_version_is_never_overwritten_on_gcs(
+    emulator: GcsEmulator, prefix: str, model: TrainedModel
+) -> None:
+    store = _store(emulator, prefix)
+    digest = store.save_model("v1", model, _manifest(model))
+    with pytest.raises(RegistryError, match="'v1' already exists"):
+        store.save_model("v1", model, {**_manifest(model), "note": "again"})
+    # Even past the existence check (a race), the manifest is created only if absent.
+    with pytest.raises(FileExistsError):
+        create_exclusively(store.model_folder("v1") / "manifest.json", b"{}")
+    assert store.manifest("v1")["content_hash"] == digest
 
 
 def test_forecast_ticks_are_stored_under_their_tokyo_day_on_gcs(
@@ -356,7 +401,7 @@ def test_the_writer_key_signs_the_token_requests(emulator: GcsEmulator, prefix: 
     with loopback_token_endpoint() as tokens:
         key = service_account_key(tokens.url)
         store = _store(emulator, prefix, gcs_credentials=key.encoded)
-        store.set_production_pointer({"model_version": "v1"})
+        store.swap_production_pointer({"model_version": "v1"}, NO_POINTER)
         assert store.production_pointer() == {"model_version": "v1"}
 
     assert tokens.assertions, "the store never asked for an access token"

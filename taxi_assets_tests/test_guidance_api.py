@@ -23,11 +23,11 @@ from taxi_assets.api.server import add_serve_parser
 from taxi_assets.calendar import TOKYO, day_window_utc
 from taxi_assets.features import build_features
 from taxi_assets.guidance import GuidanceParams, guidance_for_position, opportunity
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
+from taxi_assets.model.training import TrainingParams, train_model
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.serving import FORECAST_COLUMNS, forecast_tick, live_cell_demand, target_bucket
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.training import TrainingParams, train_model
 from taxi_assets_tests.conftest import SMALL_FLEET
 from taxi_assets_tests.gcs_emulator import running_gcs_emulator
 from taxi_assets_tests.test_serving import RULES, TODAY, YESTERDAY, nightly_demand
@@ -63,7 +63,8 @@ def stored_forecast(tick: datetime, model_version: str, seed: int) -> pl.DataFra
 
 
 def deploy(store: ArtifactStore, model_version: str) -> None:
-    store.set_production_pointer({"model_version": model_version, "history": []})
+    _, generation = store.read_production_pointer()
+    store.swap_production_pointer({"model_version": model_version, "history": []}, generation)
 
 
 class Clock:

@@ -14,7 +14,7 @@ import pytest
 from taxi_assets.api.cells import CellGrid
 from taxi_assets.calendar import TOKYO
 from taxi_assets.guidance import best_targets
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets_tests.api_server import guidance_api
 from taxi_assets_tests.browser import browser_page

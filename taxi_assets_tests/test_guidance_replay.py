@@ -12,8 +12,8 @@ import pytest
 from taxi_assets.assets.monitoring_guidance import GUIDANCE_CHECK, guidance_accuracy
 from taxi_assets.calendar import TOKYO
 from taxi_assets.guidance_replay import REPLAY_COLUMNS, replay_guidance, replay_summary
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.partitions import daily_partitions
-from taxi_assets.registry import ArtifactStore
 from taxi_assets.resources import local_resources
 from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.simulated import SimulatedProbeSource

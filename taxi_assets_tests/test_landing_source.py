@@ -111,9 +111,20 @@ def write_bad_file(folder: Path, kind: str, probes: pl.DataFrame) -> Path:
             .otherwise(pl.col("ts"))
             .alias("ts")
         ).write_csv(path)
-    elif kind == "unknown_status":
-        path = folder / "status.csv"
-        as_csv_text(probes).with_columns(pl.lit("hired").alias("status")).write_csv(path)
+    elif kind == "fractional_id":
+        path = folder / "fractional_ids.parquet"
+        ids = [46.5, 46.0, 7.25, None, 8.0, 9.5, 10.5, 11.5, 12.5]
+        probes.with_columns(pl.Series("vehicle_id", ids)).write_parquet(path)
+    elif kind == "padded_id":
+        path = folder / "padded_ids.csv"
+        ids = [" T-1", "T-2", "T-3\t", "", "T-5", "T-6", "T-7", "T-8", "x" * 65]
+        as_csv_text(probes).with_columns(pl.Series("vehicle_id", ids)).write_csv(path)
+    elif kind == "control_character_id":
+        path = folder / "control_ids.parquet"
+        probes.with_columns(pl.lit("T\x00042").alias("vehicle_id")).write_parquet(path)
+    elif kind == "date_id":
+        path = folder / "date_ids.parquet"
+        probes.with_columns(pl.lit(DAY).alias("vehicle_id")).write_parquet(path)
     else:
         raise AssertionError(kind)
     return path
@@ -131,7 +142,14 @@ def write_bad_file(folder: Path, kind: str, probes: pl.DataFrame) -> Path:
         ("naive_ts", "column 'ts' holds naive timestamps"),
         ("naive_csv", "column 'ts' has \\d+ timestamp\\(s\\) without a time zone"),
         ("mixed_naive_csv", "column 'ts' has 1 timestamp\\(s\\) without a time zone"),
-        ("unknown_status", "column 'status' has unknown value\\(s\\) \\['hired'\\]"),
+        (
+            "fractional_id",
+            r"column 'vehicle_id' has 6 value\(s\) that are not clean vehicle ids, "
+            r"e.g. \['46.5', '7.25', '9.5', '10.5', '11.5'\]",
+        ),
+        ("padded_id", r"column 'vehicle_id' has 4 value\(s\) .*e.g. \[' T-1', 'T-3\\t', ''"),
+        ("control_character_id", r"column 'vehicle_id' has 9 value\(s\)"),
+        ("date_id", r"column 'vehicle_id' has type Date; expected text or integers"),
     ],
 )
 def test_malformed_file_gives_an_error_naming_the_file(
@@ -141,6 +159,38 @@ def test_malformed_file_gives_an_error_naming_the_file(
     with pytest.raises(ProbeSourceError, match=message) as error:
         LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY)
     assert str(path) in str(error.value)
+
+
+def test_text_integer_and_integral_float_ids_all_arrive_as_text(
+    tmp_path: Path, probes: pl.DataFrame
+) -> None:
+    folder = day_folder(tmp_path)
+    as_integers = probes.head(3).with_columns(pl.Series("vehicle_id", [46, -1, None]))
+    as_floats = probes.slice(3, 3).with_columns(pl.Series("vehicle_id", [46.0, 1e6, None]))
+    as_text = probes.slice(6).with_columns(pl.lit("abboip").alias("vehicle_id"))
+    as_integers.write_parquet(folder / "a.parquet")
+    as_floats.write_parquet(folder / "b.parquet")
+    as_csv_text(as_text).write_csv(folder / "c.csv")
+
+    delivered = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY).probes
+
+    assert delivered.schema == RAW_PROBES_SCHEMA
+    # A null id stays a row: cleaning quarantines it as missing_value.
+    assert delivered["vehicle_id"].to_list() == ["46", "-1", None, "46", "1000000", None] + [
+        "abboip"
+    ] * (probes.height - 6)
+
+
+def test_statuses_arrive_as_delivered_words_or_flags(tmp_path: Path, probes: pl.DataFrame) -> None:
+    folder = day_folder(tmp_path)
+    words = ["VACANT", "hired", " Vacant ", None]
+    probes.head(4).with_columns(pl.Series("status", words)).write_parquet(folder / "a.parquet")
+    flags = probes.slice(4).with_columns(pl.int_range(pl.len()).mod(2).alias("status"))
+    flags.write_parquet(folder / "b.parquet")
+
+    delivered = LandingFolderProbeSource(landing_dir=str(tmp_path)).read_probes(DAY).probes
+
+    assert delivered["status"].to_list() == words + ["0", "1"] * 2 + ["0"]
 
 
 def test_a_day_without_files_says_where_it_looked(tmp_path: Path) -> None:

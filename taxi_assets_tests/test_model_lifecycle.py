@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 
 from taxi_assets.definitions import ASSET_MODULES, build_definitions
-from taxi_assets.experiments import compare_versions, model_versions
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.experiments import compare_versions, model_versions
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import local_resources
 from taxi_assets.settings import EvaluationSettings, ValidationSettings
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -45,7 +45,7 @@ LOOSE_DRIFT = ValidationSettings(
     categorical_linf_threshold=1.0,
     row_count_ratio_min=0.0,
     row_count_ratio_max=100.0,
-    per_feature_thresholds={},
+    use_calibrated_per_feature=False,
 )
 
 
@@ -99,25 +99,39 @@ class Platform:
         ops: dict[str, Any] | None = None,
         evaluation: EvaluationSettings = BLESS_ANY,
         tags: dict[str, str] | None = None,
+        run_resources: dict[str, Any] | None = None,
     ) -> dg.ExecuteInProcessResult:
+        run_config: dict[str, Any] = {"ops": ops or {}}
+        if run_resources:
+            run_config["resources"] = run_resources
         return (
             self.defs(evaluation)
             .resolve_job_def(job)
             .execute_in_process(
                 partition_key=partition,
                 instance=self.instance,
-                run_config={"ops": ops or {}},
+                run_config=run_config,
                 raise_on_error=False,
                 tags=tags,
             )
         )
 
     def train(
-        self, day: str = HELD_OUT, evaluation: EvaluationSettings = BLESS_ANY, **config: Any
+        self,
+        day: str = HELD_OUT,
+        evaluation: EvaluationSettings = BLESS_ANY,
+        tags: dict[str, str] | None = None,
+        run_resources: dict[str, Any] | None = None,
+        **config: Any,
     ) -> dg.ExecuteInProcessResult:
         training = {"window_days": 4, **FAST_TRAINING, **config}
         return self.run(
-            "training_job", day, {"demand_model": {"config": training}}, evaluation=evaluation
+            "training_job",
+            day,
+            {"demand_model": {"config": training}},
+            evaluation=evaluation,
+            tags=tags,
+            run_resources=run_resources,
         )
 
     def deploy(self, evaluation: EvaluationSettings = BLESS_ANY, **config: Any):
@@ -130,6 +144,9 @@ class Platform:
             run_config={"ops": {"production_model": {"config": config}}},
             raise_on_error=False,
         )
+
+    def trained_version(self, result: dg.ExecuteInProcessResult) -> str:
+        return self.metadata(result, "demand_model")["model_version"]
 
     def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
         for event in result.get_asset_materialization_events():
@@ -153,6 +170,26 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    [failure] = result.get_step_failure_events()
+    return failure.step_failure_data.error.message
+
+
+def forge_blessing(platform: Platform, version: str, held_out_day: str = HELD_OUT) -> None:
+    """What an attacker with write access to the artifact store does: a report that says
+    the version was blessed on a day."""
+    report_path = platform.artifacts.model_folder(version) / "evaluation.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report.update(
+        blessed=True,
+        held_out_day=held_out_day,
+        model_version=version,
+        content_hash=platform.artifacts.stored_hash(version),
+        reasons=[],
+    )
+    report_path.write_text(json.dumps(report))
+
+
 def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     result = platform.train()
     assert result.success
@@ -167,6 +204,8 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert len(model["content_hash"]) == 64 and model["code_version"]
     manifest = platform.artifacts.manifest(version)
     assert manifest["content_hash"] == model["content_hash"]
+    # The simulator delivers weather: the model, its manifest and its evaluation say so.
+    assert model["weather_used"] is True and manifest["weather_used"] is True
 
     evaluation = platform.metadata(result, "model_evaluation")
     for key in (
@@ -179,7 +218,7 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
         "poisson_deviance_oracle",
     ):
         assert isinstance(evaluation[key], float), key
-    assert evaluation["blessed"] is True
+    assert evaluation["blessed"] is True and evaluation["weather_used"] is True
     assert evaluation["decided_by"] == "baselines (no production model yet)"
     assert "mae_production" not in evaluation  # nothing in production to compare with yet
     assert (
@@ -214,7 +253,8 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert accuracy_run.success
     accuracy = platform.metadata(accuracy_run, "forecast_accuracy")
     assert accuracy["ticks"] == 1 and accuracy["rows"] == 1520
-    assert isinstance(accuracy["mae"], float) and accuracy["mae_in_evaluation"] > 0
+    assert isinstance(accuracy["mae"], float)
+    assert accuracy["rmse_in_evaluation"] > 0 and accuracy["poisson_deviance_in_evaluation"] > 0
     replay = platform.metadata(accuracy_run, "guidance_accuracy")
     assert replay["ticks"] == 1 and replay["vacant_taxis"] > 0
     assert isinstance(replay["hails_per_vacant_taxi_following"], float)
@@ -248,7 +288,7 @@ def test_an_unblessed_model_never_becomes_production(platform: Platform) -> None
 
     # A later run selecting only the deploy step, aimed at the rejected model, refuses too.
     candidate = platform.metadata(rejected, "demand_model")["model_version"]
-    later = platform.deploy(model_version=candidate)
+    later = platform.deploy(evaluation=BLESS_NONE, model_version=candidate)
     assert not later.success
     failure = later.get_step_failure_events()[0].step_failure_data.error
     assert "Refusing to deploy" in failure.message and "not bless" in failure.message
@@ -283,6 +323,7 @@ def test_rollback_is_one_materialization(platform: Platform) -> None:
     result = platform.deploy(rollback=True)
     assert result.success
     assert platform.metadata(result, "production_model")["action"] == "rollback"
+    assert platform.metadata(result, "production_model")["blessed"] is True
     assert platform.pointer()["model_version"] == first
     assert platform.pointer()["history"] == []
     # Nothing older to go back to.
@@ -291,21 +332,187 @@ def test_rollback_is_one_materialization(platform: Platform) -> None:
 
 def test_a_model_changed_after_evaluation_is_not_deployed(platform: Platform) -> None:
     platform.train(evaluation=BLESS_NONE)  # evaluated (not blessed), files on disk
-    version = platform.pointer() and platform.pointer()["model_version"]
-    assert version is None
+    assert platform.pointer() is None
     candidate = model_versions(platform.instance)["model_version"][0]
-    report_path = platform.artifacts.model_folder(candidate) / "evaluation.json"
-    report = json.loads(report_path.read_text())
-    report["blessed"] = True  # someone edits the report by hand...
-    report_path.write_text(json.dumps(report))
-    result = platform.deploy(model_version=candidate)
-    assert not result.success  # ...but Dagster's record of the evaluation disagrees
-    assert "disagree" in result.get_step_failure_events()[0].step_failure_data.error.message
+    forge_blessing(platform, candidate)  # someone edits the report by hand...
+    result = platform.deploy(evaluation=BLESS_NONE, model_version=candidate)
+    assert not result.success  # ...but Dagster's record of the evaluation is the verdict
+    assert "did not bless it" in failure_message(result)
 
     (platform.artifacts.model_folder(candidate) / "demand.cbm").write_bytes(b"tampered")
     result = platform.deploy(model_version=candidate)
     assert not result.success
-    assert "hash" in result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "hash" in failure_message(result)
+    assert platform.pointer() is None
+
+
+def test_a_forged_report_of_a_model_never_evaluated_does_not_deploy(platform: Platform) -> None:
+    assert platform.train().success  # a blessed model in production
+    # A retrained model of the same day, never evaluated: only its training ran.
+    defs = platform.defs(BLESS_ANY)
+    only_trained = dg.materialize(
+        dg.load_assets_from_modules(list(ASSET_MODULES)),
+        selection="demand_model",
+        partition_key=HELD_OUT,
+        resources=defs.resources,
+        instance=platform.instance,
+        run_config={
+            "ops": {"demand_model": {"config": {"window_days": 4, **FAST_TRAINING, "depth": 3}}}
+        },
+    )
+    version = platform.trained_version(only_trained)
+    production = platform.pointer()["model_version"]
+    forge_blessing(platform, version)
+    result = platform.deploy(model_version=version)
+    assert not result.success
+    assert "never evaluated" in failure_message(result)
+    assert platform.pointer()["model_version"] == production
+
+
+def test_a_forged_report_after_a_retrain_of_the_same_day_does_not_deploy(
+    platform: Platform,
+) -> None:
+    """Dagster's latest evaluation of the day belongs to another version: the verdict is
+    still found by the rejected model's own content hash."""
+    rejected = platform.trained_version(platform.train(evaluation=BLESS_NONE))
+    blessed = platform.train(depth=4)
+    assert blessed.success
+    production = platform.pointer()["model_version"]
+    assert production == platform.trained_version(blessed)
+    forge_blessing(platform, rejected)
+    result = platform.deploy(evaluation=BLESS_NONE, model_version=rejected)
+    assert not result.success
+    assert "did not bless it" in failure_message(result)
+    assert platform.pointer()["model_version"] == production
+
+
+def test_rules_loosened_in_one_runs_config_are_refused(platform: Platform) -> None:
+    loosened = {
+        "evaluation": {
+            "config": {
+                "production_tolerance": 1000.0,
+                "slice_tolerance": 1000.0,
+                "must_beat_baselines": False,
+            }
+        }
+    }
+    attack = platform.train(evaluation=BLESS_NONE, run_resources=loosened)  # BLESS_NONE: strict
+    assert not attack.success
+    assert materialized(attack) == {"demand_model"}
+    message = failure_message(attack)
+    assert "blessing rules are the deployment's" in message
+    assert "resources.evaluation.config" in message and "production_tolerance" in message
+    assert platform.pointer() is None
+
+
+def test_an_evaluation_under_other_rules_than_the_deployments_is_refused(
+    platform: Platform,
+) -> None:
+    """Evaluated and blessed while the deployment had looser rules; deployed under today's
+    (stricter) ones, the verdict no longer counts; the pointer records the fingerprint."""
+    result = platform.train()
+    assert result.success
+    pointer = platform.pointer()
+    assert pointer["rules_fingerprint"] == BLESS_ANY.rules().fingerprint()
+    assert pointer["deployment_rules_fingerprint"] == BLESS_ANY.rules().fingerprint()
+    assert pointer["evaluation_run_id"] == result.run_id
+
+    strict = EvaluationSettings(production_tolerance=0.0)
+    refused = platform.deploy(
+        evaluation=strict,
+        model_version=pointer["model_version"],
+    )
+    assert not refused.success
+    assert "other blessing rules" in failure_message(refused)
+    assert "re-run model_evaluation" in failure_message(refused)
+
+
+def test_rollback_to_an_override_needs_a_reason(platform: Platform) -> None:
+    rejected = platform.trained_version(platform.train(day="2026-04-30", evaluation=BLESS_NONE))
+    reason = "Incident 4712: nothing else is trained yet, any model beats none"
+    assert platform.deploy(model_version=rejected, override_reason=reason).success
+    blessed = platform.trained_version(platform.train())
+    assert platform.pointer()["model_version"] == blessed
+
+    refused = platform.deploy(rollback=True)
+    assert not refused.success
+    assert "deployed by override" in failure_message(refused)
+    assert platform.pointer()["model_version"] == blessed
+
+    back = platform.deploy(rollback=True, override_reason=reason)
+    assert back.success
+    metadata = platform.metadata(back, "production_model")
+    assert metadata["action"] == "rollback_override" and metadata["override_reason"] == reason
+    assert metadata["blessed"] is False
+    assert platform.pointer()["model_version"] == rejected
+
+
+def test_the_pointer_moves_back_only_on_purpose_and_never_in_a_backfill(
+    platform: Platform,
+) -> None:
+    production = platform.trained_version(platform.train())
+    older_day = "2026-04-30"
+
+    backfill = platform.train(day=older_day, window_days=3, tags={"dagster/backfill": "bf1"})
+    assert backfill.success  # the backfill re-trains and re-evaluates history...
+    assert materialized(backfill) == {"demand_model", "model_evaluation"}
+    assert platform.pointer()["model_version"] == production  # ...and leaves production
+    evaluation = platform.metadata(backfill, "model_evaluation")
+    # Production trained on 2026-04-30: comparing it there would favour it.
+    assert "on or after the held-out day" in evaluation["production_excluded"]
+    assert evaluation["production_model_version"] == ""
+    assert evaluation["decided_by"] == "baselines (no production model yet)"
+
+    by_hand = platform.train(day=older_day, window_days=3)
+    assert not by_hand.success
+    assert "Refusing to move production backwards" in failure_message(by_hand)
+    older = platform.trained_version(by_hand)
+    assert platform.pointer()["model_version"] == production
+
+    reason = "Incident 4713: the 05-01 model forecasts nonsense since the holiday"
+    on_purpose = platform.deploy(
+        model_version=older, allow_older_model=True, override_reason=reason
+    )
+    assert on_purpose.success
+    metadata = platform.metadata(on_purpose, "production_model")
+    assert metadata["moved_backwards"] is True and metadata["override_reason"] == reason
+    assert platform.pointer()["model_version"] == older
+
+
+def test_warm_start_refuses_a_production_model_that_saw_the_training_day(
+    platform: Platform,
+) -> None:
+    production = platform.trained_version(platform.train())  # trained on 04-27..04-30
+    warm = platform.train(day="2026-04-30", window_days=3, warm_start=True)
+    assert not warm.success
+    message = failure_message(warm)
+    assert production in message and "2026-04-30" in message and "warm_start: false" in message
+
+
+def test_the_default_rules_judge_rmse_and_deviance_never_mae(platform: Platform) -> None:
+    """The deployment's real rules on a real model: a 60-taxi city's model does not beat
+    the baselines everywhere, and the default rules refuse it on RMSE and Poisson deviance
+    (overall or per slice), never on MAE; production does not move."""
+    defaults = EvaluationSettings()
+    result = platform.train(evaluation=defaults, iterations=60, early_stopping_rounds=20)
+    assert not result.success
+    evaluation = platform.metadata(result, "model_evaluation")
+    assert evaluation["blessed"] is False
+    assert evaluation["decided_by"] == "baselines (no production model yet)"
+    assert evaluation["rules_fingerprint"] == defaults.rules().fingerprint()
+    reasons = evaluation["blessing_reasons"].splitlines()
+    failed = [line for line in reasons if line.startswith("- ❌")]
+    assert failed and all(
+        ("rmse" in line or "poisson_deviance" in line)
+        and ("last_week" in line or "historical_average" in line)
+        for line in failed
+    )
+    judged = [line for line in reasons if line.startswith(("- ✅", "- ❌"))]
+    assert not any(line.split(" ", 2)[2].startswith("mae") for line in judged)
+    assert any("poisson_deviance" in line and "historical_average" in line for line in judged)
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("blessed", False)
+    assert platform.pointer() is None
 
 
 def test_warm_start_continues_from_the_production_model(platform: Platform) -> None:
@@ -399,6 +606,7 @@ def execute(
     run_config: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     from_failure_of: str | None = None,
+    steps_of: tuple[str, list[str]] | None = None,
 ) -> tuple[bool, str, set[str]]:
     """Run ``job``, or re-execute a failed run of it from failure; returns whether it
     succeeded, its run id and the steps that started. Unlike the UI, Dagster's Python API
@@ -411,6 +619,8 @@ def execute(
         if from_failure_of
         else None
     )
+    if steps_of:
+        options = dg.ReexecutionOptions(parent_run_id=steps_of[0], step_selection=steps_of[1])
     with dg.execute_job(
         dg.reconstructable(platform_job),
         instance=platform.instance,
@@ -476,3 +686,32 @@ def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
     forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
     assert forecast["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
     assert forecast["model_version"].unique().to_list() == [platform.pointer()["model_version"]]
+
+
+def test_overlapping_forecast_ticks_each_read_their_own_forecast(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tick B's forecast lands while tick A's guidance and skew are still to run (a slow
+    run, or one re-executed): they read tick A's forecast, not the latest one."""
+    assert platform.train().success
+    tick_a = {"ops": {"demand_forecast": {"config": {"tick": TICK}}}}
+    tick_b = {"ops": {"demand_forecast": {"config": {"tick": "2026-05-01T18:12:00+09:00"}}}}
+    ok, run_a, _ = execute(platform, monkeypatch, "forecast_job", tick_a)
+    assert ok
+    ok, _, _ = execute(platform, monkeypatch, "forecast_job", tick_b)
+    assert ok
+    latest = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
+    assert latest["tick"].dt.to_string("%H:%M").unique().to_list() == ["09:12"]
+
+    downstream = ["cruising_guidance", "serving_skew"]
+    ok, rerun, started = execute(
+        platform, monkeypatch, "forecast_job", tick_a, steps_of=(run_a, downstream)
+    )
+    assert ok and started == set(downstream)
+    skew = platform.instance.fetch_materializations(dg.AssetKey("serving_skew"), limit=1)
+    [record] = skew.records
+    assert record.run_id == rerun
+    tick = record.asset_materialization.metadata["tick"].value
+    assert pl.Series([tick * 1e6]).cast(pl.Datetime("us", "UTC")).dt.to_string("%H:%M")[0] == (
+        "09:07"
+    )

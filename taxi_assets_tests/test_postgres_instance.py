@@ -15,6 +15,7 @@ import inspect
 import logging
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from dagster_k8s.job import construct_dagster_k8s_job
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from taxi_assets.automation import channels
+from taxi_assets.automation.alerts import SENT_ALERT_PREFIX, Alert
 from taxi_assets.automation.channels import alert_resources
 from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.resources import PRODUCTION_SETTINGS
@@ -200,6 +202,69 @@ def test_schedule_and_sensor_ticks_are_stored_in_postgres(
     # Both ticks are rows of the Postgres schedule storage.
     stored = dict(query(postgres, "SELECT type, count(*) FROM job_ticks GROUP BY type"))
     assert stored.get("SCHEDULE", 0) >= 1 and stored.get("SENSOR", 0) >= 1, stored
+
+
+def test_alerts_are_sent_once_across_pod_restarts_and_racing_sensors(
+    postgres: PostgresServer, postgres_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "sent once" keys live in Postgres: four sensors racing on one failure send it
+    once; a pod restarted with an empty disk (no alert log file) does not send it again."""
+    sent: list[str] = []
+    monkeypatch.setattr(
+        channels.AlertChannels, "channels", lambda self: {"webhook": Recorder(sent)}
+    )
+    alert = Alert(
+        kind="run_failure",
+        dedupe_key="run_failure:postgres-proof",
+        severity="ERROR",
+        title="Run of daily_job failed",
+        run_id="postgres-proof",
+        run_url="http://dagster.example.test/runs/postgres-proof",
+    )
+    resource = channels.AlertChannels()
+    barrier = threading.Barrier(4)
+    outcomes: list[bool] = []
+
+    def pod() -> None:
+        with dg.DagsterInstance.get() as instance:
+            barrier.wait()
+            outcomes.append(resource.dispatch(alert, instance).duplicate)
+
+    threads = [threading.Thread(target=pod) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False, True, True, True]
+
+    shutil.rmtree(postgres_home / "alerts")  # the pod's disk, gone with the pod
+    with dg.DagsterInstance.get() as restarted:
+        assert resource.dispatch(alert, restarted).duplicate
+    assert sent == ["run_failure:postgres-proof"]
+    [(value,)] = query(
+        postgres,
+        "SELECT value FROM kvs WHERE key = %s",
+        SENT_ALERT_PREFIX + "run_failure:postgres-proof",
+    )
+    assert '"webhook": "sent"' in value
+
+
+class Recorder:
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+
+    def send(self, alert: Alert) -> None:
+        self.sent.append(alert.dedupe_key)
+
+
+def test_the_instance_monitors_runs_whose_worker_died() -> None:
+    """Run monitoring fails a run whose worker or code server died (a machine restart),
+    and run retries re-execute it from failure."""
+    config = yaml.safe_load(INSTANCE_YAML.read_text())
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["run_monitoring"]["max_runtime_seconds"] > 0
+    assert config["run_retries"]["enabled"] is True
+    assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,16 +13,16 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from taxi_assets.calendar import TOKYO, bucket_starts, day_window_utc
-from taxi_assets.evaluation import (
+from taxi_assets.features import FEATURES, TARGET, build_features
+from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.model.evaluation import (
     historical_average_predictions,
     historical_average_table,
     overall_metrics,
 )
-from taxi_assets.features import FEATURES, TARGET, build_features
-from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
-from taxi_assets.registry import ArtifactStore, RegistryError
-from taxi_assets.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
-from taxi_assets.training import (
+from taxi_assets.model.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
+from taxi_assets.model.training import (
     TrainedModel,
     TrainingParams,
     _pool,
@@ -149,13 +150,64 @@ def test_an_unknown_version_is_refused(store: ArtifactStore, model: TrainedModel
 def test_evaluation_and_production_pointer_round_trip(store: ArtifactStore) -> None:
     assert store.production_pointer() is None
     assert store.evaluation("v1") is None
+    assert store.read_production_pointer() == (None, NO_POINTER)
 
     store.save_evaluation("v1", {"blessed": True, "mae": 0.5})
-    store.set_production_pointer({"model_version": "v1", "content_hash": "abc"})
-    store.set_production_pointer({"model_version": "v2", "history": ["v1"]})
+    first = store.swap_production_pointer({"model_version": "v1", "history": []}, NO_POINTER)
+    store.swap_production_pointer({"model_version": "v2", "history": ["v1"]}, first)
 
     assert store.evaluation("v1") == {"blessed": True, "mae": 0.5}
-    assert store.production_pointer() == {"model_version": "v2", "history": ["v1"]}
+    pointer, generation = store.read_production_pointer()
+    assert pointer == {"model_version": "v2", "history": ["v1"], "generation": generation}
+    assert generation == first + 1
+
+
+def test_of_two_deploys_from_the_same_pointer_one_wins_and_no_history_is_lost(
+    store: ArtifactStore,
+) -> None:
+    store.swap_production_pointer({"model_version": "v1", "history": []}, NO_POINTER)
+    _, generation = store.read_production_pointer()
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def deploy(version: str) -> None:
+        barrier.wait()
+        try:
+            store.swap_production_pointer(
+                {"model_version": version, "history": [{"model_version": "v1"}]}, generation
+            )
+            outcomes[version] = "won"
+        except PointerConflict as conflict:
+            outcomes[version] = str(conflict)
+
+    threads = [threading.Thread(target=deploy, args=(v,)) for v in ("v2", "v3")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [winner] = [version for version, outcome in outcomes.items() if outcome == "won"]
+    [lost] = [outcome for outcome in outcomes.values() if outcome != "won"]
+    assert (
+        f"another deploy moved production_model while this one ran (it now points to {winner}"
+        in lost
+    )
+    assert "nothing was changed" in lost
+    pointer = store.production_pointer()
+    assert pointer["model_version"] == winner
+    assert pointer["history"] == [{"model_version": "v1"}]
+    # A deploy that read the pointer before the winner moved it fails too.
+    with pytest.raises(PointerConflict):
+        store.swap_production_pointer({"model_version": "v4", "history": []}, generation)
+
+
+def test_a_model_version_is_never_overwritten(
+    store: ArtifactStore, model: TrainedModel, rows: pl.DataFrame
+) -> None:
+    digest = store.save_model("v1", model, manifest_of(model))
+    other = train_model(rows, dataclasses.replace(PARAMS, random_seed=1, depth=3))
+    with pytest.raises(RegistryError, match="'v1' already exists.*never overwritten"):
+        store.save_model("v1", other, manifest_of(other))
+    assert store.manifest("v1")["content_hash"] == digest == store.stored_hash("v1")
 
 
 def forecast_at(tick: datetime, value: float) -> pl.DataFrame:

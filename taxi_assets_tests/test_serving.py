@@ -16,6 +16,7 @@ from taxi_assets.calendar import TOKYO
 from taxi_assets.cleaning import CleaningRules, clean_probes
 from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.features import build_features
+from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.serving import (
     FORECAST_COLUMNS,
@@ -27,7 +28,6 @@ from taxi_assets.serving import (
     target_bucket,
 )
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.trips import derive_trip_events
 from taxi_assets_tests.conftest import SMALL_FLEET
 

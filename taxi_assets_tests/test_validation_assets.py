@@ -3,7 +3,9 @@ the previous day, every distance recorded, and failures that block."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -12,7 +14,10 @@ import pytest
 from taxi_assets.assets import cleaning as cleaning_assets
 from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.jobs import DATA_PATH_GROUPS
-from taxi_assets.settings import ValidationSettings
+from taxi_assets.settings import PipelineSettings, ValidationSettings
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.validation.schema import SCHEMA_DIR
+from taxi_assets_tests.conftest import SMALL_FLEET
 
 ALL_ASSETS = dg.load_assets_from_modules(list(ASSET_MODULES))
 DATA_PATH = dg.AssetSelection.groups(*DATA_PATH_GROUPS)
@@ -67,7 +72,7 @@ def test_every_distance_is_recorded_whether_or_not_it_crosses(
 ) -> None:
     # Thresholds out of reach: the distances must be recorded all the same.
     lenient = ValidationSettings(
-        numeric_js_threshold=1.0, categorical_linf_threshold=1.0, per_feature_thresholds={}
+        numeric_js_threshold=1.0, categorical_linf_threshold=1.0, use_calibrated_per_feature=False
     )
     resources = {**small_city_resources, "validation": lenient}
     assert materialize(resources, instance, YESTERDAY).success
@@ -128,7 +133,7 @@ def test_values_outside_the_schema_fail_the_anomaly_check(
         result = real_clean(*args, **kwargs)
         # Within the contract (<= 300 km/h) but far outside anything the schema has seen.
         racing = result.clean.with_columns(
-            pl.when(pl.col("vehicle_id") == 1)
+            pl.when(pl.col("vehicle_id") == "1")
             .then(250.0)
             .otherwise(pl.col("speed_kmh"))
             .cast(pl.Float32)
@@ -146,3 +151,64 @@ def test_values_outside_the_schema_fail_the_anomaly_check(
     assert "out_of_range" in anomalies.metadata["anomaly_table"].value
     assert checks_of(result, "clean_probes")["contract"].passed
     assert not result.success
+
+
+def test_drift_compares_with_the_last_validated_day_when_the_previous_one_is_missing(
+    small_city_resources: dict, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    # The deployment's own folder (a copy of the committed one), with thresholds loose
+    # enough for a 60-taxi city, and one day that fails them all.
+    folder = tmp_path / "validation"
+    shutil.copytree(SCHEMA_DIR, folder)
+    loose = {
+        "numeric_js_threshold": 1.0,
+        "categorical_linf_threshold": 1.0,
+        "use_calibrated_per_feature": False,
+    }
+    lenient = ValidationSettings(validation_dir=str(folder), **loose)
+    strict = ValidationSettings(validation_dir=str(folder), **{**loose, "numeric_js_threshold": 0})
+    assert materialize(
+        {**small_city_resources, "validation": lenient}, instance, "2026-05-03"
+    ).success
+    failed = materialize({**small_city_resources, "validation": strict}, instance, "2026-05-04")
+    assert not checks_of(failed, "clean_probes_statistics")["drift_vs_previous_day"].passed
+
+    # 2026-05-05 never arrived: 05-06 compares with 05-03, the last day that passed.
+    result = materialize({**small_city_resources, "validation": lenient}, instance, "2026-05-06")
+    assert result.success
+    drift = checks_of(result, "clean_probes_statistics")["drift_vs_previous_day"]
+    assert drift.metadata["compared"].value is True
+    assert drift.metadata["compared_with"].value == "2026-05-03"
+    assert drift.description.startswith("Against the last validated day 2026-05-03: ")
+    statistics = metadata_of(result, "cell_demand_statistics")
+    assert statistics["compared_with"] == "2026-05-03"
+    assert statistics["validation_dir"] == str(folder)
+    assert "vs the last validated day 2026-05-03" in statistics["drift_report"]
+
+
+class _SourceWithoutWeather(SimulatedProbeSource):
+    """A feed that has no weather: asking it for some is a bug."""
+
+    def read_weather(self, day: date) -> pl.DataFrame:
+        raise AssertionError(f"weather read for {day} although weather_source is none")
+
+
+def test_a_feed_without_weather_runs_the_data_path(
+    small_city_resources: dict, instance: dg.DagsterInstance
+) -> None:
+    resources = {
+        **small_city_resources,
+        "probe_source": _SourceWithoutWeather(fleet_size=SMALL_FLEET, seed=7),
+        "settings": PipelineSettings(weather_source="none"),
+    }
+    result = materialize(resources, instance, YESTERDAY)
+    assert result.success
+
+    weather = metadata_of(result, "weather")
+    assert weather["hours"] == 0 and weather["weather_configured"] is False
+    assert "no weather source is configured" in weather["note"]
+    assert checks_of(result, "weather")["contract"].passed
+    features = metadata_of(result, "training_features")
+    assert features["weather_used"] is False and features["weather_source"] == "none"
+    assert features["null_share_rain_mm_per_h"] == 1.0
+    assert checks_of(result, "training_features_statistics")["schema_anomalies"].passed

@@ -19,6 +19,8 @@ from taxi_assets.trips import derive_trip_events
 from taxi_assets.validation import schema_cli
 from taxi_assets.validation.schema import (
     ANOMALY_SCHEMA,
+    RANGE_MARGIN,
+    SCHEMA_DIR,
     DataSchema,
     FeatureSchema,
     find_anomalies,
@@ -111,14 +113,14 @@ def test_numeric_ranges_are_the_reference_range_widened_without_crossing_zero(
     pickups = demand_schema.features["pickups"]
     assert (pickups.dtype, pickups.kind, pickups.categories) == ("Int32", "numeric", None)
     seen_max = demand["pickups"].max()
-    assert demand["pickups"].min() == 0 and pickups.min == 0.0  # not -10% of the range
-    assert pickups.max == pytest.approx(seen_max * 1.1)
+    assert demand["pickups"].min() == 0 and pickups.min == 0.0  # not below 0
+    assert pickups.max == pytest.approx(seen_max * (1 + RANGE_MARGIN))
 
     probes = pl.concat(_reference(city, "clean_probes").values())
     lat = probes_schema.features["lat"]
     low, high = probes["lat"].min(), probes["lat"].max()
-    assert lat.min == pytest.approx(low - 0.1 * (high - low), abs=1e-5)
-    assert lat.max == pytest.approx(high + 0.1 * (high - low), abs=1e-5)
+    assert lat.min == pytest.approx(low - RANGE_MARGIN * (high - low), abs=1e-5)
+    assert lat.max == pytest.approx(high + RANGE_MARGIN * (high - low), abs=1e-5)
     assert lat.min <= low and lat.max >= high
 
 
@@ -159,7 +161,9 @@ def test_enum_categories_are_the_declared_ones(probes_schema: DataSchema) -> Non
     assert status.kind == "categorical" and status.dtype.startswith("Enum(")
     assert status.categories == sorted(CLEAN_PROBES_SCHEMA["status"].categories.to_list())
     assert probes_schema.features["ts"].kind == "timestamp"
-    assert probes_schema.features["vehicle_id"].min == 0.0  # ids start at 1: never below 0
+    # Vehicle ids are opaque text: no range, no bins.
+    vehicle_id = probes_schema.features["vehicle_id"]
+    assert (vehicle_id.dtype, vehicle_id.min, vehicle_id.bin_edges) == ("String", None, None)
 
 
 def test_null_allowance_is_the_dirtiest_reference_day_plus_a_margin() -> None:
@@ -176,7 +180,10 @@ def test_null_allowance_is_the_dirtiest_reference_day_plus_a_margin() -> None:
     assert schema.features["s"].max_null_fraction == pytest.approx(0.02)
     assert schema.features["s"].categories == ["a", "b"]
     # Infinity is not a range: it stays an anomaly.
-    assert (schema.features["x"].min, schema.features["x"].max) == (0.9, 2.1)
+    assert (schema.features["x"].min, schema.features["x"].max) == (
+        1.0 - RANGE_MARGIN,
+        2.0 + RANGE_MARGIN,
+    )
 
 
 def test_a_large_domain_is_not_listed_and_not_checked(
@@ -300,7 +307,7 @@ def test_committed_schemas_load_and_match_the_frame_schemas(asset: str) -> None:
     }[asset]
     schema = load_schema(asset)
     assert {name: f.dtype for name, f in schema.features.items()} == {
-        name: str(dtype) for name, dtype in frame_schema.items()
+        name: str(dtype) for name, dtype in frame_schema.items() if name not in schema.excluded
     }
     empty = pl.DataFrame(schema=frame_schema)
     assert find_anomalies(empty, schema).is_empty()
@@ -308,6 +315,11 @@ def test_committed_schemas_load_and_match_the_frame_schemas(asset: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Anomalies
+
+
+def _as_deployed(city: dict[str, dict[str, pl.DataFrame]], asset: str) -> DataSchema:
+    """The schema ``taxi-assets schema infer`` (and onboarding) infers from the reference."""
+    return infer_schema(asset, _reference(city, asset), **schema_cli.SCHEMA_ASSETS[asset])
 
 
 def test_a_day_like_the_reference_has_no_anomalies(
@@ -318,17 +330,82 @@ def test_a_day_like_the_reference_has_no_anomalies(
     assert anomalies.is_empty(), anomalies
 
     # 60 taxis do not drive through all 1,520 cells in three days, so the next day's pings
-    # reach cells the reference never saw (the committed schema, 1,000 taxis over a week,
-    # lists them all). Those cells are in the service area; nothing else is flagged.
+    # reach cells the reference never saw. Against a list of the cells seen, those are new
+    # categories...
     probes = _next_day(city, "clean_probes")
     found = _by_feature(find_anomalies(probes, probes_schema))
     assert set(found) == {("cell", "new_category")}
     seen = probes_schema.features["cell"].categories
     assert seen is not None
     unseen = probes.filter(~pl.col("cell").cast(pl.String).is_in(seen))
-    assert found[("cell", "new_category")]["rows"] == unseen.height
-    assert unseen["cell"].is_in(CENTRAL_TOKYO.cells()["cell"].implode()).all()
+    assert found[("cell", "new_category")]["rows"] == unseen.height > 0
+    # ...but they are cells of the service area, which is what the deployed schema checks.
+    deployed = _as_deployed(city, "clean_probes")
+    assert deployed.service_area_cells == ["cell"] and deployed.features["cell"].categories is None
+    assert find_anomalies(probes, deployed, CENTRAL_TOKYO).is_empty()
     assert find_anomalies(_probes_day(city, probes_schema), probes_schema).is_empty()
+
+
+def test_cells_outside_the_service_area_are_anomalies_naming_them(
+    city: dict[str, dict[str, pl.DataFrame]],
+) -> None:
+    deployed = _as_deployed(city, "cell_demand")
+    day = _next_day(city, "cell_demand")
+    outside = 533945999  # a valid-looking mesh code far from central Tokyo
+    assert outside not in CENTRAL_TOKYO.cells()["cell"]
+    moved = day.with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(outside).otherwise(pl.col("cell")).alias("cell")
+    )
+    found = _by_feature(find_anomalies(moved, deployed, CENTRAL_TOKYO))
+    assert set(found) == {("cell", "outside_service_area")}
+    assert found[("cell", "outside_service_area")]["rows"] == 7
+    assert found[("cell", "outside_service_area")]["detail"] == (
+        f"7 rows in cells outside the service area, e.g. ['{outside}']"
+    )
+    # Without an area the cells are not value-checked.
+    assert find_anomalies(moved, deployed).is_empty()
+
+
+def test_the_committed_schemas_pass_a_smaller_fleet_of_another_window(
+    city: dict[str, dict[str, pl.DataFrame]],
+) -> None:
+    # The committed schemas come from 1,000 simulated taxis over 2026-04-20..05-03; a
+    # 60-taxi city in May is as valid a feed: any cell of the area, counts within headroom,
+    # vehicle ids not judged by the schema (the contract does).
+    for asset in ("clean_probes", "cell_demand"):
+        committed = load_schema(asset, schema_path(asset, SCHEMA_DIR))
+        for key, frame in city[asset].items():
+            anomalies = find_anomalies(frame, committed, CENTRAL_TOKYO)
+            assert anomalies.is_empty(), (asset, key, anomalies)
+    assert (
+        "vehicle_id" not in load_schema("clean_probes", SCHEMA_DIR / "clean_probes.json").features
+    )
+
+
+def test_known_categories_and_optional_columns() -> None:
+    frames = {
+        "2026-05-01": pl.DataFrame(
+            {"day_type": ["weekday"], "rain": [None]}, schema_overrides={"rain": pl.Float64}
+        ),
+        "2026-05-02": pl.DataFrame({"day_type": ["weekday"], "rain": [1.0]}),
+    }
+    schema = infer_schema(
+        "toy",
+        frames,
+        known_categories={"day_type": ("weekday", "saturday", "holiday")},
+        optional=["rain"],
+    )
+    assert schema.features["day_type"].categories == ["holiday", "saturday", "weekday"]
+    assert schema.features["rain"].max_null_fraction == 1.0
+    unbounded = infer_schema("toy", frames, unbounded=["rain"])
+    rain = unbounded.features["rain"]
+    assert (rain.min, rain.max) == (None, None) and rain.bin_edges is not None
+    no_rain = pl.DataFrame(
+        {"day_type": ["holiday"] * 3, "rain": [None] * 3}, schema_overrides={"rain": pl.Float64}
+    )
+    assert find_anomalies(no_rain, schema).is_empty()
+    with pytest.raises(ValueError, match=r"optional column\(s\) \['snow'\]"):
+        infer_schema("toy", frames, optional=["snow"])
 
 
 def test_missing_new_and_retyped_columns_are_column_anomalies(
@@ -526,7 +603,7 @@ def _cli_main(args: list[str]) -> int:
 def test_schema_infer_dry_run_write_and_review(
     stored: Path,
     tmp_path: Path,
-    demand_schema: DataSchema,
+    city: dict[str, dict[str, pl.DataFrame]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     schemas = tmp_path / "schemas"
@@ -542,7 +619,8 @@ def test_schema_infer_dry_run_write_and_review(
     out = capsys.readouterr().out
     written = schemas / "cell_demand.json"
     assert f"wrote {written}" in out and f"git diff {written}" in out
-    assert load_schema("cell_demand", written) == demand_schema
+    deployed = _as_deployed(city, "cell_demand")
+    assert load_schema("cell_demand", written) == deployed
 
     assert _cli_main(args) == 0
     assert f"unchanged: {written}" in capsys.readouterr().out
@@ -552,7 +630,53 @@ def test_schema_infer_dry_run_write_and_review(
     out = capsys.readouterr().out
     assert f"changes against {written}" in out
     assert "reference window: 2026-05-01..2026-05-03 (3 partitions)" in out
-    assert load_schema("cell_demand", written) == demand_schema  # dry run: untouched
+    assert load_schema("cell_demand", written) == deployed  # dry run: untouched
+
+
+def test_onboarding_reads_stored_days_and_writes_a_reviewed_folder(
+    stored: Path, tmp_path: Path, city: dict[str, dict[str, pl.DataFrame]]
+) -> None:
+    from taxi_assets.validation.onboarding import onboard_validation_folder
+    from taxi_assets.validation.thresholds import load_drift_thresholds
+
+    folder = tmp_path / "validation"
+    days = ["2026-05-01", "2026-05-02", "2026-05-03"]
+    assets = ("clean_probes", "cell_demand")
+    dry = onboard_validation_folder(stored, days, folder, assets=assets)
+    assert dry.written == [] and not folder.exists()
+    assert f"{folder / 'drift_thresholds.json'}: new drift thresholds" in dry.changes
+
+    done = onboard_validation_folder(stored, days, folder, write=True, assets=assets)
+    assert {path.name for path in done.written} == {
+        "clean_probes.json",
+        "cell_demand.json",
+        "drift_thresholds.json",
+    }
+    assert load_schema("cell_demand", folder / "cell_demand.json") == _as_deployed(
+        city, "cell_demand"
+    )
+    assert load_drift_thresholds(folder).reference_partitions == days
+    # Re-run on the same days: nothing to review.
+    assert onboard_validation_folder(stored, days, folder, assets=assets).changes == []
+
+    # Against the committed folder (never written here): a readable review of each file.
+    changes = onboard_validation_folder(stored, days, SCHEMA_DIR, assets=assets).changes
+    assert f"{SCHEMA_DIR / 'cell_demand.json'}:" in changes
+    window = "reference window: 2026-04-20..2026-05-03 (14 partitions) -> 2026-05-01..2026-05-03"
+    assert sum(line.strip().startswith(window) for line in changes) == 3  # 2 schemas + thresholds
+    with pytest.raises(FileNotFoundError, match="2026-05-09"):
+        onboard_validation_folder(stored, ["2026-05-08", "2026-05-09"], folder, assets=assets)
+    with pytest.raises(ValueError, match="at least 2 reference days"):
+        onboard_validation_folder(stored, ["2026-05-01"], folder, assets=assets)
+
+
+def test_schema_diff_says_cells_are_checked_against_the_area(
+    city: dict[str, dict[str, pl.DataFrame]], demand_schema: DataSchema
+) -> None:
+    lines = schema_diff(demand_schema, _as_deployed(city, "cell_demand"))
+    assert "service area cells: [] -> ['cell']" in lines
+    listed = len(demand_schema.features["cell"].categories or [])
+    assert f"~ cell: categories {listed} listed -> any cell of the service area" in lines
 
 
 def test_schema_infer_lists_missing_partitions(
@@ -572,11 +696,33 @@ def test_schema_infer_reads_the_data_dir_from_the_environment(
     stored: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    probes_schema: DataSchema,
+    city: dict[str, dict[str, pl.DataFrame]],
 ) -> None:
     monkeypatch.setenv("TAXI_ASSETS_DATA_DIR", str(stored))
     code = schema_cli.infer_command(
         "clean_probes", date(2026, 5, 1), 3, write=True, schema_dir=tmp_path
     )
     assert code == 0
-    assert load_schema("clean_probes", tmp_path / "clean_probes.json") == probes_schema
+    written = load_schema("clean_probes", tmp_path / "clean_probes.json")
+    assert written == _as_deployed(city, "clean_probes")
+
+
+def test_schema_infer_writes_to_the_configured_validation_folder_not_the_package(
+    stored: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    committed = (SCHEMA_DIR / "cell_demand.json").read_text(encoding="utf-8")
+    folder = tmp_path / "deployment" / "validation"
+    monkeypatch.setenv("TAXI_ASSETS_VALIDATION_DIR", str(folder))
+    assert schema_path("cell_demand") == folder / "cell_demand.json"
+    code = schema_cli.infer_command("cell_demand", date(2026, 5, 1), 3, data_dir=stored, write=True)
+    assert code == 0
+    assert f"wrote {folder / 'cell_demand.json'}" in capsys.readouterr().out
+    assert load_schema("cell_demand").reference_partitions == [
+        "2026-05-01",
+        "2026-05-02",
+        "2026-05-03",
+    ]
+    assert (SCHEMA_DIR / "cell_demand.json").read_text(encoding="utf-8") == committed

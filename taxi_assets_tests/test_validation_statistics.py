@@ -31,7 +31,7 @@ def probes() -> pl.DataFrame:
     start = datetime(2026, 4, 27, 15, tzinfo=UTC)
     return pl.DataFrame(
         {
-            "vehicle_id": rng.integers(1, 200, rows, dtype=np.int32),
+            "vehicle_id": rng.integers(1, 200, rows, dtype=np.int32).astype(str),
             "ts": [start + timedelta(seconds=int(s)) for s in rng.integers(0, 86_400, rows)],
             "lat": rng.normal(35.68, 0.03, rows),
             "lon": rng.normal(139.74, 0.04, rows),
@@ -66,7 +66,7 @@ def test_output_schema_rows_and_kinds(stats: pl.DataFrame, probes: pl.DataFrame)
     assert stats.schema == STATISTICS_SCHEMA
     assert stats["feature"].to_list() == [c for c in probes.columns if c != "lon"]
     assert dict(zip(stats["feature"], stats["kind"], strict=True)) == {
-        "vehicle_id": "numeric",
+        "vehicle_id": "categorical",
         "ts": "timestamp",
         "lat": "numeric",
         "speed_kmh": "numeric",
@@ -78,7 +78,7 @@ def test_output_schema_rows_and_kinds(stats: pl.DataFrame, probes: pl.DataFrame)
     assert _row(stats, "status")["dtype"] == str(ProbeStatus)
 
 
-@pytest.mark.parametrize("feature", ["vehicle_id", "lat", "speed_kmh", "heading"])
+@pytest.mark.parametrize("feature", ["lat", "speed_kmh", "heading"])
 def test_numeric_statistics_match_numpy(
     stats: pl.DataFrame, probes: pl.DataFrame, feature: str
 ) -> None:

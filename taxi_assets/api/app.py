@@ -31,7 +31,7 @@ from taxi_assets.api.cells import CellGrid
 from taxi_assets.api.map_page import render_page
 from taxi_assets.api.ticks import LiveTick, TickCache
 from taxi_assets.guidance import GuidanceParams
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import DEFAULT_GCS_PREFIX
 from taxi_assets.service_area import ServiceArea
 from taxi_assets.settings import PipelineSettings

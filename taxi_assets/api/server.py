@@ -14,7 +14,7 @@ from taxi_assets.api.app import (
     settings_for,
     store_from_env,
 )
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:

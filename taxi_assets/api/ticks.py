@@ -22,7 +22,7 @@ import polars as pl
 
 from taxi_assets.api.cells import CellGrid
 from taxi_assets.guidance import GuidanceParams, best_targets, forecast_horizons
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
 
 log = logging.getLogger(__name__)
 

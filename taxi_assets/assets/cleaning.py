@@ -5,15 +5,21 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.checks import contract_check_result, contract_check_spec, logged
 from taxi_assets.cleaning import clean_probes as clean_probe_frame
 from taxi_assets.cleaning import rejected_counts
 from taxi_assets.contracts import CleanProbes, RejectedProbes
 from taxi_assets.metadata import markdown_table, preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.quarantine import (
+    QuarantineLimits,
+    judge_quarantine,
+    quarantine_summary,
+)
 from taxi_assets.settings import PipelineSettings
 
 ROWS_CONSERVED_CHECK = "rows_conserved"
+QUARANTINE_SHARE_CHECK = "quarantine_share"
 
 
 @dg.multi_asset(
@@ -43,6 +49,15 @@ ROWS_CONSERVED_CHECK = "rows_conserved"
             asset="clean_probes",
             blocking=True,
             description="Rows in raw_probes = rows in clean_probes + rows in rejected_probes.",
+            partitions_def=daily_partitions,
+        ),
+        dg.AssetCheckSpec(
+            name=QUARANTINE_SHARE_CHECK,
+            asset="clean_probes",
+            blocking=True,
+            description="A few bad pings are quarantined and the day goes on; the day stops "
+            "when the quarantined share, overall or for one reason, crosses its limit "
+            "(PipelineSettings.max_quarantined_share*).",
             partitions_def=daily_partitions,
         ),
     ],
@@ -88,9 +103,34 @@ def clean_and_quarantine_probes(
             "preview": preview(rejected),
         },
     )
-    yield contract_check_result(CleanProbes, clean, "clean_probes")
-    yield contract_check_result(RejectedProbes, rejected, "rejected_probes")
-    yield rows_conserved_result(raw_probes.height, clean.height, rejected.height)
+    yield logged(context, contract_check_result(CleanProbes, clean, "clean_probes"))
+    yield logged(context, contract_check_result(RejectedProbes, rejected, "rejected_probes"))
+    yield logged(context, rows_conserved_result(raw_probes.height, clean.height, rejected.height))
+    yield logged(
+        context, quarantine_share_result(counts, raw_probes.height, settings.quarantine_limits())
+    )
+
+
+def quarantine_share_result(
+    counts: dict[str, int], raw_rows: int, limits: QuarantineLimits
+) -> dg.AssetCheckResult:
+    """The quarantined share overall and per reason (as numbers on every run, so the UI
+    plots them), failing when one crosses its limit."""
+    verdict = judge_quarantine(counts, raw_rows, limits)
+    return dg.AssetCheckResult(
+        asset_key="clean_probes",
+        check_name=QUARANTINE_SHARE_CHECK,
+        passed=verdict.passed,
+        metadata={
+            "raw_rows": raw_rows,
+            "quarantined_rows": verdict.quarantined_rows,
+            "quarantined_share": verdict.share,
+            "max_quarantined_share": limits.max_share,
+            "reasons_over_limit": len(verdict.breaches),
+            **{f"share_{reason}": share for reason, share in verdict.shares.items()},
+        },
+        description=quarantine_summary(verdict, limits),
+    )
 
 
 def rows_conserved_result(raw_rows: int, kept: int, rejected: int) -> dg.AssetCheckResult:

@@ -10,9 +10,10 @@ from taxi_assets.contracts import CellDemand, TripEvents
 from taxi_assets.demand import aggregate_cell_demand, demand_summary
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.pictures import cell_demand_picture
 from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.base import ProbeSource
-from taxi_assets.trips import derive_trip_events
+from taxi_assets.trips import derive_trips
 
 
 @dg.asset(
@@ -21,11 +22,17 @@ from taxi_assets.trips import derive_trip_events
     kinds={"polars", "parquet"},
     check_specs=[contract_check_spec("trip_events", TripEvents)],
 )
-def trip_events(context: dg.AssetExecutionContext, clean_probes: pl.DataFrame) -> Iterator:
+def trip_events(
+    context: dg.AssetExecutionContext, clean_probes: pl.DataFrame, settings: PipelineSettings
+) -> Iterator:
     """Every pickup and drop-off of the day and where it happened. A pickup from a vacant
     taxi is a street hail, the demand our guidance serves; one from a dispatched taxi is an
-    app booking."""
-    events = derive_trip_events(clean_probes)
+    app booking. A flapping meter is not a trip, and a taxi coming back into the area with
+    a passenger is not a pickup."""
+    derivation = derive_trips(
+        clean_probes, settings.cleaning_rules().trips, settings.service_area()
+    )
+    events = derivation.events
     pickups = events.filter(pl.col("event") == "pickup")
     by_booking = dict(pickups.group_by("booking").len().iter_rows())
     yield dg.Output(
@@ -39,6 +46,8 @@ def trip_events(context: dg.AssetExecutionContext, clean_probes: pl.DataFrame) -
             "dropoffs": events.height - pickups.height,
             "vehicles": events["vehicle_id"].n_unique(),
             "cells": events["cell"].n_unique(),
+            # What the real-feed rules changed: meter flaps ignored, pickups not observed.
+            **derivation.metadata(),
             **time_range_metadata(events),
             "preview": preview(events),
         },
@@ -89,6 +98,7 @@ def cell_demand(
             "max_pickups_in_a_bucket": int(demand["pickups"].max() or 0),
             **time_range_metadata(demand, "bucket_start"),
             "busiest_cells": preview(busiest, 10),
+            "street_hail_map": cell_demand_picture(demand, area, day),
         },
     )
     yield contract_check_result(CellDemand, demand, "cell_demand")

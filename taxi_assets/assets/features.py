@@ -11,6 +11,7 @@ from taxi_assets.features import FEATURES, TARGET, build_features
 from taxi_assets.metadata import preview
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.settings import PipelineSettings
+from taxi_assets.weather import weather_was_used
 
 # The target day and the week before it: lags reach back to the same bucket last week. The
 # first days we have lack part of that week; their lags are null, not zero.
@@ -60,7 +61,12 @@ def training_features(
         )
     history = _stacked(cell_demand)
     targets = cell_demand[day.isoformat()].select("cell", "bucket_start")
-    features = build_features(history, _stacked(weather), targets, settings.bucket_minutes)
+    # A feed without weather stores empty weather days (or none at all): rain is missing.
+    rain = _stacked(weather) if weather else None
+    features = build_features(history, rain, targets, settings.bucket_minutes)
+    used_weather = weather_was_used(features)
+    if not used_weather:
+        context.log.info(f"{day}: no rain data (weather_source={settings.weather_source})")
     history_days = sorted(key for key in cell_demand if key != day.isoformat())
     null_share = features.select(pl.col(FEATURES[1:]).null_count() / max(features.height, 1))
     context.log.info(
@@ -72,6 +78,8 @@ def training_features(
             "rows": features.height,
             "features": len(FEATURES),
             "history_days": len(history_days),
+            "weather_used": used_weather,
+            "weather_source": settings.weather_source,
             "target_street_hails": int(features[TARGET].sum()),
             "rows_with_full_history": int(features["hails_last_week"].is_not_null().sum()),
             **{

@@ -6,11 +6,13 @@ from typing import Any, TypeVar
 import dagster as dg
 import polars as pl
 
-from taxi_assets.checks import contract_check_result, contract_check_spec
+from taxi_assets.checks import contract_check_result, contract_check_spec, logged
 from taxi_assets.contracts import RawProbes, Weather
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
+from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.base import ProbeSource, ProbeSourceError
+from taxi_assets.weather import NO_WEATHER, weather_for_day
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     yield dg.Output(
         delivery.probes, metadata={**probe_metadata(delivery.probes), **delivery.origin}
     )
-    yield contract_check_result(RawProbes, delivery.probes, "raw_probes")
+    yield logged(context, contract_check_result(RawProbes, delivery.probes, "raw_probes"))
 
 
 @dg.asset(
@@ -76,17 +78,33 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     check_specs=[contract_check_spec("weather", Weather)],
     retry_policy=TRANSIENT_SOURCE_RETRIES,
 )
-def weather(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> Iterator:
+def weather(
+    context: dg.AssetExecutionContext, probe_source: ProbeSource, settings: PipelineSettings
+) -> Iterator:
     """Hourly rain over the city: people hail more taxis when it rains, so the forecast
-    needs to know."""
-    frame = read_from_source(lambda: probe_source.read_weather(partition_day(context)))
+    needs to know. Empty for a feed without weather (``weather_source`` ``none``)."""
+    day = partition_day(context)
+    frame = read_from_source(lambda: weather_for_day(probe_source, settings.weather_source, day))
+    configured = settings.weather_source != NO_WEATHER
+    if not configured:
+        context.log.info(
+            f"No weather source configured (weather_source={NO_WEATHER}): {day} has no rain "
+            "data, the features carry rain as missing"
+        )
     yield dg.Output(
         frame,
         metadata={
+            "weather_source": settings.weather_source,
+            "weather_configured": configured,
             "hours": frame.height,
             "rainy_hours": int((frame["rain_mm_per_h"] > 0).sum()),
             "rain_mm_total": float(frame["rain_mm_per_h"].sum()),
             "rain_mm_per_h_max": float(frame["rain_mm_per_h"].max() or 0.0),
+            **(
+                {}
+                if configured
+                else {"note": "no weather source is configured: this day has no rain data"}
+            ),
         },
     )
-    yield contract_check_result(Weather, frame, "weather")
+    yield logged(context, contract_check_result(Weather, frame, "weather"))

@@ -4,28 +4,57 @@
 for early stopping); ``model_evaluation`` for D scores it on D itself, side by side with
 the production model, two baselines and, on simulated data, the oracle; a blocking check
 stops ``production_model`` in the same run when the candidate is not blessed, and the
-deploy step verifies the blessing again on its own (no run configuration can skip it).
+deploy step finds Dagster's own record of the evaluation of those exact model files (by
+content hash) and applies the deployment rules of :mod:`taxi_assets.model.deployment`: no file
+in the artifact store and no run configuration can change a verdict.
 """
 
+import dataclasses
 import getpass
-from datetime import UTC, date, datetime, timedelta
+import typing
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pydantic
 from pydantic import Field
 
-from taxi_assets.blessing import decide_blessing, reasons_markdown
-from taxi_assets.evaluation import overall_markdown, overall_metrics, slice_metrics, slices_markdown
 from taxi_assets.features import FEATURES, TARGET
 from taxi_assets.metadata import latest_materialization_metadata, markdown_table
+from taxi_assets.model.blessing import decide_blessing, reasons_markdown
+from taxi_assets.model.deployment import (
+    Candidate,
+    DeploymentRefused,
+    Verdict,
+    days_seen_on_or_after,
+    decide_deploy,
+    decide_rollback,
+    moved_pointer,
+)
+from taxi_assets.model.evaluation import (
+    overall_markdown,
+    overall_metrics,
+    predictor_metadata,
+    slice_metrics,
+    slices_markdown,
+)
+from taxi_assets.model.registry import ArtifactStore, PointerConflict, RegistryError
+from taxi_assets.model.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
+from taxi_assets.model.training import (
+    CODE_VERSION,
+    TrainingParams,
+    train_model,
+    window_partitions,
+)
 from taxi_assets.partitions import daily_partitions, partition_day
-from taxi_assets.registry import ArtifactStore, RegistryError
-from taxi_assets.scoring import busiest_cells, cross_validate, fold_summary, score_held_out
+from taxi_assets.pictures import evaluation_picture
 from taxi_assets.settings import EvaluationSettings, PipelineSettings
 from taxi_assets.sources.base import ProbeSource
-from taxi_assets.training import CODE_VERSION, OBJECTIVES, TrainingParams, train_model
 from taxi_assets.validation.gate import VALIDATED_ASSETS, unvalidated_days
+from taxi_assets.weather import weather_was_used
 
 # A window is chosen per run (config), but a partition mapping is fixed: map the longest
 # window we allow and pick the configured days from it (partitions load lazily, so unused
@@ -39,11 +68,9 @@ WINDOW_AND_HELD_OUT_DAY = dg.TimeWindowPartitionMapping(
 )
 BLESSED_CHECK = "blessed"
 
-_DEFAULT_PARAMS = TrainingParams()
 
-
-class TrainingConfig(dg.Config):
-    """How one training run is set up; all of it lands in the model's manifest."""
+class TrainingRunConfig(dg.Config):
+    """How one training run is set up besides the hyper-parameters."""
 
     window_days: int = Field(
         default=28, ge=2, le=MAX_WINDOW_DAYS, description="Trailing days to train on."
@@ -64,29 +91,32 @@ class TrainingConfig(dg.Config):
         ge=0,
         description="Rolling-origin folds over the window (0: none); reports mean and spread.",
     )
-    objective: str = Field(default=_DEFAULT_PARAMS.objective, description=f"One of {OBJECTIVES}.")
-    iterations: int = Field(default=_DEFAULT_PARAMS.iterations, ge=1)
-    learning_rate: float = Field(default=_DEFAULT_PARAMS.learning_rate, gt=0, le=1)
-    depth: int = Field(default=_DEFAULT_PARAMS.depth, ge=1, le=16)
-    l2_leaf_reg: float = Field(default=_DEFAULT_PARAMS.l2_leaf_reg, ge=0)
-    border_count: int = Field(default=_DEFAULT_PARAMS.border_count, ge=1)
-    max_ctr_complexity: int = Field(default=_DEFAULT_PARAMS.max_ctr_complexity, ge=1)
-    early_stopping_rounds: int = Field(default=_DEFAULT_PARAMS.early_stopping_rounds, ge=1)
-    supply_iterations: int = Field(default=_DEFAULT_PARAMS.supply_iterations, ge=1)
-    random_seed: int = Field(default=_DEFAULT_PARAMS.random_seed)
 
     def params(self) -> TrainingParams:
         return TrainingParams(
-            **{name: getattr(self, name) for name in TrainingParams.__dataclass_fields__}
+            **{
+                param.name: getattr(self, param.name)
+                for param in dataclasses.fields(TrainingParams)
+            }
         )
 
 
-def window_partitions(
-    loaded: dict[str, pl.LazyFrame], day: date, window_days: int
-) -> dict[str, pl.LazyFrame]:
-    """The stored partitions among the ``window_days`` days before ``day``, oldest first."""
-    first = (day - timedelta(days=window_days)).isoformat()
-    return {key: loaded[key] for key in sorted(loaded) if first <= key < day.isoformat()}
+def _hyper_parameter_fields() -> dict[str, Any]:
+    """TrainingParams' fields as config fields: same names, types, defaults and bounds."""
+    types = typing.get_type_hints(TrainingParams)
+    return {
+        param.name: (types[param.name], Field(default=param.default, **param.metadata))
+        for param in dataclasses.fields(TrainingParams)
+    }
+
+
+# The run config and the hyper-parameters of TrainingParams, which define them once.
+TrainingConfig = pydantic.create_model(
+    "TrainingConfig",
+    __base__=TrainingRunConfig,
+    __doc__="How one training run is set up; all of it lands in the model's manifest.",
+    **_hyper_parameter_fields(),
+)
 
 
 def _validated(
@@ -169,6 +199,14 @@ def demand_model(
                 allow_retries=False,
             )
         warm_start_from = pointer["model_version"]
+        seen = days_seen_on_or_after(artifacts.manifest(warm_start_from), day)
+        if seen:
+            raise dg.Failure(
+                description=f"warm_start=True, but production model {warm_start_from} trained "
+                f"on {', '.join(seen)}, on or after {day}: a model for {day} must not start "
+                "from trees that saw its held-out day. Train cold (warm_start: false).",
+                allow_retries=False,
+            )
         warm = artifacts.load_model(warm_start_from)
         context.log.info(f"Warm start from production model {warm_start_from}")
 
@@ -211,6 +249,7 @@ def demand_model(
         "trained_at": trained_at.isoformat(),
         "warm_start_from": warm_start_from,
         "run_id": context.run_id,
+        "weather_used": weather_was_used(rows),
     }
     digest = artifacts.save_model(version, model, manifest)
     context.log.info(f"Stored model version {version} ({digest[:12]})")
@@ -232,6 +271,7 @@ def demand_model(
             "training_seconds": round(model.training_seconds, 2),
             "trained_at": dg.MetadataValue.timestamp(trained_at),
             "warm_start_from": warm_start_from,
+            "weather_used": manifest["weather_used"],
             "days_skipped_unvalidated": dg.MetadataValue.json(skipped),
             "model_path": dg.MetadataValue.path(str(artifacts.model_folder(version))),
             **cv_metadata,
@@ -239,15 +279,71 @@ def demand_model(
     )
 
 
-def _predictor_metadata(overall: pl.DataFrame) -> dict[str, float]:
-    """``mae``, ``rmse``... for the model; ``<metric>_<predictor>`` for the others."""
-    metadata = {}
-    for row in overall.iter_rows(named=True):
-        suffix = "" if row["predictor"] == "model" else f"_{row['predictor']}"
-        for metric in ("mae", "rmse", "poisson_deviance", "mape"):
-            if row[metric] is not None:
-                metadata[f"{metric}{suffix}"] = float(row[metric])
-    return metadata
+def refuse_per_run_rules(context: dg.AssetExecutionContext) -> None:
+    """The blessing rules are the deployment's: a run's config may not loosen them."""
+    resources = (context.run.run_config or {}).get("resources") or {}
+    changed = (resources.get("evaluation") or {}).get("config")
+    if changed:
+        raise dg.Failure(
+            description=(
+                "The blessing rules are the deployment's, not a run's: this run's config sets "
+                f"resources.evaluation.config ({', '.join(sorted(changed))}). Remove it from "
+                "the run config; to change the rules for every run, change EvaluationSettings "
+                "in the deployment (taxi_assets/resources.py) and re-evaluate."
+            ),
+            allow_retries=False,
+        )
+
+
+def recorded_verdict(instance: dg.DagsterInstance, content_hash: str) -> Verdict | None:
+    """Dagster's latest ``model_evaluation`` of the model files hashing to ``content_hash``,
+    whichever day it was for; None if those files were never evaluated. Only the instance's
+    record counts: nothing in the artifact store can change it."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetKey("model_evaluation"), limit=100, cursor=cursor, ascending=False
+        )
+        for record in page.records:
+            materialization = record.asset_materialization
+            if materialization is None:
+                continue
+            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            if metadata.get("content_hash") != content_hash:
+                continue
+            return Verdict(
+                content_hash=content_hash,
+                model_version=str(metadata.get("model_version")),
+                held_out_day=str(metadata.get("held_out_day") or materialization.partition),
+                blessed=bool(metadata.get("blessed")),
+                rules_fingerprint=metadata.get("rules_fingerprint"),
+                run_id=record.run_id,
+                metrics={
+                    k: float(metadata[k])
+                    for k in ("mae", "rmse", "poisson_deviance")
+                    if isinstance(metadata.get(k), int | float)
+                },
+            )
+        if not page.has_more:
+            return None
+        cursor = page.cursor
+
+
+def _production_to_compare(
+    artifacts: ArtifactStore, pointer: dict[str, Any] | None, day: date
+) -> tuple[Any, str]:
+    """The production model to judge the candidate against on ``day``, and why not if none:
+    a production model whose training window reaches the held-out day has seen it."""
+    if pointer is None:
+        return None, ""
+    version = pointer["model_version"]
+    seen = days_seen_on_or_after(artifacts.manifest(version), day)
+    if seen:
+        return None, (
+            f"production {version} trained on {', '.join(seen)}, on or after the held-out day "
+            f"{day}: comparing with it would favour it, so the baselines decide"
+        )
+    return artifacts.load_model(version), ""
 
 
 @dg.asset(
@@ -283,6 +379,7 @@ def model_evaluation(
     """How the day's candidate model does on a day it never saw, overall and per hour, day
     kind, area and busiest cells, next to the production model, two simple baselines and
     (simulated data) the oracle; and whether it is blessed for production, with reasons."""
+    refuse_per_run_rules(context)
     day = partition_day(context)
     version = latest_materialization_metadata(
         context.instance, "demand_model", day.isoformat()
@@ -304,7 +401,9 @@ def model_evaluation(
     training_rows = _collect({key: training_features[key] for key in used})
 
     pointer = artifacts.production_pointer()
-    production = None if pointer is None else artifacts.load_model(pointer["model_version"])
+    production, production_excluded = _production_to_compare(artifacts, pointer, day)
+    if production_excluded:
+        context.log.warning(production_excluded)
     true_demand = probe_source.true_demand(day)
     scored = score_held_out(
         held_out, candidate, training_rows, production, true_demand, settings.bucket_minutes
@@ -315,6 +414,7 @@ def model_evaluation(
     slices = slice_metrics(scored, predictors, busiest, evaluation.mape_min_pickups)
     rules = evaluation.rules()
     decision = decide_blessing(overall, slices, rules)
+    compared_with = "" if pointer is None or production_excluded else pointer["model_version"]
     context.log.info(
         f"{version} on {day}: {'blessed' if decision.blessed else 'NOT blessed'} "
         f"({decision.decided_by}); " + "; ".join(decision.failures)
@@ -331,25 +431,32 @@ def model_evaluation(
             "decided_by": decision.decided_by,
             "reasons": list(decision.reasons),
             "rules": rules.__dict__,
-            "production_model_version": None if pointer is None else pointer["model_version"],
+            "rules_fingerprint": rules.fingerprint(),
+            "production_model_version": compared_with or None,
+            "production_excluded": production_excluded,
             "overall": overall.to_dicts(),
             "slices": slices.to_dicts(),
         },
     )
-    metrics = _predictor_metadata(overall)
+    metrics = predictor_metadata(overall)
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
             "content_hash": manifest["content_hash"],
             "held_out_day": day.isoformat(),
+            # Manifests written before weather became optional always had weather.
+            "weather_used": bool(manifest.get("weather_used", True)),
             "rows": scored.height,
             **metrics,
             "blessed": decision.blessed,
             "decided_by": decision.decided_by,
-            "production_model_version": "" if pointer is None else pointer["model_version"],
+            "rules_fingerprint": rules.fingerprint(),
+            "production_model_version": compared_with,
+            "production_excluded": production_excluded,
             "metrics": dg.MetadataValue.md(overall_markdown(overall)),
             "slices": dg.MetadataValue.md(slices_markdown(slices)),
             "blessing_reasons": dg.MetadataValue.md(reasons_markdown(decision)),
+            "error_by_hour": evaluation_picture(slices, scored),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -358,8 +465,9 @@ def model_evaluation(
                 metadata={
                     "model_version": version,
                     "failures": len(decision.failures),
-                    "mae": metrics["mae"],
                     "rmse": metrics["rmse"],
+                    "poisson_deviance": metrics["poisson_deviance"],
+                    "rules_fingerprint": rules.fingerprint(),
                 },
                 description="; ".join(decision.failures) or f"Blessed ({decision.decided_by})",
             )
@@ -368,22 +476,27 @@ def model_evaluation(
 
 
 class DeploymentConfig(dg.Config):
-    """What to deploy. By default: the most recently evaluated model, if it is blessed."""
+    """What to deploy. By default: the model evaluated for this run's day (or the latest
+    evaluated), if Dagster's record of its evaluation blessed it."""
 
     model_version: str | None = Field(
         default=None, description="A model version to deploy (default: the latest evaluated)."
     )
     rollback: bool = Field(
-        default=False, description="Go back to the model deployed before the current one."
+        default=False,
+        description="Go back to the model deployed before the current one (needs "
+        "override_reason if that one was not blessed).",
     )
     override_reason: str | None = Field(
         default=None,
-        description="Emergencies only: deploy although not blessed. The reason is recorded.",
+        description="Emergencies only: deploy although not blessed, or older than "
+        "production. The reason is recorded.",
     )
-
-
-# An override reason short enough to be "x" or "asdf" explains nothing to the next person.
-MIN_OVERRIDE_REASON_CHARS = 15
+    allow_older_model: bool = Field(
+        default=False,
+        description="Deploy a model trained for an earlier day than production's (with "
+        "override_reason). Backfills never move production back.",
+    )
 
 
 def launched_by(context: dg.AssetExecutionContext) -> str:
@@ -400,102 +513,104 @@ def launched_by(context: dg.AssetExecutionContext) -> str:
     return f"user {user}"
 
 
-def _verified_evaluation(
-    context: dg.AssetExecutionContext, artifacts: ArtifactStore, version: str
-) -> dict[str, Any] | None:
-    """The version's evaluation report, after checking it judged these very model files and
-    that Dagster recorded the same verdict. None when it was never evaluated."""
-    report = artifacts.evaluation(version)
-    if report is None:
-        return None
-    stored = artifacts.stored_hash(version)
-    if report["content_hash"] != stored:
-        raise dg.Failure(
-            description=f"{version}: the evaluation judged files hashing to "
-            f"{report['content_hash'][:12]}, the stored files hash to {stored[:12]}",
-            allow_retries=False,
-        )
-    recorded = latest_materialization_metadata(
-        context.instance, "model_evaluation", report["held_out_day"]
-    )
-    if recorded.get("model_version") == version and bool(recorded.get("blessed")) != bool(
-        report["blessed"]
-    ):
-        raise dg.Failure(
-            description=f"{version}: the evaluation report and Dagster's record disagree on "
-            "the blessing; re-run model_evaluation",
-            allow_retries=False,
-        )
-    return report
-
-
-def _deployment_entry(version: str, content_hash: str, report: dict[str, Any] | None) -> dict:
-    metrics = {}
-    if report is not None:
-        model = next(row for row in report["overall"] if row["predictor"] == "model")
-        metrics = {k: model[k] for k in ("mae", "rmse", "poisson_deviance") if model[k] is not None}
-    return {
-        "model_version": version,
-        "content_hash": content_hash,
-        "blessed": bool(report and report["blessed"]),
-        "metrics": metrics,
-    }
-
-
-@dg.asset(group_name="model", kinds={"catboost"}, deps=[model_evaluation])
-def production_model(
-    context: dg.AssetExecutionContext, config: DeploymentConfig, artifacts: ArtifactStore
-) -> dg.MaterializeResult:
-    """The model the live forecast uses: a pointer that only ever moves to a blessed model
-    (or, in an emergency, to one overridden with a recorded reason), with its deployment
-    history so a rollback is one materialization."""
-    current = artifacts.production_pointer()
-    if config.rollback:
-        if current is None or not current["history"]:
-            raise dg.Failure(
-                description="Nothing to roll back to: no model was deployed before the current one",
-                allow_retries=False,
-            )
-        version = current["history"][0]["model_version"]
-        history = current["history"][1:]
-        report = _verified_evaluation(context, artifacts, version)
-        action, reason = "rollback", (config.override_reason or "").strip()
-    else:
-        version = config.model_version or _latest_evaluated_version(context)
-        report = _verified_evaluation(context, artifacts, version)
-        action, reason = _deploy_action(context, version, report, config.override_reason)
-        if current is None:
-            history = []
-        elif current["model_version"] == version:
-            history = current["history"]  # a re-deploy does not push itself
-        else:
-            history = [_without_history(current), *current["history"]]
-
+def _candidate(
+    artifacts: ArtifactStore, version: str, verdict_for: Any
+) -> tuple[Candidate, Verdict | None]:
+    """The version as stored now (files checked against their manifest) and Dagster's
+    verdict on those very bytes."""
     try:
         artifacts.load_model(version)  # the files exist and match their manifest
+        content_hash = artifacts.stored_hash(version)
+        manifest = artifacts.manifest(version)
     except RegistryError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
-    content_hash = artifacts.manifest(version)["content_hash"]
+    verdict = verdict_for(content_hash)
+    # The day comes from Dagster's record when there is one: a manifest is only a file.
+    day = verdict.held_out_day if verdict else str(manifest.get("partition", version[:10]))
+    return Candidate(version, content_hash, day), verdict
+
+
+@dg.asset(group_name="model", kinds={"catboost"}, deps=[model_evaluation], output_required=False)
+def production_model(
+    context: dg.AssetExecutionContext,
+    config: DeploymentConfig,
+    artifacts: ArtifactStore,
+    evaluation: EvaluationSettings,
+) -> Iterator[dg.MaterializeResult]:
+    """The model the live forecast uses: a pointer that only ever moves to a model Dagster's
+    own evaluation record blessed under the deployment's rules (or, in an emergency, to one
+    overridden with a recorded reason), forward in time unless someone says why, with its
+    deployment history so a rollback is one materialization."""
+    refuse_per_run_rules(context)
+    fingerprint = evaluation.rules().fingerprint()
+    current, generation = artifacts.read_production_pointer()
+    verdict_for = partial(recorded_verdict, context.instance)
+    try:
+        if config.rollback:
+            if current is None or not current["history"]:
+                raise DeploymentRefused(
+                    "Nothing to roll back to: no model was deployed before the current one"
+                )
+            target = current["history"][0]
+            candidate, verdict = _candidate(artifacts, target["model_version"], verdict_for)
+            move = decide_rollback(target, verdict, config.override_reason)
+        else:
+            version = config.model_version or _latest_evaluated_version(context)
+            candidate, verdict = _candidate(artifacts, version, verdict_for)
+            move = decide_deploy(
+                candidate,
+                verdict,
+                current,
+                fingerprint,
+                config.override_reason,
+                config.allow_older_model,
+                in_backfill="dagster/backfill" in context.run.tags,
+            )
+    except DeploymentRefused as refused:
+        raise dg.Failure(description=str(refused), allow_retries=False) from refused
+    if move.action == "keep":
+        context.log.info(
+            f"production_model stays at {current and current['model_version']}: {move.note}"
+        )
+        return
+    if move.note:
+        context.log.warning(
+            f"{move.action} of {candidate.model_version}: {move.note}; reason: {move.reason}"
+        )
+
     deployed_at = datetime.now(UTC)
     who = launched_by(context)
-    pointer = {
-        **_deployment_entry(version, content_hash, report),
-        "action": action,
-        "override_reason": reason,
+    entry = {
+        "model_version": candidate.model_version,
+        "content_hash": candidate.content_hash,
+        "training_day": candidate.training_day,
+        "blessed": move.action in ("deploy", "rollback"),
+        "evaluation_run_id": verdict.run_id if verdict else None,
+        "rules_fingerprint": verdict.rules_fingerprint if verdict else None,
+        "deployment_rules_fingerprint": fingerprint,
+        "metrics": dict(verdict.metrics) if verdict else {},
         "triggered_by": who,
         "run_id": context.run_id,
         "deployed_at": deployed_at.isoformat(),
-        "history": history,
     }
-    artifacts.set_production_pointer(pointer)
-    context.log.info(f"production_model -> {version} ({action}, by {who})")
-    return dg.MaterializeResult(
+    pointer = moved_pointer(current, entry, move)
+    try:
+        artifacts.swap_production_pointer(pointer, generation)
+    except PointerConflict as conflict:
+        raise dg.Failure(description=str(conflict), allow_retries=False) from conflict
+    context.log.info(f"production_model -> {candidate.model_version} ({move.action}, by {who})")
+    yield dg.MaterializeResult(
         metadata={
-            "model_version": version,
-            "content_hash": content_hash,
-            "action": action,
+            "model_version": candidate.model_version,
+            "content_hash": candidate.content_hash,
+            "training_day": candidate.training_day,
+            "action": move.action,
             "blessed": pointer["blessed"],
-            "override_reason": reason,
+            "override_reason": move.reason,
+            "moved_backwards": move.moved_backwards,
+            "rules_fingerprint": entry["rules_fingerprint"] or "",
+            "deployment_rules_fingerprint": fingerprint,
+            "evaluation_run_id": entry["evaluation_run_id"] or "",
             "triggered_by": who,
             "deployed_at": dg.MetadataValue.timestamp(deployed_at),
             "previous_model_version": "" if current is None else current["model_version"],
@@ -505,44 +620,18 @@ def production_model(
     )
 
 
-def _deploy_action(
-    context: dg.AssetExecutionContext,
-    version: str,
-    report: dict[str, Any] | None,
-    override_reason: str | None,
-) -> tuple[str, str]:
-    """("deploy", "") for a blessed model, ("override", reason) for an emergency override;
-    anything else is refused."""
-    reason = (override_reason or "").strip()
-    if report is not None and report["blessed"]:
-        return "deploy", reason
-    if len(reason) >= MIN_OVERRIDE_REASON_CHARS:
-        context.log.warning(f"Deploying UNBLESSED model {version} by override: {reason}")
-        return "override", reason
-    why = (
-        "it was never evaluated"
-        if report is None
-        else "its evaluation did not bless it: "
-        + "; ".join(r for r in report["reasons"] if r.endswith("FAIL"))
-    )
-    raise dg.Failure(
-        description=f"Refusing to deploy {version}: {why}. An emergency override needs "
-        f"override_reason (at least {MIN_OVERRIDE_REASON_CHARS} characters).",
-        allow_retries=False,
-    )
-
-
-def _without_history(pointer: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in pointer.items() if key != "history"}
-
-
 def _latest_evaluated_version(context: dg.AssetExecutionContext) -> str:
-    version = latest_materialization_metadata(context.instance, "model_evaluation").get(
+    """The model evaluated for this run's day (a partitioned training run), else the latest
+    evaluated of any day."""
+    partition = context.run.tags.get("dagster/partition")
+    version = latest_materialization_metadata(context.instance, "model_evaluation", partition).get(
         "model_version"
     )
     if not version:
+        where = f" for {partition}" if partition else ""
         raise dg.Failure(
-            description="No model has been evaluated yet: materialize model_evaluation first",
+            description=f"No model has been evaluated{where} yet: materialize "
+            "model_evaluation first",
             allow_retries=False,
         )
     return str(version)

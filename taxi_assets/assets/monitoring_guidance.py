@@ -10,8 +10,8 @@ import polars as pl
 from taxi_assets.assets.serving import GuidanceConfig, demand_forecast
 from taxi_assets.guidance_replay import replay_by_hour, replay_guidance, replay_summary
 from taxi_assets.metadata import markdown_table
+from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.partitions import daily_partitions, partition_day
-from taxi_assets.registry import ArtifactStore
 from taxi_assets.settings import PipelineSettings
 
 GUIDANCE_CHECK = "following_beats_staying"

@@ -1,8 +1,9 @@
 """Serving: the 5-minute forecast from the production model, and where vacant taxis should go.
 
 Neither asset is partitioned (a partition per 5 minutes would be 105k a year): each tick
-is stored under its own timestamp by the artifact store, and the IO manager keeps the
-latest tick for the guidance and the UI.
+is stored under its own timestamp by the artifact store, and the IO manager keeps each
+run's forecast apart (``STORED_PER_RUN``), so the guidance and the skew of a tick read that
+tick's own forecast even when two ticks overlap; it also keeps the latest for the UI.
 """
 
 import time
@@ -25,7 +26,8 @@ from taxi_assets.guidance import (
 )
 from taxi_assets.guidance import cruising_guidance as plan_guidance
 from taxi_assets.metadata import markdown_table, preview
-from taxi_assets.registry import ArtifactStore
+from taxi_assets.model.registry import ArtifactStore
+from taxi_assets.pictures import forecast_picture
 from taxi_assets.serving import (
     FORECAST_HORIZONS,
     days_touched,
@@ -37,8 +39,9 @@ from taxi_assets.serving import (
 )
 from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.base import ProbeSource
-from taxi_assets.storage import StoredPartitions
+from taxi_assets.storage import STORED_PER_RUN, StoredPartitions
 from taxi_assets.validation.skew import feature_skew, same_slot_reference
+from taxi_assets.weather import weather_for_day
 
 
 class ForecastConfig(dg.Config):
@@ -71,6 +74,7 @@ class ForecastConfig(dg.Config):
     group_name="serving",
     kinds={"catboost", "polars"},
     deps=[production_model, cell_demand],
+    metadata={STORED_PER_RUN: True},
 )
 def demand_forecast(
     context: dg.AssetExecutionContext,
@@ -107,7 +111,9 @@ def demand_forecast(
         )
     weather = pl.concat(
         [
-            read_from_source(lambda d=day: probe_source.read_weather(d))
+            read_from_source(
+                lambda d=day: weather_for_day(probe_source, settings.weather_source, d)
+            )
             for day in days_touched(window_start - timedelta(hours=1), tick)
         ]
     )
@@ -277,6 +283,7 @@ def cruising_guidance(
                 ),
                 10,
             ),
+            "forecast_map": forecast_picture(demand_forecast, settings.service_area(), guidance),
         },
     )
 

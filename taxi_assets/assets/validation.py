@@ -1,8 +1,10 @@
 """Validation: statistics per day, anomalies against the versioned schema, drift between days.
 
 What TensorFlow Data Validation gives a TFX pipeline, on our Polars frames: each day's
-statistics are an asset (so days can be compared later), checked against a schema kept in
-the repo (``taxi_assets/validation/schemas/``) and against the previous day.
+statistics are an asset (so days can be compared later), checked against the schema and
+drift thresholds of the deployment's validation folder (``ValidationSettings.validation_dir``;
+by default the package's ``taxi_assets/validation/schemas/``) and against the previous day,
+or the last validated day when the previous one is not stored.
 """
 
 import math
@@ -14,14 +16,17 @@ import polars as pl
 
 from taxi_assets.metadata import markdown_table
 from taxi_assets.partitions import daily_partitions, partition_day
-from taxi_assets.settings import ValidationSettings
+from taxi_assets.pictures import drift_picture
+from taxi_assets.settings import PipelineSettings, ValidationSettings
+from taxi_assets.storage import StoredPartitions
 from taxi_assets.validation.drift import (
     ROW_COUNT,
     compare_statistics,
     drift_description,
     drift_report_markdown,
 )
-from taxi_assets.validation.schema import find_anomalies, load_schema
+from taxi_assets.validation.gate import validated_days_before
+from taxi_assets.validation.schema import find_anomalies, load_schema, schema_path
 from taxi_assets.validation.statistics import compute_statistics, statistics_markdown
 
 SCHEMA_CHECK = "schema_anomalies"
@@ -102,18 +107,46 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         days: dict[str, pl.DataFrame],
         validation: ValidationSettings,
+        settings: PipelineSettings,
+        stored: StoredPartitions,
     ) -> Iterator:
-        current, previous = today_and_previous(days, partition_day(context), source)
-        schema = load_schema(source)
+        day = partition_day(context)
+        current, previous = today_and_previous(days, day, source)
+        folder = validation.folder()
+        schema = load_schema(source, schema_path(source, folder))
         edges = schema.bin_edges()
-        statistics = compute_statistics(current, edges, categorical=schema.categorical)
-        anomalies = find_anomalies(current, schema)
+        statistics = compute_statistics(
+            current, edges, categorical=schema.categorical, exclude=schema.excluded
+        )
+        anomalies = find_anomalies(current, schema, settings.service_area())
 
+        compared_with = (day - timedelta(days=1)).isoformat()
         if previous is None:
-            context.log.info(f"No previous day of {source} stored: drift not computed")
+            # A gap in the feed (or a day deleted after it failed): compare with the latest
+            # earlier day that passed validation rather than with nothing.
+            compared_with = ""
+            for key in validated_days_before(
+                context.instance, f"{source}_statistics", day, validation.drift_lookback_days
+            ):
+                previous = stored.read(source, key)
+                if previous is not None:
+                    compared_with = key
+                    break
+        against = (
+            "previous day"
+            if compared_with == (day - timedelta(days=1)).isoformat()
+            else f"the last validated day {compared_with}"
+        )
+        if previous is None:
+            context.log.info(
+                f"No previous day of {source} stored and no validated day in the "
+                f"{validation.drift_lookback_days} days before: drift not computed"
+            )
             comparison = None
         else:
-            reference = compute_statistics(previous, edges, categorical=schema.categorical)
+            reference = compute_statistics(
+                previous, edges, categorical=schema.categorical, exclude=schema.excluded
+            )
             comparison = compare_statistics(statistics, reference, validation.thresholds())
 
         metadata: dict = {
@@ -121,15 +154,18 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
             "rows": current.height,
             "statistics": dg.MetadataValue.md(statistics_markdown(statistics)),
             "schema_reference_days": ", ".join(schema.reference_partitions),
+            "validation_dir": dg.MetadataValue.path(str(folder)),
             "anomalies": anomalies.height,
+            "compared_with": compared_with,
         }
         if comparison is not None:
             metadata |= distance_metadata(comparison)
             metadata["features_drifted"] = int(comparison["crossed"].sum())
             metadata["drift_report"] = dg.MetadataValue.md(
-                drift_report_markdown(
-                    comparison, f"{source}: {context.partition_key} vs previous day"
-                )
+                drift_report_markdown(comparison, f"{source}: {context.partition_key} vs {against}")
+            )
+            metadata["worst_feature_histogram"] = drift_picture(
+                comparison, statistics, reference, f"{source}: {context.partition_key} vs {against}"
             )
         yield dg.Output(statistics, metadata=metadata)
 
@@ -154,8 +190,9 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
             yield dg.AssetCheckResult(
                 check_name=DRIFT_CHECK,
                 passed=True,
-                metadata={"compared": False},
-                description="No previous day stored: nothing to compare with",
+                metadata={"compared": False, "compared_with": ""},
+                description="No previous day stored and no earlier validated day: nothing to "
+                "compare with",
             )
         else:
             yield dg.AssetCheckResult(
@@ -163,10 +200,13 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
                 passed=not bool(comparison["crossed"].any()),
                 metadata={
                     "compared": True,
+                    "compared_with": compared_with,
                     "features_drifted": int(comparison["crossed"].sum()),
                     **distance_metadata(comparison),
                 },
-                description=drift_description(comparison),
+                description=drift_description(comparison)
+                if against == "previous day"
+                else f"Against {against}: {drift_description(comparison)}",
             )
 
     return _statistics

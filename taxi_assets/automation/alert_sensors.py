@@ -29,7 +29,10 @@ FIRST_TICK_LOOKBACK = timedelta(hours=24)
 # Numeric check metadata that counts what failed, by the names our checks use.
 COUNT_KEYS = (
     "failure_count",
+    "failing_rows",
     "rows_checked",
+    "quarantined_rows",
+    "reasons_over_limit",
     "failures",
     "unaccounted_rows",
     "anomalies",
@@ -111,8 +114,8 @@ def _failed_check_events(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts on every failed asset check (blocking or not, error or warning) with "
     "the asset, check, partition, severity, what the check verifies, the failure counts and "
-    "a link to the run. The cursor is the last check evaluation read; the alert log keeps "
-    "the same failure from being sent twice.",
+    "a link to the run. The cursor is the last check evaluation read; the instance's "
+    "storage keeps the same failure from being sent twice.",
 )
 def asset_check_alert_sensor(
     context: dg.SensorEvaluationContext, alerts: AlertChannels
@@ -140,13 +143,25 @@ def asset_check_alert_sensor(
             _check_description(context.repository_def, key),
             alerts.run_url(entry.run_id),
         )
-        delivery = alerts.dispatch(alert, context.instance.root_directory)
+        delivery = alerts.dispatch(alert, context.instance)
         context.log.info(delivery.summary())
         sent += not delivery.duplicate
     context.update_cursor(str(after))
     if not sent:
         return dg.SkipReason(f"{evaluated} check evaluation(s) read, no new failure")
     return None
+
+
+def failed_check_lines(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """What each failed check of a run said: Dagster's step error for a failed blocking
+    check names only the check ("clean_probes: contract"), not the column, rule or counts."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed:
+            asset = evaluation.asset_key.to_user_string()
+            lines.append(f"{asset}:{evaluation.check_name}: {evaluation.description or 'failed'}")
+    return lines
 
 
 def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels) -> Alert:
@@ -158,6 +173,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels
         for event in step_failures
         if event.step_failure_data.error is not None
     ]
+    errors += failed_check_lines(context.instance, run.run_id)
     partition = run.tags.get("dagster/partition")
     where = f" for {partition}" if partition else ""
     return Alert(
@@ -182,7 +198,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertChannels
     "and their errors and a link to the run.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertChannels) -> None:
-    delivery = alerts.dispatch(run_failure_alert(context, alerts), context.instance.root_directory)
+    delivery = alerts.dispatch(run_failure_alert(context, alerts), context.instance)
     context.log.info(delivery.summary())
 
 

@@ -1,13 +1,16 @@
 """Alerts: what went wrong, said once, in words a person on call can act on.
 
-Pure code, no Dagster: an :class:`Alert`, its text, its Slack-compatible payload, and the
-alert log (``<DAGSTER_HOME>/alerts/alerts.jsonl``), which is both the record every alert
-lands in and the memory that stops the same failure from being sent twice.
+An :class:`Alert`, its text, its Slack-compatible payload; the alert log
+(``<DAGSTER_HOME>/alerts/alerts.jsonl``), the record every alert lands in on this machine;
+and :class:`SentAlerts`, the memory that stops the same failure from being sent twice.
 
 The log is JSON lines (one alert per line, with its ``text`` as a person would read it) so
-it reads with ``tail``/``grep`` and parses with ``jq`` alike. The dedupe key of every
-alert already sent lives there too: a sensor whose cursor was reset, or a second sensor
-reading the same failures, finds the key and sends nothing.
+it reads with ``tail``/``grep`` and parses with ``jq`` alike.
+
+The "sent once" memory lives in the Dagster instance's own storage (its key-value table,
+SQLite locally, PostgreSQL in production), not in a file: a pod restarted without a volume
+still knows what it sent, and a sensor whose cursor was reset, or a second sensor (or
+daemon) reading the same failures, finds the key and sends nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import dagster as dg
+from sqlalchemy import exc as sqlalchemy_errors
 
 ALERT_LOG_RELATIVE = Path("alerts") / "alerts.jsonl"
 REDACTED = "***"
@@ -137,11 +143,10 @@ def redact(text: str, secrets: Sequence[str | None]) -> str:
 
 
 class AlertLog:
-    """The alert log file: every alert ever raised, one JSON object per line.
+    """The alert log file: every alert this machine sent, one JSON object per line.
 
-    Writers take an exclusive lock on a sibling ``.lock`` file for the whole
-    check-send-append sequence, so two sensors (or two daemons) cannot both decide that a
-    failure is new.
+    Writers take an exclusive lock on a sibling ``.lock`` file while appending, so lines of
+    two sensors never interleave. Whether an alert is new is :class:`SentAlerts`' decision.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -163,13 +168,60 @@ class AlertLog:
         with open(self.path, encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
-    def sent_keys(self) -> set[str]:
-        return {entry["dedupe_key"] for entry in self.entries()}
-
     def append(self, alert: Alert, deliveries: Mapping[str, str]) -> dict[str, Any]:
-        entry = {**asdict(alert), "deliveries": dict(deliveries), "text": alert.text()}
-        entry["failed_steps"] = list(alert.failed_steps)
-        entry["counts"] = dict(alert.counts)
+        entry = log_entry(alert, deliveries)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
         return entry
+
+
+def log_entry(alert: Alert, deliveries: Mapping[str, str]) -> dict[str, Any]:
+    """The alert as the log (and the instance's sent-alert record) keep it."""
+    entry = {**asdict(alert), "deliveries": dict(deliveries), "text": alert.text()}
+    entry["failed_steps"] = list(alert.failed_steps)
+    entry["counts"] = dict(alert.counts)
+    return entry
+
+
+# Keys of the instance's key-value table that hold a sent alert (next to Dagster's own).
+SENT_ALERT_PREFIX = "taxi_assets/alert_sent/"
+
+
+class SentAlerts:
+    """Which alerts were sent, in the instance's storage, shared by every process using it.
+
+    :meth:`claim` is one INSERT into the key-value table, whose keys are unique: of two
+    sensors claiming the same alert at once the database lets exactly one through, on
+    SQLite and PostgreSQL alike. (Dagster's public ``set_cursor_values`` is an upsert,
+    which cannot say who was first; the INSERT goes through the run storage's own table.)
+    """
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.storage = instance.run_storage
+
+    @staticmethod
+    def _key(dedupe_key: str) -> str:
+        return SENT_ALERT_PREFIX + dedupe_key
+
+    def claim(self, dedupe_key: str, record: Mapping[str, Any]) -> bool:
+        """True if this caller is the first to claim ``dedupe_key`` (and should send)."""
+        from dagster._core.storage.runs.schema import KeyValueStoreTable
+
+        row = {"key": self._key(dedupe_key), "value": json.dumps(record, ensure_ascii=False)}
+        with self.storage.connect() as connection:  # type: ignore[attr-defined]
+            try:
+                connection.execute(KeyValueStoreTable.insert().values([row]))
+            except sqlalchemy_errors.IntegrityError:
+                return False
+        return True
+
+    def record(self, dedupe_key: str, record: Mapping[str, Any]) -> None:
+        """What became of a claimed alert (its deliveries), replacing the claim's record."""
+        self.storage.set_cursor_values(
+            {self._key(dedupe_key): json.dumps(record, ensure_ascii=False)}
+        )
+
+    def get(self, dedupe_key: str) -> dict[str, Any] | None:
+        key = self._key(dedupe_key)
+        value = self.storage.get_cursor_values({key}).get(key)
+        return None if value is None else json.loads(value)

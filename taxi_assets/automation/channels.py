@@ -32,7 +32,15 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from taxi_assets.automation.alerts import ALERT_LOG_RELATIVE, Alert, AlertLog, redact, slack_payload
+from taxi_assets.automation.alerts import (
+    ALERT_LOG_RELATIVE,
+    Alert,
+    AlertLog,
+    SentAlerts,
+    log_entry,
+    redact,
+    slack_payload,
+)
 
 WEBHOOK_URL_ENV = "TAXI_ASSETS_ALERT_WEBHOOK_URL"
 SMTP_PASSWORD_ENV = "TAXI_ASSETS_SMTP_PASSWORD"
@@ -156,25 +164,29 @@ class AlertChannels(dg.ConfigurableResource):
             )
         return channels
 
-    def dispatch(self, alert: Alert, instance_root: str | Path) -> Delivery:
+    def dispatch(self, alert: Alert, instance: dg.DagsterInstance) -> Delivery:
         """Send ``alert`` on every configured channel unless it was already sent, and log it.
 
-        A channel that fails does not stop the others; its error (redacted) is recorded in
-        the alert log next to the alert, which is written whatever happens.
+        The alert is claimed in the instance's storage first (:class:`SentAlerts`): of two
+        sensors, daemons or pods dispatching it, one sends, the other finds it claimed. A
+        channel that fails does not stop the others; its error (redacted) is recorded in the
+        alert log and the instance next to the alert, which are written whatever happens.
         """
-        log = self.alert_log(instance_root)
+        sent = SentAlerts(instance)
+        if not sent.claim(alert.dedupe_key, log_entry(alert, {})):
+            return Delivery(alert, duplicate=True, deliveries={})
         secrets = self._secrets()
+        deliveries = {"alert_log": "written"}
+        for name, channel in self.channels().items():
+            try:
+                channel.send(alert)
+                deliveries[name] = "sent"
+            except Exception as error:  # any failure of one channel must not lose the alert
+                deliveries[name] = redact(f"failed: {type(error).__name__}: {error}", secrets)
+        log = self.alert_log(instance.root_directory)
         with log.locked():
-            if alert.dedupe_key in log.sent_keys():
-                return Delivery(alert, duplicate=True, deliveries={})
-            deliveries = {"alert_log": "written"}
-            for name, channel in self.channels().items():
-                try:
-                    channel.send(alert)
-                    deliveries[name] = "sent"
-                except Exception as error:  # any failure of one channel must not lose the alert
-                    deliveries[name] = redact(f"failed: {type(error).__name__}: {error}", secrets)
-            log.append(alert, deliveries)
+            entry = log.append(alert, deliveries)
+        sent.record(alert.dedupe_key, entry)
         return Delivery(alert, duplicate=False, deliveries=deliveries)
 
 

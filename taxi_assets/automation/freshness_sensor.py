@@ -7,8 +7,9 @@ fail, or runs queue behind a backfill). A failed run already alerts through
 
 It reads Dagster's own record, the latest materialization of ``demand_forecast`` and the
 ``tick`` it forecast (a re-run of an old tick does not make the forecast fresh), and sends
-through the ``alerts`` resource (``AlertChannels.dispatch``), whose alert log drops a
-repeat: one alert per stale spell, keyed by the last tick that succeeded.
+through the ``alerts`` resource (``AlertChannels.dispatch``), which claims each alert's key
+in the instance's storage and drops a repeat: one alert per stale spell, keyed by the last
+tick that succeeded.
 """
 
 from __future__ import annotations
@@ -86,6 +87,6 @@ def forecast_freshness_sensor(
     alert = stale_forecast_alert(last, datetime.now(UTC), alerts)
     if alert is None:
         return dg.SkipReason(f"the forecast is fresh: latest tick {last[0].isoformat()}")
-    delivery = alerts.dispatch(alert, context.instance.root_directory)
+    delivery = alerts.dispatch(alert, context.instance)
     context.log.info(delivery.summary())
     return dg.SkipReason(delivery.summary())

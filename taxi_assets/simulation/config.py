@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+
+if TYPE_CHECKING:
+    from taxi_assets.simulation.feed import FeedProfile
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,14 @@ class FaultRates:
     """Fraction of vehicles whose status sticks at 'occupied' for 3-6 h once in the day."""
     clock_skew: float = 0.005
     """Fraction of vehicles stamping Tokyo wall time as UTC (every ts is +9 h)."""
+    missing_value: float = 0.0002
+    """Fraction of pings delivered without a latitude."""
+    invalid_value: float = 0.0002
+    """Fraction of pings with an impossible reading (a negative speed)."""
+    outside_day: float = 0.0002
+    """Fraction of pings replayed with yesterday's date (a stale buffer)."""
+    conflicting_duplicate: float = 0.0002
+    """Fraction of pings delivered twice at one instant with two different positions."""
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -40,7 +52,7 @@ class FaultRates:
             )
 
 
-NO_FAULTS = FaultRates(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+NO_FAULTS = FaultRates(**{spec.name: 0.0 for spec in fields(FaultRates)})
 
 
 @dataclass(frozen=True)
@@ -78,8 +90,23 @@ class CityConfig:
     max_pickup_distance_km: float = 3.0
     """How far (road distance) a vacant taxi may be from a request to serve it."""
     gps_noise_m: float = 5.0
+    feed_profile: str = "city"
+    """How the probe feed shows the city (simulation.feed.FEED_PROFILES): 'city', or a
+    real feed's traits such as 'real_60s'."""
+
+    @property
+    def feed(self) -> FeedProfile:
+        from taxi_assets.simulation.feed import feed_profile  # feed imports the ping modules
+
+        return feed_profile(self.feed_profile)
+
+    @property
+    def effective_app_booking_share(self) -> float:
+        """No app bookings at all on a feed whose dispatch is 'absent'."""
+        return 0.0 if self.feed.dispatch == "absent" else self.app_booking_share
 
     def __post_init__(self) -> None:
+        self.feed  # noqa: B018 - an unknown profile fails here, naming the known ones
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an int >= 0")
         _require(
             isinstance(self.fleet_size, int) and 1 <= self.fleet_size <= 50_000,

@@ -29,7 +29,12 @@ FAULT_KINDS = (
     "zero_coordinates",
     "stuck_status",
     "clock_skew",
+    "missing_value",
+    "invalid_value",
+    "outside_day",
+    "conflicting_duplicate",
 )
+DAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -114,23 +119,46 @@ def inject_faults(
 
     skewed = vehicles.clock_skew[taxi]
     counts["clock_skew"] = int(np.unique(taxi[skewed]).size)
-    ts_s = t_s + np.where(skewed, CLOCK_SKEW_S, 0.0)
     late = rng.random(n) < rates.out_of_order
     delivery_s = t_s + np.where(late, rng.uniform(2, 20, n) * interval_s, 0.0)
 
     dup = np.flatnonzero(rng.random(n) < rates.duplicate)
     counts["duplicate"] = len(dup)
-    rows = np.concatenate([np.arange(n), dup])
-    # Per taxi in delivery order (stable: a duplicate follows its original).
-    order = rows[np.lexsort((delivery_s[rows], taxi[rows]))]
-    counts["out_of_order"] = _count_out_of_order(taxi[order], ts_s[order])
+
+    # Row faults of single readings: a missing latitude (NaN here, null in the frame), a
+    # negative speed, a ping replayed a day late. Drawn after the older faults
+    # so that those stay as they were for a given seed.
+    # At most one of them per ping, and none on a position fault, so that each is
+    # quarantined with its own reason.
+    speed_kmh = pings.speed_kmh.copy()
+    free = ~(jump | zero)
+    missing = (rng.random(n) < rates.missing_value) & free
+    lat[missing] = np.nan
+    invalid = (rng.random(n) < rates.invalid_value) & free & ~missing
+    speed_kmh[invalid] = -1.0
+    stale = rng.random(n) < rates.outside_day
+    counts["missing_value"], counts["invalid_value"] = int(missing.sum()), int(invalid.sum())
+    counts["outside_day"] = int(stale.sum())
+
+    ts_s = t_s + np.where(skewed, CLOCK_SKEW_S, 0.0) - np.where(stale, DAY_S, 0.0)
+    # A second reading at the same instant ~50 m away: neither copy can be trusted.
+    conflict = np.flatnonzero((rng.random(n) < rates.conflicting_duplicate) & ~missing)
+    counts["conflicting_duplicate"] = len(conflict)
+    rows = np.concatenate([np.arange(n), dup, conflict])
+    lat_shift = np.concatenate([np.zeros(n + len(dup)), np.full(len(conflict), 0.0005)])
+    # Per taxi in delivery order (stable: a copy follows its original).
+    position = np.lexsort((delivery_s[rows], taxi[rows]))
+    order = rows[position]
+    # A stale replay is quarantined as outside_day, not kept as a late ping.
+    fresh = ~stale[order]
+    counts["out_of_order"] = _count_out_of_order(taxi[order][fresh], ts_s[order][fresh])
     return FaultedChunk(
         taxi=taxi[order],
         ts_s=ts_s[order],
         delivery_s=delivery_s[order],
-        lat=lat[order],
+        lat=(lat[rows] + lat_shift)[position],
         lon=lon[order],
-        speed_kmh=pings.speed_kmh[order],
+        speed_kmh=speed_kmh[order],
         heading=pings.heading[order],
         status=status[order],
         counts=counts,

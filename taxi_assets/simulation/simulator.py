@@ -20,7 +20,15 @@ from taxi_assets.simulation.demand import (
 )
 from taxi_assets.simulation.dispatch import DispatchResult, run_dispatch
 from taxi_assets.simulation.faults import FAULT_KINDS, choose_vehicle_faults, inject_faults
-from taxi_assets.simulation.fleet import draw_shifts, road_speed_kmh
+from taxi_assets.simulation.feed import (
+    FEED_EFFECTS,
+    apply_feed_profile,
+    base_interval_s,
+    median_interval_s,
+    thin_to_feed_intervals,
+    vehicle_id_column,
+)
+from taxi_assets.simulation.fleet import DAY_S, draw_shifts, road_speed_kmh
 from taxi_assets.simulation.geo import LocalFrame
 from taxi_assets.simulation.pings import sample_pings
 from taxi_assets.simulation.streams import Stream, rng_for
@@ -32,7 +40,7 @@ _US = 1_000_000
 
 TRIPS_SCHEMA = pl.Schema(
     {
-        "vehicle_id": pl.Int32,
+        "vehicle_id": RAW_PROBES_SCHEMA["vehicle_id"],
         "booking": Booking,
         "request_ts": pl.Datetime("us", "UTC"),
         "pickup_ts": pl.Datetime("us", "UTC"),
@@ -61,7 +69,8 @@ class SimulatedDay:
     trips: pl.DataFrame
     """Served trips (TRIPS_SCHEMA); dropoff_ts may pass midnight, pings stop at midnight."""
     faults: dict[str, int]
-    """Rows (vehicles for stuck_status and clock_skew) affected per fault kind, plus
+    """Rows (vehicles for stuck_status and clock_skew) affected per fault kind, what the
+    feed profile changed (vacant_flaps, single_ping_fares, gps_steps, reentries), plus
     'unserved_requests'."""
     events: tuple[CityEvent, ...] = ()
     """Crowd events of the day (ground truth behind local evening spikes)."""
@@ -75,63 +84,87 @@ def simulate_day(config: CityConfig, day: date) -> SimulatedDay:
     shifts = draw_shifts(config, day, field)
     speed_kmh = road_speed_kmh(config, day, field.rain_mm_per_h)
     result = run_dispatch(config, day, field, requests, dest_x, dest_y, shifts, speed_kmh)
-    probes, fault_counts = _probes(config, day, result.segments)
+    probes, fault_counts, reentered = _probes(config, day, result)
     fault_counts["unserved_requests"] = result.unserved_requests
+    weather = simulate_weather(config, day)
     return SimulatedDay(
         day=day,
         probes=probes,
-        weather=simulate_weather(config, day),
+        weather=weather if config.feed.weather else weather.clear(),
         true_demand=true_demand_frame(field, day),
-        trips=_trips_frame(config, day, result, requests.x, requests.y),
+        trips=_trips_frame(config, day, result, requests.x, requests.y, reentered),
         faults=fault_counts,
         events=field.events,
     )
 
 
 def _probes(
-    config: CityConfig, day: date, segments: np.ndarray
-) -> tuple[pl.DataFrame, dict[str, int]]:
+    config: CityConfig, day: date, result: DispatchResult
+) -> tuple[pl.DataFrame, dict[str, int], np.ndarray]:
+    segments = result.segments
     frame = LocalFrame.of(config.area)
     n_taxi = config.fleet_size
+    profile = config.feed
+    # An irregular feed is sampled on a fine clock, then thinned to its own intervals.
+    sample_interval_s = base_interval_s(profile, config.ping_interval_s)
+    interval_s = median_interval_s(profile, config.ping_interval_s)
     phase_s = (
         rng_for(config.seed, day, Stream.PINGS, 0)
-        .integers(0, config.ping_interval_s, n_taxi)
+        .integers(0, sample_interval_s, n_taxi)
         .astype(np.float64)
     )
+    hail = ~result.trip_is_app & (result.trip_pickup_s < DAY_S)
+    reentered = []
     vehicles = choose_vehicle_faults(config.seed, day, n_taxi, config.faults)
     day_start_us = int(day_window_utc(day)[0].timestamp()) * _US
     bounds = np.searchsorted(
         segments[:, 0], np.arange(0, n_taxi + TAXIS_PER_CHUNK, TAXIS_PER_CHUNK)
     )
-    chunks, counts = [], dict.fromkeys(FAULT_KINDS, 0)
+    chunks, counts = [], dict.fromkeys(FAULT_KINDS + FEED_EFFECTS, 0)
     for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         pings = sample_pings(
             segments[lo:hi],
             phase_s,
-            config.ping_interval_s,
+            sample_interval_s,
             frame,
             config.gps_noise_m,
             rng_for(config.seed, day, Stream.PINGS, 1, c),
         )
-        faulted = inject_faults(
+        feed_rng = rng_for(config.seed, day, Stream.FEED, c)
+        pings = thin_to_feed_intervals(pings, profile, feed_rng)
+        in_chunk = hail & (result.trip_taxi >= c * TAXIS_PER_CHUNK)
+        in_chunk &= result.trip_taxi < (c + 1) * TAXIS_PER_CHUNK
+        chunk_hails = np.flatnonzero(in_chunk)
+        shown = apply_feed_profile(
             pings,
+            profile,
+            frame,
+            (chunk_hails, result.trip_taxi[chunk_hails], result.trip_pickup_s[chunk_hails]),
+            feed_rng,
+        )
+        del pings
+        reentered.append(shown.reentered_trips)
+        shown_counts = shown.counts
+        faulted = inject_faults(
+            shown.pings,
             vehicles,
             config.faults,
-            config.ping_interval_s,
+            interval_s,
             frame,
             rng_for(config.seed, day, Stream.FAULTS, 1, c),
         )
-        del pings
-        for kind, count in faulted.counts.items():
+        del shown
+        for kind, count in (faulted.counts | shown_counts).items():
             counts[kind] += count
         chunks.append(
             pl.DataFrame(
                 {
-                    "vehicle_id": pl.Series(faulted.taxi + 1, dtype=pl.Int32),
+                    "vehicle_id": vehicle_id_column(faulted.taxi + 1, profile.vehicle_ids),
                     "ts": pl.Series(day_start_us + (faulted.ts_s * _US).astype(np.int64))
                     .cast(pl.Datetime("us"))
                     .dt.replace_time_zone("UTC"),
-                    "lat": faulted.lat,
+                    # A missing latitude is NaN in numpy, null as delivered.
+                    "lat": pl.Series(faulted.lat).fill_nan(None),
                     "lon": faulted.lon,
                     "speed_kmh": faulted.speed_kmh,
                     "heading": faulted.heading,
@@ -146,7 +179,8 @@ def _probes(
     probes = pl.concat(chunks, rechunk=True) if chunks else _empty_probes()
     chunks.clear()
     probes = probes.sort("_delivery_s", maintain_order=True).drop("_delivery_s")
-    return probes.select(list(RAW_PROBES_SCHEMA)).cast(dict(RAW_PROBES_SCHEMA)), counts
+    probes = probes.select(list(RAW_PROBES_SCHEMA)).cast(dict(RAW_PROBES_SCHEMA))
+    return probes, counts, np.concatenate(reentered) if reentered else np.zeros(0, np.int64)
 
 
 def _empty_probes() -> pl.DataFrame:
@@ -159,6 +193,7 @@ def _trips_frame(
     result: DispatchResult,
     request_x: np.ndarray,
     request_y: np.ndarray,
+    reentered: np.ndarray,
 ) -> pl.DataFrame:
     frame = LocalFrame.of(config.area)
     day_start_us = int(day_window_utc(day)[0].timestamp()) * _US
@@ -172,9 +207,11 @@ def _trips_frame(
         return pl.Series(us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
     booking = np.where(result.trip_is_app, "app_booking", "street_hail")
+    # A fare the feed shows coming back into the area occupied was picked up outside it.
+    booking[reentered] = "other"
     trips = pl.DataFrame(
         {
-            "vehicle_id": pl.Series(result.trip_taxi + 1, dtype=pl.Int32),
+            "vehicle_id": vehicle_id_column(result.trip_taxi + 1, config.feed.vehicle_ids),
             "booking": pl.Series(booking, dtype=pl.String).cast(Booking),
             "request_ts": ts(result.trip_request_s),
             "pickup_ts": ts(result.trip_pickup_s),
@@ -185,7 +222,11 @@ def _trips_frame(
             "dropoff_lon": dropoff_lon,
         }
     )
-    return trips.with_columns(
-        pickup_cell=config.area.cell_of(pl.col("pickup_lat"), pl.col("pickup_lon")),
-        dropoff_cell=config.area.cell_of(pl.col("dropoff_lat"), pl.col("dropoff_lon")),
-    ).select(list(TRIPS_SCHEMA))
+    return (
+        trips.with_columns(
+            pickup_cell=config.area.cell_of(pl.col("pickup_lat"), pl.col("pickup_lon")),
+            dropoff_cell=config.area.cell_of(pl.col("dropoff_lat"), pl.col("dropoff_lon")),
+        )
+        .select(list(TRIPS_SCHEMA))
+        .cast(dict(TRIPS_SCHEMA))
+    )  # ids as the probes carry them

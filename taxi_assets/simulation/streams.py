@@ -21,6 +21,7 @@ class Stream(IntEnum):
     DISPATCH = 5
     PINGS = 6
     FAULTS = 7
+    FEED = 8
 
 
 def rng_for(seed: int, day: date, stream: Stream, *sub: int) -> np.random.Generator:

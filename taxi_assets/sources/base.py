@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from taxi_assets.cleaning import CleaningRules
-from taxi_assets.frames import PROBE_STATUSES
+from taxi_assets.frames import CLEAN_VEHICLE_ID_RULE, is_clean_vehicle_id
 from taxi_assets.service_area import ServiceArea
 
 
@@ -22,10 +22,68 @@ def cast_keeping_track(column: pl.Series, dtype: pl.DataType) -> tuple[pl.Series
     return cast, column.filter(cast.is_null() & column.is_not_null())
 
 
-def unknown_statuses(column: pl.Series) -> list[str]:
-    """Up to five distinct values of a status column that are not a probe status."""
-    text = column.drop_nulls().cast(pl.String)
-    return sorted(set(text.filter(~text.is_in(PROBE_STATUSES)).unique().head(5)))
+SHOWN_EXAMPLES = 5
+
+
+def examples(values: pl.Series) -> list:
+    """Up to five distinct values, for an error message."""
+    return values.unique(maintain_order=True).head(SHOWN_EXAMPLES).to_list()
+
+
+def _integral_text(column: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Integers, or floats that hold integers (46.0, as a pandas export of an id column with
+    a null writes them), as decimal text; and the values that are not integral (46.5 must
+    not be truncated into vehicle 46, nor NaN or an infinity become an id)."""
+    if column.dtype.is_integer():
+        return column.cast(pl.String), column.clear()
+    whole = column.cast(pl.Int64, strict=False)
+    integral = (column.is_finite() & (column == column.floor()) & whole.is_not_null()).fill_null(
+        False
+    )
+    text = whole.cast(pl.String).zip_with(integral, pl.Series([None], dtype=pl.String))
+    return text.alias(column.name), column.filter(~integral & column.is_not_null())
+
+
+def text_column(column: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+    """A delivered column of words or codes as text, and its values that cannot be text
+    without inventing something (a fractional number); None for a type that holds neither
+    (dates, lists, ...). Text stays as delivered, integers become their decimal text."""
+    dtype = column.dtype
+    if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+        return column.cast(pl.String), column.clear()
+    if dtype == pl.Null:
+        return column.cast(pl.String), column.clear()
+    if dtype.is_integer() or dtype.is_float():
+        return _integral_text(column)
+    if dtype == pl.Boolean:
+        return column.cast(pl.String), column.clear()
+    return None
+
+
+def vehicle_ids_as_text(column: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+    """The delivered vehicle ids as text, and the delivered values that are not clean ids
+    (fractional numbers, or text breaking the rule in ``frames``); None for a column type
+    that cannot hold ids. Nulls stay nulls: cleaning quarantines them as missing_value."""
+    if column.dtype == pl.Boolean:
+        return None
+    converted = text_column(column)
+    if converted is None:
+        return None
+    text, bad = converted
+    unclean = (
+        text.is_not_null()
+        & ~text.to_frame().select(is_clean_vehicle_id(pl.col(text.name))).to_series()
+    )
+    return text, pl.concat([bad.cast(pl.String), column.filter(unclean).cast(pl.String)])
+
+
+def refused_ids_message(where: str, name: str, refused: pl.Series) -> str:
+    """What to say about ids a source refuses: the file or table, the column, examples."""
+    return (
+        f"{where}: column {name!r} has {refused.len()} value(s) that are not clean vehicle "
+        f"ids, e.g. {examples(refused)}; an id is text ({CLEAN_VEHICLE_ID_RULE}) or a whole "
+        "number"
+    )
 
 
 class ProbeSourceError(ValueError):
@@ -45,8 +103,9 @@ class ProbeSource(dg.ConfigurableResource):
     """Delivers one Tokyo day of raw GPS pings and the hourly weather of the city.
 
     ``read_probes`` returns frames in ``taxi_assets.frames.RAW_PROBES_SCHEMA`` (UTC
-    timestamps, status as the probe-status enum), faults and all: cleaning is not the
-    source's job, but a file it cannot read is, and raises ``ProbeSourceError``.
+    timestamps, vehicle ids as text, status as the feed's own words), faults and all:
+    cleaning is not the source's job, but a file it cannot read (or ids that are not clean
+    ids) is, and raises ``ProbeSourceError``.
     """
 
     # Where ``cell_demand`` does the work, for the asset's ``computed_in`` metadata.

@@ -2,8 +2,13 @@
 
 Table layout the source expects (``probes_table``, ``project.dataset.table``)::
 
-    vehicle_id INT64, ts TIMESTAMP, lat FLOAT64, lon FLOAT64,
-    speed_kmh FLOAT64, heading FLOAT64, status STRING, service_day DATE
+    vehicle_id STRING or INT64, ts TIMESTAMP, lat FLOAT64, lon FLOAT64,
+    speed_kmh FLOAT64, heading FLOAT64, status STRING or INT64, service_day DATE
+
+Vehicle ids are opaque: INT64 ids arrive as their decimal text, STRING ids as they are
+(a value that is not a clean id fails the read, naming the table and examples). Status is
+the feed's own word or 0/1 flag; the ``status_mapping`` setting maps it, in Polars and in
+SQL alike, and unmapped values are quarantined as ``unknown_status``.
     PARTITION BY service_day  (require_partition_filter = TRUE recommended)
     CLUSTER BY vehicle_id
 
@@ -55,6 +60,9 @@ from taxi_assets.calendar import MINUTES_PER_DAY, day_window_utc, validate_bucke
 from taxi_assets.cleaning import CleaningRules
 from taxi_assets.frames import (
     CELL_DEMAND_SCHEMA,
+    MAX_VEHICLE_ID_CHARS,
+    NOT_A_CLEAN_VEHICLE_ID,
+    PLACEHOLDER_VEHICLE_ID,
     PROBE_STATUSES,
     RAW_PROBES_SCHEMA,
     WEATHER_SCHEMA,
@@ -66,7 +74,9 @@ from taxi_assets.sources.base import (
     ProbeSource,
     ProbeSourceError,
     cast_keeping_track,
-    unknown_statuses,
+    examples,
+    refused_ids_message,
+    vehicle_ids_as_text,
 )
 from taxi_assets.sources.bigquery_sql import (
     CELL_DEMAND_SQL,
@@ -74,6 +84,7 @@ from taxi_assets.sources.bigquery_sql import (
     READ_PROBES_SQL,
     READ_WEATHER_SQL,
     WEATHER_TABLE_PLACEHOLDER,
+    physics_parameter_values,
 )
 
 QueryParameter = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
@@ -84,13 +95,13 @@ TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 # The BigQuery type each column of the delivered frames must have, for error messages.
 BIGQUERY_TYPES = {
-    "vehicle_id": "INT64",
+    "vehicle_id": "STRING or INT64",
     "ts": "TIMESTAMP",
     "lat": "FLOAT64",
     "lon": "FLOAT64",
     "speed_kmh": "FLOAT64",
     "heading": "FLOAT64",
-    "status": "STRING",
+    "status": "STRING or INT64",
     "hour_start": "TIMESTAMP",
     "rain_mm_per_h": "FLOAT64",
 }
@@ -150,9 +161,23 @@ def cell_demand_parameters(
         scalar("mesh_step_half", "INT64", max(n // 160, 1)),
         bigquery.ArrayQueryParameter("area_cells", "INT64", cells),
         scalar("max_implied_speed_kmh", "FLOAT64", rules.max_implied_speed_kmh),
+        scalar("max_speed_kmh", "FLOAT64", rules.max_speed_kmh),
+        scalar("max_vehicle_id_chars", "INT64", MAX_VEHICLE_ID_CHARS),
+        # The same RE2-compatible patterns as frames' clean-id rule (both engines use RE2).
+        scalar("not_a_clean_vehicle_id", "STRING", NOT_A_CLEAN_VEHICLE_ID),
+        scalar("placeholder_vehicle_id", "STRING", PLACEHOLDER_VEHICLE_ID),
+        *(
+            bigquery.ArrayQueryParameter(
+                f"{status}_words",
+                "STRING",
+                [word for word, target in rules.status_mapping if target == status],
+            )
+            for status in PROBE_STATUSES
+        ),
         scalar("max_occupied_minutes", "FLOAT64", rules.max_occupied_minutes),
         scalar("max_dispatched_minutes", "FLOAT64", rules.max_dispatched_minutes),
         scalar("clock_skew_min_share", "FLOAT64", rules.clock_skew_min_share),
+        *(scalar(*value) for value in physics_parameter_values(rules)),
         scalar("bucket_us", "INT64", bucket_minutes * 60 * 1_000_000),
         scalar("buckets_per_day", "INT64", MINUTES_PER_DAY // bucket_minutes),
     ]
@@ -177,18 +202,17 @@ def _conform_column(column: pl.Series, dtype: pl.DataType, table: str) -> pl.Ser
     name = column.name
     if isinstance(dtype, pl.Datetime):
         return _utc(column, table)
-    if isinstance(dtype, pl.Enum):
-        if column.dtype != pl.String:
+    if name in ("vehicle_id", "status"):
+        if not (column.dtype == pl.String or column.dtype.is_integer()):
             raise ProbeSourceError(
-                f"{table}: column {name!r} has type {column.dtype}; expected STRING"
+                f"{table}: column {name!r} has type {column.dtype}; expected {BIGQUERY_TYPES[name]}"
             )
-        unknown = unknown_statuses(column)
-        if unknown:
-            raise ProbeSourceError(
-                f"{table}: column {name!r} has unknown value(s) {unknown}; "
-                f"allowed: {', '.join(PROBE_STATUSES)}"
-            )
-        return column.cast(dtype)
+        if name == "status":
+            return column.cast(pl.String)
+        text, refused = vehicle_ids_as_text(column) or (column, column.clear())
+        if refused.len():
+            raise ProbeSourceError(refused_ids_message(table, name, refused))
+        return text
     wanted_integer = dtype.is_integer()
     if not (column.dtype.is_integer() if wanted_integer else column.dtype.is_numeric()):
         raise ProbeSourceError(
@@ -198,7 +222,7 @@ def _conform_column(column: pl.Series, dtype: pl.DataType, table: str) -> pl.Ser
     if overflow.len():
         raise ProbeSourceError(
             f"{table}: column {name!r} has {overflow.len()} value(s) out of range for "
-            f"{dtype}, e.g. {overflow.head(3).to_list()}"
+            f"{dtype}, e.g. {examples(overflow)}"
         )
     return cast
 

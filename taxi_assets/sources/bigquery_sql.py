@@ -3,7 +3,7 @@
 ``CELL_DEMAND_SQL`` is the whole data path from one day of raw probes to cell demand,
 pushed down into BigQuery: the cleaning rules of ``taxi_assets.cleaning.clean_probes`` in
 the same order and with the same "later rules see only the pings earlier rules kept"
-semantics, the pickups and drop-offs of ``taxi_assets.trips.derive_trip_events`` and the
+semantics, the debounced pickups and drop-offs of ``taxi_assets.trips.derive_trips`` and the
 dense grid of ``taxi_assets.demand.aggregate_cell_demand``. Only kept pings matter for
 cell demand, so a rule's rejected pings are filtered out here rather than labelled.
 
@@ -23,7 +23,7 @@ the same order), so both paths round alike and agree at the 150 km/h threshold.
 
 from __future__ import annotations
 
-from taxi_assets.cleaning import EARTH_RADIUS_KM
+from taxi_assets.cleaning import EARTH_RADIUS_KM, CleaningRules
 
 # The float64 nearest pi/180, the factor Polars' radians() (Rust's to_radians) multiplies
 # by; BigQuery has no RADIANS function.
@@ -74,11 +74,48 @@ _KEPT = "vehicle_id, us, lat, lon, status"
 _BY_VEHICLE = "WINDOW w AS (PARTITION BY vehicle_id ORDER BY us)"
 # cleaning._single_jump: too fast in and out, or on the only side at either end of a track.
 _SINGLE_JUMP = "(fast_in AND fast_out) OR (NOT has_prev AND fast_out) OR (NOT has_next AND fast_in)"
+# cleaning._single_jump's second form: fast on one side, far off its neighbours' track.
+_OFF_TRACK = (
+    "COALESCE(has_prev AND has_next AND (fast_in OR fast_out) "
+    "AND km_in + km_out > @spike_detour_ratio * skip_km "
+    "AND skip_speed <= @max_implied_speed_kmh, FALSE)"
+)
+_NEIGHBOURS = (
+    "LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p, "
+    "LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n"
+)
+# cleaning._with_speed_in and the skip of _single_jump, operation for operation.
+_DISTANCES = (
+    f"us_p IS NOT NULL AS has_prev, us_n IS NOT NULL AS has_next, "
+    f"{_haversine_km('lat_p', 'lon_p', 'lat', 'lon')} AS km_in, "
+    f"{_implied_speed_kmh('_p', '')} AS speed_in, "
+    f"{_haversine_km('lat_p', 'lon_p', 'lat_n', 'lon_n')} AS skip_km, "
+    f"{_implied_speed_kmh('_p', '_n')} AS skip_speed"
+)
 _RUN = "(PARTITION BY vehicle_id, run_id)"
+_WHOLE = "ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+_SEGMENT = f"(PARTITION BY vehicle_id, segment {_WHOLE})"
+_GAP_RUN = f"(PARTITION BY vehicle_id, gap_run {_WHOLE})"
+_FARE_RUN = f"(PARTITION BY vehicle_id, fare_run {_WHOLE})"
+
+
+def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float | int]]:
+    """(name, BigQuery type, value) of the real-feed rules: GPS steps and the trip rules."""
+    trips = rules.trips
+    return [
+        ("max_jump_run_minutes", "FLOAT64", rules.max_jump_run_minutes),
+        ("spike_detour_ratio", "FLOAT64", rules.spike_detour_ratio),
+        ("max_vacant_gap_pings", "INT64", trips.max_vacant_gap_pings),
+        ("max_vacant_gap_intervals", "FLOAT64", trips.max_vacant_gap_intervals),
+        ("min_fare_pings", "INT64", trips.min_fare_pings),
+        ("min_fare_seconds", "FLOAT64", trips.min_fare_seconds),
+        ("max_pickup_gap_s", "FLOAT64", trips.max_pickup_gap_s),
+    ]
+
 
 CELL_DEMAND_SQL = f"""
 -- One Tokyo day of raw probes to cell demand: every cell of the service area x every
--- bucket of the day, zeros included. Mirrors clean_probes + derive_trip_events +
+-- bucket of the day, zeros included. Mirrors clean_probes + derive_trips +
 -- aggregate_cell_demand; each CTE keeps the pings the previous rules kept.
 WITH
 distinct_pings AS (  -- duplicate: exact copies collapse to the one copy cleaning keeps
@@ -86,15 +123,32 @@ distinct_pings AS (  -- duplicate: exact copies collapse to the one copy cleanin
   FROM `{PROBE_TABLE_PLACEHOLDER}`
   WHERE service_day = @day
 ),
-row_ok AS (  -- missing_value, invalid_value, zero_coordinates, outside_service_area
-  SELECT vehicle_id, UNIX_MICROS(ts) AS us, lat, lon, status
+statuses AS (  -- the status_mapping setting: the feed's words (case-insensitive) mapped
+  SELECT *,
+    CASE
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@vacant_words) THEN 'vacant'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@occupied_words) THEN 'occupied'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@dispatched_words)
+        THEN 'dispatched'
+      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@off_duty_words) THEN 'off_duty'
+    END AS probe_status
   FROM distinct_pings
+),
+row_ok AS (  -- missing_value, invalid_value, unknown_status, zero_coordinates,
+             -- outside_service_area
+  SELECT vehicle_id, UNIX_MICROS(ts) AS us, lat, lon, probe_status AS status
+  FROM statuses
   WHERE vehicle_id IS NOT NULL AND ts IS NOT NULL AND lat IS NOT NULL AND lon IS NOT NULL
-    AND status IS NOT NULL
+    AND speed_kmh IS NOT NULL AND heading IS NOT NULL AND status IS NOT NULL
     AND NOT COALESCE(
       IS_NAN(lat) OR IS_INF(lat) OR IS_NAN(lon) OR IS_INF(lon)
-      OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh)
-      OR heading < 0 OR heading > 360 OR IS_NAN(heading), FALSE)
+      OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh) OR speed_kmh > @max_speed_kmh
+      OR heading < 0 OR heading > 360 OR IS_NAN(heading)
+      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) < 1
+      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) > @max_vehicle_id_chars
+      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @not_a_clean_vehicle_id)
+      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @placeholder_vehicle_id), FALSE)
+    AND probe_status IS NOT NULL
     AND NOT (lat = 0 AND lon = 0)
     AND lat >= @area_lat_min AND lat < @area_lat_max
     AND lon >= @area_lon_min AND lon < @area_lon_max
@@ -115,52 +169,60 @@ day_ok AS (  -- clock_skew, outside_day, conflicting_duplicate
     AND pings_at_instant = 1
 ),
 jump1_prev AS (
-  SELECT {_KEPT}, LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p
+  SELECT {_KEPT}, {_NEIGHBOURS}
   FROM day_ok {_BY_VEHICLE}
 ),
 jump1_speed AS (
-  SELECT {_KEPT}, us_p IS NOT NULL AS has_prev, {_implied_speed_kmh("_p", "")} AS speed_in
+  SELECT {_KEPT}, {_DISTANCES}
   FROM jump1_prev
 ),
 jump1_flags AS (
-  SELECT {_KEPT}, has_prev,
-    LEAD(us) OVER w IS NOT NULL AS has_next,
+  SELECT {_KEPT}, has_prev, has_next,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
-    COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out
+    COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
+    LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed
   FROM jump1_speed {_BY_VEHICLE}
 ),
 jump1_ok AS (  -- gps_jump, first pass: single-ping spikes
-  SELECT {_KEPT} FROM jump1_flags WHERE NOT ({_SINGLE_JUMP})
+  SELECT {_KEPT} FROM jump1_flags WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK})
 ),
-jump2_neighbours AS (
-  SELECT {_KEPT}, LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p,
-    LEAD(lat, 2) OVER w AS lat_n2, LEAD(lon, 2) OVER w AS lon_n2, LEAD(us, 2) OVER w AS us_n2
+jump2_prev AS (
+  SELECT {_KEPT}, {_NEIGHBOURS}
   FROM jump1_ok {_BY_VEHICLE}
 ),
 jump2_speed AS (
-  SELECT {_KEPT}, us_p IS NOT NULL AS has_prev, us_n2 IS NOT NULL AS has_second_next,
-    {_implied_speed_kmh("_p", "")} AS speed_in,
-    {_implied_speed_kmh("_p", "_n2")} AS speed_skipping_two
-  FROM jump2_neighbours
+  SELECT {_KEPT}, lat_p, lon_p, us_p, {_DISTANCES}
+  FROM jump2_prev
 ),
-jump2_pairs AS (
-  SELECT {_KEPT}, has_prev,
-    LEAD(us) OVER w IS NOT NULL AS has_next,
+jump2_edges AS (
+  SELECT {_KEPT}, lat_p, lon_p, us_p, has_prev, has_next,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
     COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
-    -- a two-ping spike: too fast into the pair and out of it, skipping it plausible
-    COALESCE(has_second_next AND speed_in > @max_implied_speed_kmh
-      AND LEAD(speed_in, 2) OVER w > @max_implied_speed_kmh
-      AND speed_skipping_two <= @max_implied_speed_kmh, FALSE) AS pair_start
+    LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed,
+    LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n
   FROM jump2_speed {_BY_VEHICLE}
 ),
-jump2_flags AS (
-  SELECT *, COALESCE(LAG(pair_start) OVER w, FALSE) AS pair_second
-  FROM jump2_pairs {_BY_VEHICLE}
+jump2_segments AS (  -- cleaning._step_jump: fast moves cut a track into segments
+  SELECT *, SUM(IF(fast_in OR NOT has_prev, 1, 0)) OVER (PARTITION BY vehicle_id ORDER BY us
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS segment
+  FROM jump2_edges
 ),
-jump2_ok AS (  -- gps_jump, second pass: against the kept neighbours, and two-ping spikes
-  SELECT {_KEPT} FROM jump2_flags
-  WHERE NOT ({_SINGLE_JUMP} OR pair_start OR pair_second)
+jump2_steps AS (
+  SELECT {_KEPT}, has_prev, has_next, fast_in, fast_out, km_in, km_out, skip_km, skip_speed,
+    FIRST_VALUE(fast_in) OVER {_SEGMENT} AS enters_fast,
+    LAST_VALUE(has_next) OVER {_SEGMENT} AS leaves_fast,
+    FIRST_VALUE(lat_p) OVER {_SEGMENT} AS lat_b, FIRST_VALUE(lon_p) OVER {_SEGMENT} AS lon_b,
+    FIRST_VALUE(us_p) OVER {_SEGMENT} AS us_b,
+    LAST_VALUE(lat_n) OVER {_SEGMENT} AS lat_a, LAST_VALUE(lon_n) OVER {_SEGMENT} AS lon_a,
+    LAST_VALUE(us_n) OVER {_SEGMENT} AS us_a,
+    MAX(us) OVER {_SEGMENT} - MIN(us) OVER {_SEGMENT} AS span_us
+  FROM jump2_segments
+),
+jump2_ok AS (  -- gps_jump, second pass: against the kept neighbours, and GPS steps
+  SELECT {_KEPT} FROM jump2_steps
+  WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK} OR COALESCE(enters_fast AND leaves_fast
+    AND span_us <= @max_jump_run_minutes * {_US_PER_MINUTE}
+    AND {_implied_speed_kmh("_b", "_a")} <= @max_implied_speed_kmh, FALSE))
 ),
 run_starts AS (
   SELECT {_KEPT}, COALESCE(LAG(status) OVER w != status, TRUE) AS starts_run
@@ -220,16 +282,62 @@ clean_cells AS (
     (DIV(us_into_day, @bucket_us)) AS bucket
   FROM mesh_levels
 ),
-transitions AS (  -- derive_trip_events: the status just before each ping
-  SELECT vehicle_id, cell, bucket, status, LAG(status) OVER w AS prev_status
+trip_flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
+  SELECT vehicle_id, us, status, cell, bucket, status = 'occupied' AS raw_occ,
+    LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us, LAG(us) OVER w AS prev_us,
+    COALESCE(LAG(status) OVER w = 'occupied', FALSE) AS raw_occ_before,
+    COALESCE(LEAD(status) OVER w = 'occupied', FALSE) AS raw_occ_after
   FROM clean_cells {_BY_VEHICLE}
+),
+gap_runs AS (
+  SELECT *, SUM(IF(first_ping OR raw_occ != raw_occ_before, 1, 0)) OVER (PARTITION BY vehicle_id
+    ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS gap_run,
+    -- the vehicle's own clock: the median time between its consecutive pings
+    PERCENTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
+  FROM trip_flags
+),
+bridged AS (  -- a vacant run this short between occupied runs is the meter flapping
+  SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
+    raw_occ OR COALESCE(COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
+      AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN}
+      AND LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}
+        <= @max_vacant_gap_intervals * median_interval_us, FALSE) AS bridged_occ
+  FROM gap_runs
+),
+fare_runs AS (
+  SELECT *, SUM(IF(first_ping OR bridged_occ != bridged_occ_before, 1, 0)) OVER (
+    PARTITION BY vehicle_id ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    AS fare_run
+  FROM (SELECT *, COALESCE(LAG(bridged_occ) OVER w, FALSE) AS bridged_occ_before
+    FROM bridged {_BY_VEHICLE})
+),
+fare_spans AS (
+  SELECT vehicle_id, us, status, cell, bucket, bridged_occ,
+    COUNT(*) OVER {_FARE_RUN} AS fare_pings, MIN(us) OVER {_FARE_RUN} AS fare_first_us,
+    LAST_VALUE(next_us) OVER {_FARE_RUN} AS fare_next_us,
+    MAX(IF(first_ping, 1, 0)) OVER {_FARE_RUN} = 1 AS starts_vehicle
+  FROM fare_runs
+),
+debounced AS (  -- an occupied run too short to be a fare is the meter flapping
+  SELECT vehicle_id, us, status, cell, bucket,
+    bridged_occ AND NOT COALESCE(fare_next_us IS NOT NULL AND NOT starts_vehicle
+      AND (fare_pings < @min_fare_pings
+        OR (fare_next_us - fare_first_us) / 1000000 < @min_fare_seconds), FALSE) AS occ
+  FROM fare_spans
+),
+transitions AS (  -- derive_trips: a pickup only when seen within the maximum gap
+  SELECT cell, bucket, LAG(status) OVER w AS prev_status,
+    occ AND NOT COALESCE(LAG(occ) OVER w, FALSE) AND LAG(us) OVER w IS NOT NULL
+      AND (us - LAG(us) OVER w) / 1000000 <= @max_pickup_gap_s AS pickup,
+    NOT occ AND COALESCE(LAG(occ) OVER w, FALSE) AS dropoff
+  FROM debounced {_BY_VEHICLE}
 ),
 events AS (
   SELECT cell, bucket,
-    COUNTIF(status = 'occupied' AND prev_status = 'vacant') AS street_hail_pickups,
-    COUNTIF(status = 'occupied' AND prev_status = 'dispatched') AS app_booking_pickups,
-    COUNTIF(status = 'occupied' AND prev_status != 'occupied') AS pickups,
-    COUNTIF(status != 'occupied' AND prev_status = 'occupied') AS dropoffs
+    COUNTIF(pickup AND prev_status = 'vacant') AS street_hail_pickups,
+    COUNTIF(pickup AND prev_status = 'dispatched') AS app_booking_pickups,
+    COUNTIF(pickup) AS pickups,
+    COUNTIF(dropoff) AS dropoffs
   FROM transitions
   GROUP BY cell, bucket
 ),

@@ -17,13 +17,16 @@ import polars as pl
 from pydantic import Field
 from upath import UPath
 
-from taxi_assets.frames import PROBE_STATUSES, RAW_PROBES_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.frames import RAW_PROBES_SCHEMA, WEATHER_SCHEMA
 from taxi_assets.sources.base import (
     ProbeDelivery,
     ProbeSource,
     ProbeSourceError,
     cast_keeping_track,
-    unknown_statuses,
+    examples,
+    refused_ids_message,
+    text_column,
+    vehicle_ids_as_text,
 )
 
 LANDING_SUFFIXES = (".parquet", ".csv")
@@ -81,19 +84,32 @@ def _cast_column(column: pl.Series, dtype: pl.DataType, path: UPath) -> pl.Serie
     name = column.name
     if isinstance(dtype, pl.Datetime):
         return _to_utc(column, path)
-    if isinstance(dtype, pl.Enum):
-        unknown = unknown_statuses(column)
-        if unknown:
+    if name == "vehicle_id":
+        ids = vehicle_ids_as_text(column)
+        if ids is None:
             raise ProbeSourceError(
-                f"{path}: column {name!r} has unknown value(s) {unknown}; "
-                f"allowed: {', '.join(PROBE_STATUSES)}"
+                f"{path}: column {name!r} has type {column.dtype}; expected text or integers"
             )
-        return column.cast(pl.String).cast(dtype)
+        text, refused = ids
+        if refused.len():
+            raise ProbeSourceError(refused_ids_message(str(path), name, refused))
+        return text
+    if dtype == pl.String:
+        # Statuses are kept as the feed's words (or 0/1 flags): cleaning maps them with the
+        # status_mapping setting and quarantines the ones it has no word for.
+        words = text_column(column)
+        if words is None or words[1].len():
+            shown = f", e.g. {examples(words[1])}" if words else ""
+            raise ProbeSourceError(
+                f"{path}: column {name!r} has type {column.dtype}{shown}; expected text or "
+                "whole numbers"
+            )
+        return words[0]
     cast, bad = cast_keeping_track(column, dtype)
     if bad.len():
         raise ProbeSourceError(
             f"{path}: column {name!r} cannot be read as {dtype}: "
-            f"{bad.len()} bad value(s), e.g. {bad.head(3).to_list()}"
+            f"{bad.len()} bad value(s), e.g. {examples(bad)}"
         )
     return cast
 
@@ -158,5 +174,6 @@ class LandingFolderProbeSource(ProbeSource):
             if path.exists():
                 return conform(read_table_file(path), WEATHER_SCHEMA, path)
         raise ProbeSourceError(
-            f"no weather file for {day} under {root} (expected {day}.parquet or .csv)"
+            f"no weather file for {day} under {root} (expected {day}.parquet or .csv); "
+            "for a feed without weather set TAXI_ASSETS_WEATHER_SOURCE=none"
         )

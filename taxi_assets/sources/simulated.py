@@ -26,6 +26,15 @@ class SimulatedProbeSource(ProbeSource):
     zero_coordinates_rate: float = Field(default=_DEFAULT_FAULTS.zero_coordinates)
     stuck_status_rate: float = Field(default=_DEFAULT_FAULTS.stuck_status)
     clock_skew_rate: float = Field(default=_DEFAULT_FAULTS.clock_skew)
+    missing_value_rate: float = Field(default=_DEFAULT_FAULTS.missing_value)
+    invalid_value_rate: float = Field(default=_DEFAULT_FAULTS.invalid_value)
+    outside_day_rate: float = Field(default=_DEFAULT_FAULTS.outside_day)
+    conflicting_duplicate_rate: float = Field(default=_DEFAULT_FAULTS.conflicting_duplicate)
+    feed_profile: str = Field(
+        default="city",
+        description="How the feed shows the city: 'city' (15 s pings, every status), or a "
+        "real feed's traits: 'real_60s', 'real_60s_hidden_dispatch', 'real_120s'.",
+    )
 
     def city(self) -> CityConfig:
         return CityConfig(
@@ -39,7 +48,12 @@ class SimulatedProbeSource(ProbeSource):
                 zero_coordinates=self.zero_coordinates_rate,
                 stuck_status=self.stuck_status_rate,
                 clock_skew=self.clock_skew_rate,
+                missing_value=self.missing_value_rate,
+                invalid_value=self.invalid_value_rate,
+                outside_day=self.outside_day_rate,
+                conflicting_duplicate=self.conflicting_duplicate_rate,
             ),
+            feed_profile=self.feed_profile,
         )
 
     def read_probes(self, day: date) -> ProbeDelivery:
@@ -48,12 +62,16 @@ class SimulatedProbeSource(ProbeSource):
             "source": "simulator",
             "seed": self.seed,
             "fleet_size": self.fleet_size,
+            "feed_profile": self.feed_profile,
             **{f"injected_{kind}": int(n) for kind, n in simulated.faults.items()},
         }
         return ProbeDelivery(simulated.probes, origin)
 
     def read_weather(self, day: date) -> pl.DataFrame:
-        return simulate_weather(self.city(), day)
+        city = self.city()
+        weather = simulate_weather(city, day)
+        # A feed without weather delivers none (the features then carry rain as missing).
+        return weather if city.feed.weather else weather.clear()
 
     def true_demand(self, day: date) -> pl.DataFrame:
         return simulated_true_demand(self.city(), day)

@@ -9,6 +9,7 @@ the UI shows, before it trains.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, timedelta
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -49,3 +50,22 @@ def unvalidated_days(
             elif found != AssetCheckExecutionRecordStatus.SUCCEEDED:
                 problems.setdefault(day, []).append(f"{_name(check)} {found.value.lower()}")
     return problems
+
+
+def statistics_checks(statistics_asset: str) -> list[dg.AssetCheckKey]:
+    """The schema and drift checks of one statistics asset."""
+    return [
+        dg.AssetCheckKey(dg.AssetKey(statistics_asset), check)
+        for check in ("schema_anomalies", "drift_vs_previous_day")
+    ]
+
+
+def validated_days_before(
+    instance: dg.DagsterInstance, statistics_asset: str, day: date, lookback_days: int
+) -> list[str]:
+    """The days before ``day``'s previous day, at most ``lookback_days`` back, whose
+    ``statistics_asset`` checks all passed, latest first: what drift compares with when the
+    previous day is not stored."""
+    candidates = [(day - timedelta(days=back)).isoformat() for back in range(2, lookback_days + 1)]
+    failed = unvalidated_days(instance, candidates, statistics_checks(statistics_asset))
+    return [key for key in candidates if key not in failed]

@@ -1,16 +1,19 @@
 """The data schema of an asset: what a day's frame is expected to look like.
 
 A schema is inferred from a reference window of partitions (TensorFlow Data Validation
-style), saved as JSON in the repo under ``taxi_assets/validation/schemas/<asset>.json`` and
-reviewed like code: ``taxi-assets schema infer --asset ... --start ... --days ... [--write]``
-re-infers it, prints what would change and, with ``--write``, saves it for ``git diff`` and
-commit. :func:`find_anomalies` checks a day's frame against it: columns missing, new or of
-another type, categories never seen, values outside the expected range, too many nulls.
+style), saved as JSON in the deployment's validation folder (``TAXI_ASSETS_VALIDATION_DIR``;
+by default the package's committed ``taxi_assets/validation/schemas/``, inferred from the
+simulator) as ``<asset>.json`` and reviewed like code: ``taxi-assets schema infer --asset ...
+--start ... --days ... [--write]`` re-infers it, prints what would change and, with
+``--write``, saves it in that folder. :func:`find_anomalies` checks a day's frame against
+it: columns missing, new or of another type, categories never seen, mesh cells outside the
+service area, values outside the expected range, too many nulls.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +23,12 @@ from typing import Any
 import polars as pl
 from upath import UPath
 
+from taxi_assets.service_area import ServiceArea
 from taxi_assets.storage import write_atomically
 
+# The committed folder: schemas and drift thresholds inferred from the simulator.
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+VALIDATION_DIR_ENV = "TAXI_ASSETS_VALIDATION_DIR"
 FORMAT_VERSION = 1
 KINDS = ("numeric", "categorical", "timestamp")
 ANOMALY_KINDS = (
@@ -30,6 +36,7 @@ ANOMALY_KINDS = (
     "new_column",
     "type_change",
     "new_category",
+    "outside_service_area",
     "out_of_range",
     "null_fraction",
 )
@@ -40,8 +47,11 @@ ANOMALY_SCHEMA = pl.Schema(
 # A day may be a little dirtier than the dirtiest reference day without being an anomaly.
 NULL_FRACTION_ALLOWANCE = 0.01
 # Share of the reference range added on each side: a quiet reference week must not make an
-# ordinary busy day "out of range".
-RANGE_MARGIN = 0.10
+# ordinary busy day "out of range". Counts are heavy-tailed: with 10% a fresh start or
+# another simulator seed failed a valid day by one value above the observed maximum (e.g.
+# 25 street hails in a cell against 22 seen). A range catches gross breakage (a sign, a
+# unit off by 1000); drift between days catches the subtle kind.
+RANGE_MARGIN = 0.5
 # Bounds and bin edges are kept to 7 significant digits (~1 m in latitude) so a re-inferred
 # schema diffs on real changes, not on float noise.
 SIGNIFICANT_DIGITS = 7
@@ -74,8 +84,11 @@ class DataSchema:
     features: dict[str, FeatureSchema]  # in column order
     reference_partitions: list[str]
     categorical: list[str]  # integer (or other) columns treated as categorical
-    # Columns left out on purpose: never reported as new.
+    # Columns left out on purpose (e.g. opaque vehicle ids): never reported as new.
     excluded: list[str] = field(default_factory=list)
+    # Mesh-cell columns: any cell of the configured service area is valid, whether or not
+    # the reference window saw it (their categories are not listed).
+    service_area_cells: list[str] = field(default_factory=list)
 
     def bin_edges(self) -> dict[str, list[float]]:
         """Histogram edges per numeric feature (features without edges left out)."""
@@ -93,6 +106,7 @@ class DataSchema:
             "reference_partitions": sorted(self.reference_partitions),
             "categorical": sorted(self.categorical),
             "excluded": sorted(self.excluded),
+            "service_area_cells": sorted(self.service_area_cells),
             "features": [_feature_to_dict(feature) for feature in self.features.values()],
         }
         return json.dumps(document, indent=2, allow_nan=False) + "\n"
@@ -124,6 +138,10 @@ class DataSchema:
             reference_partitions=reader.strings(document, "reference_partitions", "top level"),
             categorical=reader.strings(document, "categorical", "top level"),
             excluded=reader.strings(document, "excluded", "top level"),
+            # Optional: schemas written before cells were checked against the area lack it.
+            service_area_cells=reader.strings(document, "service_area_cells", "top level")
+            if "service_area_cells" in document
+            else [],
         )
 
 
@@ -143,8 +161,21 @@ def infer_schema(
     exclude: Sequence[str] = (),
     bins: int = 20,
     max_categories: int = 5000,
+    service_area_cells: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    known_categories: Mapping[str, Sequence[str]] | None = None,
+    unbounded: Sequence[str] = (),
 ) -> DataSchema:
-    """Infer the schema of ``asset`` from reference partitions (partition key -> frame)."""
+    """Infer the schema of ``asset`` from reference partitions (partition key -> frame).
+
+    ``service_area_cells`` are mesh-cell columns (categorical, checked against the service
+    area rather than a list of cells seen); ``optional`` columns may be entirely null (rain
+    on a feed without weather); ``known_categories`` adds a column's full domain to the
+    categories seen (a short window may miss a holiday); ``unbounded`` numeric columns get
+    no range (rain: two weeks never show the rainiest hour of the year), only bin edges.
+    """
+    categorical = sorted({*categorical, *service_area_cells})
+    known = {name: list(values) for name, values in (known_categories or {}).items()}
     if not frames:
         raise ValueError(f"{asset}: no reference partitions to infer a schema from")
     if bins < 1:
@@ -152,9 +183,15 @@ def infer_schema(
     lazies = {key: frames[key].lazy() for key in sorted(frames)}
     schemas = {key: lazy.collect_schema() for key, lazy in lazies.items()}
     columns = _reference_columns(asset, schemas, exclude)
-    unknown = sorted(set(categorical) - set(columns))
-    if unknown:
-        raise ValueError(f"{asset}: categorical column(s) {unknown} not in the reference frames")
+    for label, names in (
+        ("categorical", categorical),
+        ("optional", optional),
+        ("known_categories", known),
+        ("unbounded", unbounded),
+    ):
+        unknown = sorted(set(names) - set(columns))
+        if unknown:
+            raise ValueError(f"{asset}: {label} column(s) {unknown} not in the reference frames")
     kinds = {name: _kind(asset, name, dtype, categorical) for name, dtype in columns.items()}
 
     # Presence is judged per partition (the dirtiest day sets the allowance); an empty
@@ -177,7 +214,11 @@ def infer_schema(
                 values.max().alias(f"{name}\x00max"),
                 values.quantile(quantile_levels(bins)).alias(f"{name}\x00q"),
             ]
-        elif kinds[name] == "categorical" and not isinstance(dtype, pl.Enum):
+        elif (
+            kinds[name] == "categorical"
+            and not isinstance(dtype, pl.Enum)
+            and name not in service_area_cells
+        ):
             summary_exprs.append(
                 pl.col(name)
                 .cast(pl.String)
@@ -205,9 +246,11 @@ def infer_schema(
             # The dtype already fixes the domain; every declared category is legitimate even
             # if the reference window happened not to see it.
             categories = sorted(dtype.categories.to_list())
-        elif kinds[name] == "categorical":
+        elif kinds[name] == "categorical" and name not in service_area_cells:
             seen = summary[f"{name}\x00categories"]
             categories = seen if len(seen) <= max_categories else None
+            if categories is not None and name in known:
+                categories = sorted({*categories, *known[name]})
         bounds = _widened_range(low, high)
         worst = null_fractions[name]
         features[name] = FeatureSchema(
@@ -217,10 +260,10 @@ def infer_schema(
             required=all(name in schema for schema in schemas.values()),
             # A column seen only in empty partitions tells nothing about its presence.
             max_null_fraction=1.0
-            if worst is None
+            if worst is None or name in optional
             else min(1.0, round(worst + NULL_FRACTION_ALLOWANCE, 6)),
-            min=bounds[0] if bounds else None,
-            max=bounds[1] if bounds else None,
+            min=bounds[0] if bounds and name not in unbounded else None,
+            max=bounds[1] if bounds and name not in unbounded else None,
             categories=categories,
             bin_edges=_bin_edges(summary[f"{name}\x00q"], low, high, bins) if bounds else None,
         )
@@ -230,6 +273,7 @@ def infer_schema(
         reference_partitions=list(lazies),
         categorical=sorted(categorical),
         excluded=sorted(exclude),
+        service_area_cells=sorted(service_area_cells),
     )
 
 
@@ -333,11 +377,19 @@ def _bin_edges(quantiles: list[float], low: float, high: float, bins: int) -> li
 # Files
 
 
+def configured_validation_dir(configured: str | Path | None = None) -> Path:
+    """The deployment's folder of schemas and drift thresholds: ``configured`` if given,
+    else ``TAXI_ASSETS_VALIDATION_DIR``, else the package's committed folder."""
+    chosen = configured or os.environ.get(VALIDATION_DIR_ENV) or SCHEMA_DIR
+    return Path(chosen).expanduser()
+
+
 def schema_path(asset: str, directory: Path | None = None) -> Path:
-    """Where the committed schema of ``asset`` lives: ``validation/schemas/<asset>.json``."""
+    """Where the schema of ``asset`` lives: ``<validation folder>/<asset>.json`` (the folder
+    :func:`configured_validation_dir` names unless ``directory`` is given)."""
     if not _ASSET_NAME.match(asset):
         raise ValueError(f"asset name {asset!r} must be letters, digits and underscores")
-    return (directory if directory is not None else SCHEMA_DIR) / f"{asset}.json"
+    return (directory if directory is not None else configured_validation_dir()) / f"{asset}.json"
 
 
 def load_schema(asset: str, path: Path | None = None) -> DataSchema:
@@ -366,8 +418,14 @@ def save_schema(schema: DataSchema, path: Path | None = None) -> Path:
 # Anomalies
 
 
-def find_anomalies(frame: pl.DataFrame, schema: DataSchema) -> pl.DataFrame:
-    """One row per anomaly of ``frame`` against ``schema`` (ANOMALY_SCHEMA); empty if none."""
+def find_anomalies(
+    frame: pl.DataFrame, schema: DataSchema, area: ServiceArea | None = None
+) -> pl.DataFrame:
+    """One row per anomaly of ``frame`` against ``schema`` (ANOMALY_SCHEMA); empty if none.
+
+    The schema's ``service_area_cells`` columns are checked against the cells of ``area``
+    (without an area they are not value-checked).
+    """
     present = frame.schema
     checked: list[FeatureSchema] = []
     column_anomalies: dict[str, dict[str, Any]] = {}
@@ -388,9 +446,16 @@ def find_anomalies(frame: pl.DataFrame, schema: DataSchema) -> pl.DataFrame:
             continue
         checked.append(feature)
 
+    area_cells = None if area is None else area.cells().get_column("cell").cast(pl.String).implode()
     values: dict[str, Any] = {}
     if checked:
         exprs = [expr for feature in checked for expr in _value_checks(feature, present)]
+        if area_cells is not None:
+            exprs += [
+                _outside_area(feature.name, area_cells)
+                for feature in checked
+                if feature.name in schema.service_area_cells
+            ]
         values = frame.select(exprs).row(0, named=True)
 
     anomalies: list[dict[str, Any]] = []
@@ -406,6 +471,17 @@ def find_anomalies(frame: pl.DataFrame, schema: DataSchema) -> pl.DataFrame:
         if name not in known
     ]
     return pl.DataFrame(anomalies, schema=ANOMALY_SCHEMA, orient="row")
+
+
+def _outside_area(name: str, area_cells: pl.Series) -> pl.Expr:
+    text = pl.col(name).cast(pl.String)
+    outside = text.is_not_null() & ~text.is_in(area_cells)
+    return (
+        pl.struct(
+            rows=outside.sum(),
+            shown=text.filter(outside).unique().sort().head(SHOWN_CATEGORIES).implode(),
+        )
+    ).alias(f"{name}\x00outside_area")
 
 
 def _anomaly(feature: str, anomaly: str, detail: str, rows: int = 0) -> dict[str, Any]:
@@ -442,6 +518,17 @@ def _value_anomalies(
 ) -> list[dict[str, Any]]:
     name = feature.name
     anomalies = []
+    outside = values.get(f"{name}\x00outside_area")
+    if outside and outside["rows"]:
+        anomalies.append(
+            _anomaly(
+                name,
+                "outside_service_area",
+                f"{outside['rows']} rows in cells outside the service area, e.g. "
+                f"{outside['shown']}",
+                outside["rows"],
+            )
+        )
     new_rows = values.get(f"{name}\x00new_rows") or 0
     if new_rows:
         shown = values[f"{name}\x00new_values"]
@@ -502,6 +589,7 @@ def schema_diff(old: DataSchema, new: DataSchema) -> list[str]:
     for label, before, after in (
         ("categorical", old.categorical, new.categorical),
         ("excluded", old.excluded, new.excluded),
+        ("service area cells", old.service_area_cells, new.service_area_cells),
     ):
         if sorted(before) != sorted(after):
             lines.append(f"{label}: {sorted(before)} -> {sorted(after)}")
@@ -511,8 +599,10 @@ def schema_diff(old: DataSchema, new: DataSchema) -> list[str]:
         if name not in old.features:
             lines.append(f"+ {name}: new {feature.kind} feature ({feature.dtype})")
         else:
+            in_area = name in new.service_area_cells
             lines += [
-                f"~ {name}: {change}" for change in _feature_diff(old.features[name], feature)
+                f"~ {name}: {change}"
+                for change in _feature_diff(old.features[name], feature, in_area)
             ]
     return lines
 
@@ -524,7 +614,7 @@ def _window(partitions: Sequence[str]) -> str:
     return f"{ordered[0]}..{ordered[-1]} ({len(ordered)} partitions)"
 
 
-def _feature_diff(old: FeatureSchema, new: FeatureSchema) -> list[str]:
+def _feature_diff(old: FeatureSchema, new: FeatureSchema, in_area: bool = False) -> list[str]:
     changes = []
     if old.dtype != new.dtype:
         changes.append(f"type {old.dtype} -> {new.dtype}")
@@ -535,7 +625,9 @@ def _feature_diff(old: FeatureSchema, new: FeatureSchema) -> list[str]:
     if (old.min, old.max) != (new.min, new.max):
         changes.append(f"range [{old.min}, {old.max}] -> [{new.min}, {new.max}]")
     if old.categories != new.categories:
-        if old.categories is None or new.categories is None:
+        if in_area and new.categories is None:
+            changes.append(f"categories {_listed(old.categories)} -> any cell of the service area")
+        elif old.categories is None or new.categories is None:
             changes.append(f"categories {_listed(old.categories)} -> {_listed(new.categories)}")
         else:
             added = sorted(set(new.categories) - set(old.categories))

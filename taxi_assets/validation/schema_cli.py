@@ -1,8 +1,9 @@
 """``taxi-assets schema infer``: re-infer an asset's schema from stored partitions for review.
 
 Without ``--write`` it is a dry run that prints what would change and exits 1 if anything
-would (0 if not), so it can guard a review; with ``--write`` it saves the schema next to
-the code, to be read in ``git diff`` and committed.
+would (0 if not), so it can guard a review; with ``--write`` it saves the schema in the
+deployment's validation folder (``--schema-dir``, else ``TAXI_ASSETS_VALIDATION_DIR``, else
+the package's committed folder), to be read in ``git diff`` and committed.
 """
 
 from __future__ import annotations
@@ -12,22 +13,37 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from taxi_assets.features import DAY_TYPES, RAIN_FEATURE
 from taxi_assets.validation.schema import (
     DataSchema,
+    configured_validation_dir,
     infer_schema,
     save_schema,
     schema_diff,
     schema_path,
 )
 
-# Mesh cell codes are identifiers: a range over them means nothing, an unseen one does.
-SCHEMA_ASSETS: Mapping[str, dict[str, Sequence[str]]] = {
-    "clean_probes": {"categorical": ("cell",)},
-    "cell_demand": {"categorical": ("cell",)},
-    "training_features": {"categorical": ("cell", "day_type")},
+# How each validated asset's schema is inferred (keyword arguments of infer_schema). Mesh
+# cells are identifiers checked against the service area: a range over them means nothing,
+# and a cell the reference window happened not to see is as valid as any other. Vehicle
+# ids are opaque (strings or integers, a new taxi every day): the contract checks them,
+# the schema leaves them out. Rain may be missing entirely (a feed without weather), and
+# has no range: a rainier hour than the reference's is weather, not a broken feed (the
+# Weather contract bounds it).
+SCHEMA_ASSETS: Mapping[str, dict[str, Any]] = {
+    "clean_probes": {"service_area_cells": ("cell",), "exclude": ("vehicle_id",)},
+    "cell_demand": {"service_area_cells": ("cell",)},
+    "training_features": {
+        "service_area_cells": ("cell",),
+        "categorical": ("day_type",),
+        "known_categories": {"day_type": DAY_TYPES},
+        "optional": (RAIN_FEATURE,),
+        "unbounded": (RAIN_FEATURE,),
+    },
 }
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 
@@ -70,7 +86,7 @@ def infer_command(
         print(f"--days must be at least 1, got {days}", file=sys.stderr)
         return EXIT_ERROR
     data_dir = data_dir if data_dir is not None else default_data_dir()
-    path = schema_path(asset, schema_dir)
+    path = schema_path(asset, configured_validation_dir(schema_dir))
     try:
         frames = scan_partitions(data_dir, asset, window(start, days))
         schema = infer_schema(asset, frames, **SCHEMA_ASSETS[asset])

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from taxi_assets.evaluation import day_kind
 from taxi_assets.features import DAILY_FEATURES, RECENT_FEATURES
+from taxi_assets.model.evaluation import day_kind
 from taxi_assets.validation.drift import jensen_shannon_divergence
 
 # The numeric features: the categorical ones are fixed by the comparison itself (each tick

@@ -13,8 +13,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -40,40 +40,51 @@ def _source_hash(*objects: object) -> str:
     return digest.hexdigest()[:12]
 
 
+def _param(default: object, description: str, **bounds: float) -> object:
+    """A hyper-parameter: its default, what it does, and its bounds (``ge``, ``gt``,
+    ``le``), which the dataclass checks and the training run config exposes as is."""
+    return field(default=default, metadata={"description": description, **bounds})
+
+
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyper-parameters of one training run; recorded whole in the model's manifest."""
+    """Hyper-parameters of one training run; recorded whole in the model's manifest.
 
-    objective: str = "Poisson"
+    The one definition of them: the training run config (``TrainingConfig`` in
+    ``assets/model.py``) is built from these fields, defaults, descriptions and bounds.
+    """
+
+    objective: str = _param("Poisson", f"Demand loss, one of {OBJECTIVES}.")
     # Sized for a 2-core machine: ~0.45 s a tree on 1.75 M rows (12 days of 1,520 cells,
     # plus one for early stopping). 150 trees at 0.15 came within 0.33% of the RMSE of 400
     # at 0.1 in 137 s instead of 209 s (bench/bench_model.py --compare-params).
-    iterations: int = 150
-    learning_rate: float = 0.15
-    depth: int = 6
-    l2_leaf_reg: float = 3.0
-    border_count: int = 64
+    iterations: int = _param(150, "Demand trees at most (early stopping may use fewer).", ge=1)
+    learning_rate: float = _param(0.15, "Boosting step.", gt=0, le=1)
+    depth: int = _param(6, "Tree depth.", ge=1, le=16)
+    l2_leaf_reg: float = _param(3.0, "L2 regularisation of the leaves.", ge=0)
+    border_count: int = _param(64, "Histogram bins per numeric feature.", ge=1)
     # CTR combinations of the cell with other categories cost time and gained nothing.
-    max_ctr_complexity: int = 1
-    early_stopping_rounds: int = 20
-    supply_iterations: int = 60
-    random_seed: int = 0
+    max_ctr_complexity: int = _param(1, "Categorical combinations at most.", ge=1)
+    early_stopping_rounds: int = _param(20, "Trees without improvement before stopping.", ge=1)
+    supply_iterations: int = _param(60, "Trees of the vacant-taxi (supply) model.", ge=1)
+    random_seed: int = _param(0, "Seed of both models.")
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r} is unknown: choose one of {OBJECTIVES}")
-        for name in (
-            "iterations",
-            "depth",
-            "border_count",
-            "max_ctr_complexity",
-            "early_stopping_rounds",
-            "supply_iterations",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
-        if not 0 < self.learning_rate <= 1:
-            raise ValueError(f"learning_rate={self.learning_rate} must be in (0, 1]")
+        for param in fields(self):
+            value, bounds = getattr(self, param.name), param.metadata
+            ge, gt, le = bounds.get("ge"), bounds.get("gt"), bounds.get("le")
+            if (
+                (ge is not None and value < ge)
+                or (gt is not None and value <= gt)
+                or (le is not None and value > le)
+            ):
+                low = f"[{ge}" if ge is not None else f"({gt}"
+                allowed = f"be in {low}, {le}]" if le is not None else f"be at least {ge}"
+                if gt is not None and le is None:
+                    allowed = f"be above {gt}"
+                raise ValueError(f"{param.name}={value!r} must {allowed}")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -117,6 +128,14 @@ def _pool(rows: pl.DataFrame, target: str | None) -> Pool:
     matrix = feature_matrix(rows).to_pandas()
     label = None if target is None else rows[target].to_numpy().astype(np.float64)
     return Pool(matrix, label=label, cat_features=list(CATEGORICAL_FEATURES))
+
+
+def window_partitions(
+    loaded: dict[str, pl.LazyFrame], day: date, window_days: int
+) -> dict[str, pl.LazyFrame]:
+    """The stored partitions among the ``window_days`` days before ``day``, oldest first."""
+    first = (day - timedelta(days=window_days)).isoformat()
+    return {key: loaded[key] for key in sorted(loaded) if first <= key < day.isoformat()}
 
 
 def tokyo_day(column: str = "bucket_start") -> pl.Expr:

@@ -7,15 +7,15 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from taxi_assets.evaluation import (
+from taxi_assets.features import TARGET
+from taxi_assets.model.evaluation import (
     historical_average_predictions,
     historical_average_table,
     last_week_predictions,
     oracle_predictions,
     overall_metrics,
 )
-from taxi_assets.features import TARGET
-from taxi_assets.training import (
+from taxi_assets.model.training import (
     TrainedModel,
     TrainingParams,
     predict_demand,

@@ -404,7 +404,7 @@ def models_command(args: argparse.Namespace, instance: dg.DagsterInstance | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taxi_assets.experiments")
+    parser = argparse.ArgumentParser(prog="python -m taxi_assets.model.experiments")
     add_models_parser(parser.add_subparsers(dest="command", required=True))
     return models_command(parser.parse_args(argv))
 

@@ -193,6 +193,18 @@ def slices_markdown(slices: pl.DataFrame) -> str:
     return markdown_table(wide, max_rows=wide.height)
 
 
+def predictor_metadata(overall: pl.DataFrame) -> dict[str, float]:
+    """Dagster metadata of :func:`overall_metrics`: ``mae``, ``rmse``... for the model;
+    ``<metric>_<predictor>`` for the others."""
+    metadata = {}
+    for row in overall.iter_rows(named=True):
+        suffix = "" if row["predictor"] == "model" else f"_{row['predictor']}"
+        for metric in METRICS:
+            if row[metric] is not None:
+                metadata[f"{metric}{suffix}"] = float(row[metric])
+    return metadata
+
+
 def overall_markdown(overall: pl.DataFrame) -> str:
     """One row per predictor, one column per metric."""
     return markdown_table(overall.with_columns(pl.col(METRICS).round(3)), max_rows=overall.height)

@@ -7,19 +7,28 @@ works the same, see ``cloud_paths``). Layout under ``base_dir``::
     models/<version>/manifest.json            parameters, features, window, hash, code version
     models/<version>/evaluation.json          the evaluation report and blessing
     production_model.json                     the pointer, with its deployment history
+    production_model.json.lock                held while a deploy swaps the pointer (local)
     forecasts/<tokyo day>/<tick>.parquet      every forecast tick, under its own timestamp
     forecast_features/<tokyo day>/<tick>.parquet  the features each tick was made from
 
 A version's files are written before its manifest, so a manifest means a complete version;
-every file is replaced atomically (see ``storage.write_atomically``). CatBoost reads and writes
+a manifest is created, never replaced, so a version is never overwritten; every other file
+is replaced atomically (see ``storage.write_atomically``). The pointer is compare-and-swap:
+a deploy names the generation it read, and the swap fails if another deploy moved the
+pointer meanwhile (GCS: ``ifGenerationMatch``; locally: an exclusive lock around the
+read-compare-replace). CatBoost reads and writes
 only local files: models pass through a temporary file as bytes (``training.model_file_bytes``),
 and the bytes are what is uploaded and hashed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -30,13 +39,19 @@ from upath import UPath
 
 from taxi_assets.calendar import TOKYO
 from taxi_assets.cloud_paths import CREDENTIALS_DESCRIPTION, ENDPOINT_DESCRIPTION, storage_root
-from taxi_assets.storage import read_parquet, write_atomically, write_parquet_atomically
-from taxi_assets.training import (
+from taxi_assets.model.training import (
     TrainedModel,
     TrainingParams,
     content_hash,
     model_file_bytes,
     regressor_from_bytes,
+)
+from taxi_assets.storage import (
+    create_exclusively,
+    is_local,
+    read_parquet,
+    write_atomically,
+    write_parquet_atomically,
 )
 
 MODEL_FILES = ("demand.cbm", "supply.cbm")
@@ -46,6 +61,14 @@ _TICK_FILE = re.compile(r"\d{6}\.parquet")
 
 class RegistryError(RuntimeError):
     """A model, evaluation or pointer is missing or does not match what was recorded."""
+
+
+class PointerConflict(RegistryError):
+    """Another deploy moved the production pointer after this one read it."""
+
+
+# The generation of a pointer that does not exist yet (GCS's ifGenerationMatch=0 says the same).
+NO_POINTER = 0
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -60,8 +83,12 @@ class ArtifactStore(dg.ConfigurableResource):
         return root.joinpath(*parts)
 
     def _write_json(self, path: UPath, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
+        data = self._json_bytes(payload)
         write_atomically(path, lambda handle: handle.write(data))
+
+    @staticmethod
+    def _json_bytes(payload: dict[str, Any]) -> bytes:
+        return json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
 
     def _read_json(self, path: UPath) -> dict[str, Any] | None:
         # One request rather than an existence check and a read (and no gap between them).
@@ -76,7 +103,18 @@ class ArtifactStore(dg.ConfigurableResource):
     # Models -----------------------------------------------------------------------------
 
     def save_model(self, version: str, model: TrainedModel, manifest: dict[str, Any]) -> str:
-        """Store both regressors and the manifest; return the content hash recorded."""
+        """Store both regressors and the manifest; return the content hash recorded.
+
+        A version that has a manifest is complete and is never written again: a second save
+        under its name raises (files left by a save that died before its manifest are
+        replaced).
+        """
+        manifest_path = self._path("models", version, "manifest.json")
+        if manifest_path.exists():
+            raise RegistryError(
+                f"model version {version!r} already exists at {self.model_folder(version)}: "
+                "versions are never overwritten, train under a new version"
+            )
         files = {
             "demand.cbm": model_file_bytes(model.demand),
             "supply.cbm": model_file_bytes(model.supply),
@@ -84,10 +122,14 @@ class ArtifactStore(dg.ConfigurableResource):
         for name, data in files.items():
             write_atomically(self._path("models", version, name), lambda h, d=data: h.write(d))
         digest = content_hash(*(files[name] for name in MODEL_FILES))
-        self._write_json(
-            self._path("models", version, "manifest.json"),
-            {**manifest, "model_version": version, "content_hash": digest},
-        )
+        payload = {**manifest, "model_version": version, "content_hash": digest}
+        try:
+            create_exclusively(manifest_path, self._json_bytes(payload))
+        except FileExistsError:
+            raise RegistryError(
+                f"model version {version!r} was saved by someone else meanwhile "
+                f"({manifest_path}): versions are never overwritten"
+            ) from None
         return digest
 
     def manifest(self, version: str) -> dict[str, Any]:
@@ -141,8 +183,61 @@ class ArtifactStore(dg.ConfigurableResource):
     def production_pointer(self) -> dict[str, Any] | None:
         return self._read_json(self._path("production_model.json"))
 
-    def set_production_pointer(self, pointer: dict[str, Any]) -> None:
-        self._write_json(self._path("production_model.json"), pointer)
+    def read_production_pointer(self) -> tuple[dict[str, Any] | None, int]:
+        """The pointer and its generation, to hand back to :meth:`swap_production_pointer`."""
+        path = self._path("production_model.json")
+        if is_local(path):
+            pointer = self._read_json(path)
+            return pointer, NO_POINTER if pointer is None else int(pointer.get("generation", 1))
+        try:
+            # The generation first: if the object changes between the two requests, the
+            # swap fails on the newer generation instead of overwriting what we did not read.
+            generation = int(path.fs.info(path.path)["generation"])
+        except FileNotFoundError:
+            return None, NO_POINTER
+        return self._read_json(path), generation
+
+    def swap_production_pointer(self, pointer: dict[str, Any], expected_generation: int) -> int:
+        """Replace the pointer if it is still at ``expected_generation``; else raise
+        :class:`PointerConflict` and change nothing. Returns the new generation."""
+        path = self._path("production_model.json")
+        if is_local(path):
+            with self._pointer_lock():
+                current, generation = self.read_production_pointer()
+                if generation != expected_generation:
+                    raise self._conflict(current)
+                new_generation = generation + 1
+                self._write_json(path, {**pointer, "generation": new_generation})
+                return new_generation
+        try:
+            reply = _upload_if_generation_matches(
+                path, self._json_bytes(pointer), expected_generation
+            )
+        except FileExistsError:  # gcsfs's name for HTTP 412, precondition failed
+            raise self._conflict(self.production_pointer()) from None
+        return int(reply["generation"])
+
+    def _conflict(self, current: dict[str, Any] | None) -> PointerConflict:
+        now = "nothing" if current is None else current["model_version"]
+        by = "" if current is None else f" by run {current.get('run_id', '?')}"
+        return PointerConflict(
+            f"another deploy moved production_model while this one ran (it now points to "
+            f"{now}{by}); nothing was changed: look at the new pointer, then re-run if still "
+            "wanted"
+        )
+
+    @contextmanager
+    def _pointer_lock(self) -> Iterator[None]:
+        # flock, not a lock file created exclusively: the kernel drops it when its process
+        # dies, so a deploy killed mid-swap cannot block every later one.
+        lock_path = os.fspath(self._path("production_model.json.lock").path)
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # Forecast ticks -------------------------------------------------------------------------
 
@@ -166,14 +261,15 @@ class ArtifactStore(dg.ConfigurableResource):
         return read_parquet(path) if path.exists() else None
 
     def forecasts_for_day(self, day: date) -> pl.DataFrame | None:
-        """Every tick stored under a Tokyo day, stacked (ticks carry their own timestamp)."""
+        """Every tick stored under a Tokyo day, stacked (ticks carry their own timestamp);
+        ticks stored before a column was added stack with later ones (nulls there)."""
         folder = self._path("forecasts", day.isoformat())
         if not folder.exists():
             return None
         files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
         if not files:
             return None
-        return pl.concat([read_parquet(p) for p in files], how="vertical")
+        return pl.concat([read_parquet(p) for p in files], how="diagonal_relaxed")
 
     def latest_forecast_tick(self) -> datetime | None:
         """The newest tick stored (from the folder and file names, without reading a tick):
@@ -198,6 +294,33 @@ class ArtifactStore(dg.ConfigurableResource):
             return read_parquet(self._tick_path("forecasts", tick))
         except FileNotFoundError:
             return None
+
+
+def _upload_if_generation_matches(path: UPath, data: bytes, generation: int) -> dict[str, Any]:
+    """One GCS upload with ``ifGenerationMatch`` (0: only if absent); FileExistsError when
+    the object is at another generation. gcsfs exposes only the 0 case (mode="create"), so
+    this is its simple upload with the precondition set."""
+    fs = path.fs
+    bucket, key, _ = fs.split_path(path.path)
+    metadata = json.dumps({"name": key})
+    body = (
+        (
+            "--==0==\nContent-Type: application/json; charset=UTF-8\n\n"
+            + metadata
+            + "\n--==0==\nContent-Type: application/json\n\n"
+        ).encode()
+        + data
+        + b"\n--==0==--"
+    )
+    return fs.call(
+        "POST",
+        f"{fs._location}/upload/storage/v1/b/{bucket}/o",
+        uploadType="multipart",
+        headers={"Content-Type": 'multipart/related; boundary="==0=="'},
+        data=body,
+        json_out=True,
+        ifGenerationMatch=str(generation),
+    )
 
 
 def _is_iso_day(name: str) -> bool:
