@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install system-packages run test lint ui validate home bench clean
+.PHONY: install system-packages run test lint ui validate home bench clean serve
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ test: lint system-packages
 
 validate: install home
 	$(BIN)/dagster definitions validate -w workspace.yaml
+
+# The guidance API and live map on http://127.0.0.1:8000 over the latest forecast tick.
+serve: install
+	$(BIN)/taxi-assets serve
 
 ui: install home
 	$(BIN)/dagster dev -w workspace.yaml

@@ -3,7 +3,8 @@ evaluation, deployment when blessed, one forecast tick) and a summary of what it
 ``taxi-assets train`` and ``taxi-assets forecast``: one step of that loop, for a chosen
 day or tick, on any probe source (``--landing-dir`` for a folder of files);
 ``taxi-assets models`` lists and compares trained model versions;
-``taxi-assets schema infer`` re-infers an asset's data schema for review.
+``taxi-assets schema infer`` re-infers an asset's data schema for review;
+``taxi-assets serve`` runs the guidance API and live map (``taxi_assets.api``).
 
 The runs go into the Dagster instance at ``$DAGSTER_HOME``, so ``dagster dev`` shows them
 with their metadata afterwards.
@@ -23,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from taxi_assets.api.server import add_serve_parser, serve_command
 from taxi_assets.calendar import TOKYO
 from taxi_assets.definitions import build_definitions
 from taxi_assets.frames import REJECT_REASONS
@@ -521,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--seed", type=int, default=42, help="same seed and day, same data")
     simulate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     add_models_parser(sub)
+    add_serve_parser(sub)
     schema = sub.add_parser("schema", help="the committed data schemas of the assets")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
     infer = schema_sub.add_parser(
@@ -560,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "forecast": forecast_command,
         "onboard": onboard_command,
         "simulate": simulate_command,
+        "serve": serve_command,
     }
     return commands[args.command](args)
 

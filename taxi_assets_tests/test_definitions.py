@@ -163,7 +163,9 @@ def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path) -> None:
 
 
 # Snapshot of the automation: name -> (default status, job). Alerts must never be silently
-# off; schedules and the landing sensor are switched on deliberately (README, "Operations").
+# off; schedules and the landing sensor are switched on deliberately (README, "Operations"),
+# and the forecast's freshness sensor with the forecast schedule (an instance that does not
+# forecast would otherwise be told so every minute).
 EXPECTED_SCHEDULES = {
     "daily_training_schedule": ("STOPPED", "daily_job"),
     "forecast_every_5_minutes": ("STOPPED", "forecast_job"),
@@ -172,6 +174,7 @@ EXPECTED_SENSORS = {
     "landing_files_sensor": ("STOPPED", "data_path_job"),
     "asset_check_alert_sensor": ("RUNNING", None),
     "run_failure_alert_sensor": ("RUNNING", None),
+    "forecast_freshness_sensor": ("STOPPED", None),
 }
 
 

@@ -480,7 +480,18 @@ def test_every_documented_setting_reaches_the_pods(values: dict) -> None:
         f"Secrets the values mount but the docs never create: {mounted - set(secrets)}"
     )
     from_secrets = set().union(*(secrets[name] for name in mounted))
-    missing = documented - plain - from_secrets
+    # The guidance API's pods (extraManifests) receive the bucket reader's key, and only it.
+    (api,) = [
+        container
+        for manifest in values["extraManifests"]
+        if manifest["kind"] == "Deployment"
+        for container in manifest["spec"]["template"]["spec"]["containers"]
+    ]
+    api_secrets = {source["secretRef"]["name"] for source in api["envFrom"]}
+    assert api_secrets <= set(secrets)
+    api_settings = set().union(*(secrets[name] for name in api_secrets))
+    assert api_settings == {"TAXI_ASSETS_GCS_READER_CREDENTIALS"}
+    missing = documented - plain - from_secrets - api_settings
     assert not missing, f"documented settings no pod receives: {sorted(missing)}"
     # A credential is never a plain value in the values file.
     for setting in PRODUCTION_SETTINGS:

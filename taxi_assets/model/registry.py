@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -54,6 +55,8 @@ from taxi_assets.storage import (
 )
 
 MODEL_FILES = ("demand.cbm", "supply.cbm")
+# forecasts/<tokyo day>/<HHMMSS>.parquet (see _tick_path)
+_TICK_FILE = re.compile(r"\d{6}\.parquet")
 
 
 class RegistryError(RuntimeError):
@@ -268,6 +271,30 @@ class ArtifactStore(dg.ConfigurableResource):
             return None
         return pl.concat([read_parquet(p) for p in files], how="diagonal_relaxed")
 
+    def latest_forecast_tick(self) -> datetime | None:
+        """The newest tick stored (from the folder and file names, without reading a tick):
+        two listings, cheap enough for a service to poll (gs:// listings are not cached, see
+        ``cloud_paths``, so a tick stored a second ago is seen)."""
+        folder = self._path("forecasts")
+        if not folder.exists():
+            return None
+        days = sorted((p for p in folder.iterdir() if _is_iso_day(p.name)), key=lambda p: p.name)
+        for day_folder in reversed(days):
+            names = sorted(
+                p.name for p in day_folder.iterdir() if _TICK_FILE.fullmatch(p.name) is not None
+            )
+            if names:
+                local = datetime.strptime(day_folder.name + names[-1][:6], "%Y-%m-%d%H%M%S")
+                return local.replace(tzinfo=TOKYO)
+        return None
+
+    def forecast(self, tick: datetime) -> pl.DataFrame | None:
+        """The forecast stored for ``tick``, or None when there is none."""
+        try:
+            return read_parquet(self._tick_path("forecasts", tick))
+        except FileNotFoundError:
+            return None
+
 
 def _upload_if_generation_matches(path: UPath, data: bytes, generation: int) -> dict[str, Any]:
     """One GCS upload with ``ifGenerationMatch`` (0: only if absent); FileExistsError when
@@ -294,3 +321,11 @@ def _upload_if_generation_matches(path: UPath, data: bytes, generation: int) -> 
         json_out=True,
         ifGenerationMatch=str(generation),
     )
+
+
+def _is_iso_day(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10
