@@ -93,6 +93,9 @@ class CityConfig:
     feed_profile: str = "city"
     """How the probe feed shows the city (simulation.feed.FEED_PROFILES): 'city', or a
     real feed's traits such as 'real_60s'."""
+    guidance_adoption: float = 0.0
+    """Share of the fleet following a cruising policy passed to ``simulate_day`` (0: no
+    taxi is guided and the day is exactly what it was before policies existed)."""
 
     @property
     def feed(self) -> FeedProfile:
@@ -128,7 +131,12 @@ class CityConfig:
             self.trips_per_taxi_per_day,
             "in (0, 60]",
         )
-        for name in ("app_booking_share", "night_shift_share", "event_probability"):
+        for name in (
+            "app_booking_share",
+            "night_shift_share",
+            "event_probability",
+            "guidance_adoption",
+        ):
             _require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "in [0, 1]")
         for name in ("saturday_demand_factor", "holiday_demand_factor"):
             _require(0 < getattr(self, name) <= 3, name, getattr(self, name), "in (0, 3]")

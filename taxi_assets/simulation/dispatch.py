@@ -15,6 +15,7 @@ import heapq
 import math
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,7 +32,10 @@ from taxi_assets.simulation.paths import (
 )
 from taxi_assets.simulation.streams import Stream, rng_for
 
-_START, _FREE, _END = 0, 1, 2
+if TYPE_CHECKING:
+    from taxi_assets.simulation.cruising import Guide
+
+_START, _FREE, _END, _TICK = 0, 1, 2, 3
 TAXIS_PER_GRID_CELL = 4.0
 RELOCATION_CANDIDATES = 4
 RELOCATE_BEYOND_KM = 1.0
@@ -63,12 +67,17 @@ def run_dispatch(
     dest_y: np.ndarray,
     shifts: Shifts,
     speed_kmh: np.ndarray,
+    guide: Guide | None = None,
 ) -> DispatchResult:
     """Serve the day's requests with the fleet; returns the movement log and served trips.
 
     After a drop-off far from busy streets the taxi heads (vacant) for the nearest of a few
     points drawn from the demand of the next quarter hour, as drivers do; without that,
     taxis strand in quiet areas and hotspots go unserved.
+
+    With a ``guide`` (simulation.cruising), its guided taxis skip that drift: every 5
+    minutes and after each drop-off they drive to the cell the policy names instead. Without
+    one, nothing here draws or orders differently from before guides existed.
     """
     frame = LocalFrame.of(config.area)
     rng = rng_for(config.seed, day, Stream.DISPATCH)
@@ -110,6 +119,11 @@ def run_dispatch(
     for taxi in range(n_taxi):
         heap.append((intervals[taxi][0][0], seq, _START, taxi))
         seq += 1
+    guided = guide.guided.tolist() if guide is not None else [False] * n_taxi
+    if guide is not None:
+        for tick in range(int(SLICES_PER_DAY)):
+            heap.append((tick * SLICE_S, seq, _TICK, -1))
+            seq += 1
     heapq.heapify(heap)
 
     def grid_key(x: float, y: float) -> int:
@@ -139,6 +153,35 @@ def run_dispatch(
         heapq.heappush(heap, (t, seq, kind, taxi))
         seq += 1
 
+    def steer(taxi: int, t: float, target: int) -> None:
+        """A guided vacant taxi drives from its anchor to a point of cell ``target``
+        (leaving at ``t`` or once free); staying, or a trip past its shift, keeps it."""
+        assert guide is not None
+        if target == guide.cell_index(px[taxi], py[taxi]):
+            return
+        tx, ty = guide.point_in(target)
+        start = max(t, t_free[taxi])
+        v = speed_kms[min(int(start // H), 23)]
+        arrive = start + (abs(tx - px[taxi]) + abs(ty - py[taxi])) / v
+        if arrive >= work_end[taxi]:
+            return
+        remove(taxi)
+        log.stay(taxi, t_free[taxi], start, px[taxi], py[taxi], VACANT)
+        log.road(taxi, start, arrive, px[taxi], py[taxi], tx, ty, VACANT, guide.rng.random() < 0.5)
+        px[taxi], py[taxi], t_free[taxi] = tx, ty, arrive
+        insert(taxi)
+
+    def tick(t: float) -> None:
+        assert guide is not None
+        vacant = [
+            (taxi, guide.cell_index(px[taxi], py[taxi]))
+            for taxi in range(n_taxi)
+            if guided[taxi] and grid_keys[taxi] and t < work_end[taxi]
+        ]
+        vacant = [(taxi, cell) for taxi, cell in vacant if cell >= 0]
+        for taxi, target in guide.tick(t, vacant).items():
+            steer(taxi, t, target)
+
     def close(taxi: int, t: float) -> None:
         """End the current work interval: off duty (break or log-out), then the next one."""
         _, _, _, after = intervals[taxi][interval_idx[taxi]]
@@ -150,7 +193,9 @@ def run_dispatch(
 
     def handle(t: float, kind: int, taxi: int) -> None:
         nonlocal idle_next
-        if kind == _START:
+        if kind == _TICK:
+            tick(t)
+        elif kind == _START:
             _, end, before, _ = intervals[taxi][interval_idx[taxi]]
             log.stay(taxi, t - before, t, px[taxi], py[taxi], OFF_DUTY)
             t_free[taxi], work_end[taxi], rt[taxi] = t, end, math.inf
@@ -161,6 +206,11 @@ def run_dispatch(
                 close(taxi, t)
             else:
                 insert(taxi)
+                if guided[taxi]:
+                    assert guide is not None
+                    cell = guide.cell_index(px[taxi], py[taxi])
+                    if cell >= 0:
+                        steer(taxi, t, guide.targets.get(cell, cell))
         elif grid_keys[taxi] and work_end[taxi] == t:  # _END while vacant
             remove(taxi)
             ua, ub = idle_u[idle_next % len(idle_u)]
@@ -231,7 +281,7 @@ def run_dispatch(
             key=lambda q, ex=ex, ey=ey: abs(q[0] - ex) + abs(q[1] - ey),
         )
         reloc_km = abs(qx - ex) + abs(qy - ey)
-        if reloc_km > RELOCATE_BEYOND_KM:
+        if reloc_km > RELOCATE_BEYOND_KM and not guided[taxi]:
             rx[taxi], ry[taxi], rt[taxi] = qx, qy, t_drop + reloc_km / v
         push(t_drop, _FREE, taxi)
     while heap:
