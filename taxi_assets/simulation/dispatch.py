@@ -110,6 +110,7 @@ def run_dispatch(
     px, py = shifts.start_x.tolist(), shifts.start_y.tolist()
     t_free = [0.0] * n_taxi
     rx, ry, rt = [0.0] * n_taxi, [0.0] * n_taxi, [math.inf] * n_taxi
+    leave = [-1.0] * n_taxi  # a guided taxi leaves its anchor then, not when it became free
     work_end = [-1.0] * n_taxi
     interval_idx = [0] * n_taxi
     grid_keys: list[tuple[int, ...]] = [()] * n_taxi
@@ -143,9 +144,12 @@ def run_dispatch(
         grid_keys[taxi] = ()
 
     def use_relocation(taxi: int, lon_first: bool) -> None:
-        log.road(
-            taxi, t_free[taxi], rt[taxi], px[taxi], py[taxi], rx[taxi], ry[taxi], VACANT, lon_first
-        )
+        t0 = t_free[taxi]
+        if leave[taxi] >= 0:
+            t0 = leave[taxi]
+            log.stay(taxi, t_free[taxi], t0, px[taxi], py[taxi], VACANT)
+            leave[taxi] = -1.0
+        log.road(taxi, t0, rt[taxi], px[taxi], py[taxi], rx[taxi], ry[taxi], VACANT, lon_first)
         px[taxi], py[taxi], t_free[taxi] = rx[taxi], ry[taxi], rt[taxi]
 
     def push(t: float, kind: int, taxi: int) -> None:
@@ -154,9 +158,18 @@ def run_dispatch(
         seq += 1
 
     def steer(taxi: int, t: float, target: int) -> None:
-        """A guided vacant taxi drives from its anchor to a point of cell ``target``
-        (leaving at ``t`` or once free); staying, or a trip past its shift, keeps it."""
+        """A guided vacant taxi heads from its anchor for a point of cell ``target``,
+        leaving at ``t`` (or once free). Like the drift after a far drop-off, the point is
+        a second anchor: the taxi may still be hailed near where it was. One still on its
+        way keeps going; staying, or arriving past its shift, keeps it where it is."""
         assert guide is not None
+        if rt[taxi] < math.inf:
+            if rt[taxi] > t:
+                return
+            remove(taxi)
+            use_relocation(taxi, guide.rng.random() < 0.5)
+            rt[taxi] = math.inf
+            insert(taxi)
         if target == guide.cell_index(px[taxi], py[taxi]):
             return
         tx, ty = guide.point_in(target)
@@ -166,9 +179,7 @@ def run_dispatch(
         if arrive >= work_end[taxi]:
             return
         remove(taxi)
-        log.stay(taxi, t_free[taxi], start, px[taxi], py[taxi], VACANT)
-        log.road(taxi, start, arrive, px[taxi], py[taxi], tx, ty, VACANT, guide.rng.random() < 0.5)
-        px[taxi], py[taxi], t_free[taxi] = tx, ty, arrive
+        rx[taxi], ry[taxi], rt[taxi], leave[taxi] = tx, ty, arrive, start
         insert(taxi)
 
     def tick(t: float) -> None:
@@ -199,6 +210,7 @@ def run_dispatch(
             _, end, before, _ = intervals[taxi][interval_idx[taxi]]
             log.stay(taxi, t - before, t, px[taxi], py[taxi], OFF_DUTY)
             t_free[taxi], work_end[taxi], rt[taxi] = t, end, math.inf
+            leave[taxi] = -1.0
             insert(taxi)
             push(end, _END, taxi)
         elif kind == _FREE:
@@ -276,6 +288,7 @@ def run_dispatch(
         log.stay(taxi, t_arrive, t_drop, ex, ey, OCCUPIED)
         trips.append((taxi, req_app[i], t_request, t, t_drop, i, ex, ey))
         px[taxi], py[taxi], t_free[taxi], rt[taxi] = ex, ey, t_drop, math.inf
+        leave[taxi] = -1.0
         qx, qy = min(
             zip(reloc_x[i], reloc_y[i], strict=True),
             key=lambda q, ex=ex, ey=ey: abs(q[0] - ex) + abs(q[1] - ey),
