@@ -3,9 +3,9 @@
 A small model (``--iterations`` trees) is trained with the project's pure functions on the
 ``--training-days`` simulated days before ``--start`` (features from the week before each,
 as ``training_features`` does). For each of ``--days`` days from ``--start``, the model
-forecasts every 15-minute bucket of the day as ``demand_forecast`` does
-(``serving.forecast_tick``: live buckets of the day, stored days before it); the live
-buckets are those of the open-loop feed (adoption 0) of that day, see the README. Then the
+forecasts every 15-minute bucket of the day from the features ``demand_forecast`` builds
+(the buckets before it, the days before); those buckets are the open-loop feed's
+(adoption 0) of that day, see the README. Then the
 day's fleet is simulated (dispatch only, no pings) with:
 
 - adoption 0% (nobody guided),
@@ -45,7 +45,7 @@ from bench_model import (  # noqa: E402
     machine,
 )
 
-from taxi_assets.calendar import bucket_starts  # noqa: E402
+from taxi_assets.calendar import day_window_utc  # noqa: E402
 from taxi_assets.closed_loop import (  # noqa: E402
     bucket_forecasts,
     guidance_policy,
@@ -53,7 +53,7 @@ from taxi_assets.closed_loop import (  # noqa: E402
 )
 from taxi_assets.features import HISTORY_DAYS  # noqa: E402
 from taxi_assets.model.training import TrainingParams, train_model  # noqa: E402
-from taxi_assets.serving import forecast_tick  # noqa: E402
+from taxi_assets.serving import forecast_from_features  # noqa: E402
 from taxi_assets.simulation import CityConfig  # noqa: E402
 from taxi_assets.simulation.cruising import fleet_outcomes  # noqa: E402
 from taxi_assets.simulation.simulator import simulate_fleet  # noqa: E402
@@ -73,18 +73,19 @@ METRICS = (
 
 
 def day_forecasts(model, day: date, demand: dict, weather: dict) -> dict:
-    """The model's forecast of every 15-minute bucket of ``day``, keyed by bucket start."""
-    stored = pl.concat([demand[d] for d in history_days_of(day) if d in demand])
-    rain = pl.concat([weather[d] for d in (day - timedelta(days=1), day) if d in weather])
-    out = {}
-    for bucket in bucket_starts(day, BUCKET_MINUTES).to_list():
-        live = demand[day].filter(pl.col("bucket_start") < bucket)
-        out[bucket] = forecast_tick(model, "bench", live, stored, rain, AREA, bucket, 15)
-    return out
+    """The model's forecast of every 15-minute bucket of ``day``, keyed by bucket start.
 
-
-def history_days_of(day: date) -> list[date]:
-    return [day - timedelta(days=d) for d in range(HISTORY_DAYS, 0, -1)]
+    One prediction over the day's feature rows (``day_features``, the training features'
+    function): a bucket's features read only buckets before it, so this equals
+    ``serving.forecast_tick`` at each bucket (the project's tick/training parity) at a
+    hundredth of the cost."""
+    tick = day_window_utc(day)[0]
+    features = day_features(day, demand, weather)
+    forecast = forecast_from_features(model, "bench", features, tick)
+    return {
+        key[0]: frame.drop("bucket_start")
+        for key, frame in forecast.partition_by("bucket_start", as_dict=True).items()
+    }
 
 
 def spread(values: list[float | None], fmt: str) -> str:
@@ -103,6 +104,12 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument(
+        "--hail-reach-km",
+        type=float,
+        default=1.0,
+        help="CityConfig.street_hail_reach_km of every run (the city default is 3 km)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(machine())
@@ -111,7 +118,7 @@ def main() -> None:
     print(
         f"fleet {args.fleet}  seed {args.seed}  days {days[0]}..{days[-1]}  training days "
         f"{training_days[0]}..{training_days[-1]}  model {args.iterations} trees  "
-        f"ticks every 5 min"
+        f"ticks every 5 min  street hail reach {args.hail_reach_km} km"
     )
     cache = DayCache.at(RESULTS_DIR / "model_cache", args.fleet, args.seed)
     first = training_days[0] - timedelta(days=HISTORY_DAYS)
@@ -138,7 +145,12 @@ def main() -> None:
         print(f"{day}: forecasts in {time.perf_counter() - t0:.0f} s", flush=True)
         for name, adoption, kind in RUNS:
             t1 = time.perf_counter()
-            config = CityConfig(fleet_size=args.fleet, seed=args.seed, guidance_adoption=adoption)
+            config = CityConfig(
+                fleet_size=args.fleet,
+                seed=args.seed,
+                guidance_adoption=adoption,
+                street_hail_reach_km=args.hail_reach_km,
+            )
             fleet = simulate_fleet(config, day, policies[kind] if kind else None)
             r = fleet.result
             outcomes = fleet_outcomes(

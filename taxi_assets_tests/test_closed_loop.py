@@ -161,3 +161,14 @@ def test_a_small_closed_loop_runs_end_to_end_on_the_oracle_guidance():
         pl.col("slice_start").dt.truncate("15m") == bucket
     )["expected_street_hails"]
     assert oracle[bucket]["expected_street_hails"].sum() == pytest.approx(truth.sum())
+
+
+def test_a_short_street_hail_reach_leaves_far_hails_unserved():
+    far = simulate_fleet(_config(0.0), DAY).result
+    near = simulate_fleet(
+        CityConfig(seed=5, fleet_size=FLEET, faults=NO_FAULTS, street_hail_reach_km=0.3), DAY
+    ).result
+    assert near.unserved_requests > far.unserved_requests
+    assert (~near.trip_is_app).sum() < (~far.trip_is_app).sum()
+    with pytest.raises(ValueError, match="street_hail_reach_km"):
+        CityConfig(street_hail_reach_km=0.0)

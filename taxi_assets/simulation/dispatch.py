@@ -101,6 +101,7 @@ def run_dispatch(
     nx, ny = int(frame.width_km / cell_km) + 1, int(frame.height_km / cell_km) + 1
     grid: list[set[int]] = [set() for _ in range(nx * ny)]
     max_km = config.max_pickup_distance_km
+    hail_km = max_km if config.street_hail_reach_km is None else config.street_hail_reach_km
     rings = _ring_offsets(int(max_km / cell_km) + 2)
 
     # A vacant taxi has an anchor (where and when it became free) and, after a drop-off in
@@ -246,7 +247,7 @@ def run_dispatch(
         v = speed_kms[min(int(t // H), 23)]
         ox, oy = req_x[i], req_y[i]
         cx, cy = min(int(ox / cell_km), nx - 1), min(int(oy / cell_km), ny - 1)
-        best, best_km, best_relocated = -1, max_km, False
+        best, best_km, best_relocated = -1, max_km if req_app[i] else hail_km, False
         for ring_no, ring in enumerate(rings):
             if (ring_no - 1) * cell_km > best_km:
                 break
