@@ -19,6 +19,10 @@ requests of the whole fleet; the mean over days and the [min, max] across days. 
 goals: guided vs unguided hails per vacant hour at 20% adoption (>= +15%), the model
 policy's lift over the oracle policy's (>= 80%), served requests at 100% vs 0% (no fewer).
 
+Every run limits street hails to taxis within ``--hail-reach-km`` (1 km;
+``CityConfig.street_hail_reach_km``): with the city's 3 km dispatch reach a hail goes to
+any vacant taxi within 3 km and where a taxi cruises hardly matters (README).
+
     python bench/bench_guidance.py [--start 2026-05-12 --days 3 --fleet 1000]
 
 Cell demand of the training window is cached as in bench_model.py.
