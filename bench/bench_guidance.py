@@ -56,6 +56,7 @@ from taxi_assets.closed_loop import (  # noqa: E402
     oracle_forecasts,
 )
 from taxi_assets.features import HISTORY_DAYS  # noqa: E402
+from taxi_assets.guidance import GuidanceParams  # noqa: E402
 from taxi_assets.model.training import TrainingParams, train_model  # noqa: E402
 from taxi_assets.serving import forecast_from_features  # noqa: E402
 from taxi_assets.simulation import CityConfig  # noqa: E402
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--competitor-prior", type=float, default=GuidanceParams.competitor_prior)
+    parser.add_argument("--target-radius", type=int, default=GuidanceParams.target_radius_cells)
     parser.add_argument(
         "--hail-reach-km",
         type=float,
@@ -123,6 +126,13 @@ def main() -> None:
         f"fleet {args.fleet}  seed {args.seed}  days {days[0]}..{days[-1]}  training days "
         f"{training_days[0]}..{training_days[-1]}  model {args.iterations} trees  "
         f"ticks every 5 min  street hail reach {args.hail_reach_km} km"
+    )
+    params = GuidanceParams(
+        competitor_prior=args.competitor_prior, target_radius_cells=args.target_radius
+    )
+    print(
+        f"guidance: competitor_prior {params.competitor_prior}  target radius "
+        f"{params.target_radius_cells} cells"
     )
     cache = DayCache.at(RESULTS_DIR / "model_cache", args.fleet, args.seed)
     first = training_days[0] - timedelta(days=HISTORY_DAYS)
@@ -143,7 +153,7 @@ def main() -> None:
             "oracle": oracle_forecasts(truth, forecasts, BUCKET_MINUTES),
         }
         policies = {
-            kind: guidance_policy(bucket_forecasts(frames, BUCKET_MINUTES), AREA)
+            kind: guidance_policy(bucket_forecasts(frames, BUCKET_MINUTES), AREA, params)
             for kind, frames in sources.items()
         }
         print(f"{day}: forecasts in {time.perf_counter() - t0:.0f} s", flush=True)
