@@ -89,10 +89,18 @@ class CityConfig:
     rain_speed_factor: float = 0.85
     max_pickup_distance_km: float = 3.0
     """How far (road distance) a vacant taxi may be from a request to serve it."""
+    street_hail_reach_km: float | None = None
+    """How far a vacant taxi may be from a street hail to take it (None: as far as
+    ``max_pickup_distance_km``, as before). A hail is someone waving at a passing taxi, so a
+    closed-loop experiment sets it short: only then does where a taxi cruises decide the
+    hails it finds."""
     gps_noise_m: float = 5.0
     feed_profile: str = "city"
     """How the probe feed shows the city (simulation.feed.FEED_PROFILES): 'city', or a
     real feed's traits such as 'real_60s'."""
+    guidance_adoption: float = 0.0
+    """Share of the fleet following a cruising policy passed to ``simulate_day`` (0: no
+    taxi is guided and the day is exactly what it was before policies existed)."""
 
     @property
     def feed(self) -> FeedProfile:
@@ -128,7 +136,12 @@ class CityConfig:
             self.trips_per_taxi_per_day,
             "in (0, 60]",
         )
-        for name in ("app_booking_share", "night_shift_share", "event_probability"):
+        for name in (
+            "app_booking_share",
+            "night_shift_share",
+            "event_probability",
+            "guidance_adoption",
+        ):
             _require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "in [0, 1]")
         for name in ("saturday_demand_factor", "holiday_demand_factor"):
             _require(0 < getattr(self, name) <= 3, name, getattr(self, name), "in (0, 3]")
@@ -158,6 +171,12 @@ class CityConfig:
             "max_pickup_distance_km",
             self.max_pickup_distance_km,
             "in [0.2, 20] km",
+        )
+        _require(
+            self.street_hail_reach_km is None or 0.1 <= self.street_hail_reach_km <= 20,
+            "street_hail_reach_km",
+            self.street_hail_reach_km,
+            "None or in [0.1, 20] km",
         )
         _require(0 <= self.gps_noise_m <= 100, "gps_noise_m", self.gps_noise_m, "in [0, 100] m")
 

@@ -15,6 +15,7 @@ import heapq
 import math
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,7 +32,10 @@ from taxi_assets.simulation.paths import (
 )
 from taxi_assets.simulation.streams import Stream, rng_for
 
-_START, _FREE, _END = 0, 1, 2
+if TYPE_CHECKING:
+    from taxi_assets.simulation.cruising import Guide
+
+_START, _FREE, _END, _TICK = 0, 1, 2, 3
 TAXIS_PER_GRID_CELL = 4.0
 RELOCATION_CANDIDATES = 4
 RELOCATE_BEYOND_KM = 1.0
@@ -63,12 +67,17 @@ def run_dispatch(
     dest_y: np.ndarray,
     shifts: Shifts,
     speed_kmh: np.ndarray,
+    guide: Guide | None = None,
 ) -> DispatchResult:
     """Serve the day's requests with the fleet; returns the movement log and served trips.
 
     After a drop-off far from busy streets the taxi heads (vacant) for the nearest of a few
     points drawn from the demand of the next quarter hour, as drivers do; without that,
     taxis strand in quiet areas and hotspots go unserved.
+
+    With a ``guide`` (simulation.cruising), its guided taxis skip that drift: every 5
+    minutes and after each drop-off they drive to the cell the policy names instead. Without
+    one, nothing here draws or orders differently from before guides existed.
     """
     frame = LocalFrame.of(config.area)
     rng = rng_for(config.seed, day, Stream.DISPATCH)
@@ -92,6 +101,7 @@ def run_dispatch(
     nx, ny = int(frame.width_km / cell_km) + 1, int(frame.height_km / cell_km) + 1
     grid: list[set[int]] = [set() for _ in range(nx * ny)]
     max_km = config.max_pickup_distance_km
+    hail_km = max_km if config.street_hail_reach_km is None else config.street_hail_reach_km
     rings = _ring_offsets(int(max_km / cell_km) + 2)
 
     # A vacant taxi has an anchor (where and when it became free) and, after a drop-off in
@@ -101,6 +111,7 @@ def run_dispatch(
     px, py = shifts.start_x.tolist(), shifts.start_y.tolist()
     t_free = [0.0] * n_taxi
     rx, ry, rt = [0.0] * n_taxi, [0.0] * n_taxi, [math.inf] * n_taxi
+    leave = [-1.0] * n_taxi  # a guided taxi leaves its anchor then, not when it became free
     work_end = [-1.0] * n_taxi
     interval_idx = [0] * n_taxi
     grid_keys: list[tuple[int, ...]] = [()] * n_taxi
@@ -110,6 +121,11 @@ def run_dispatch(
     for taxi in range(n_taxi):
         heap.append((intervals[taxi][0][0], seq, _START, taxi))
         seq += 1
+    guided = guide.guided.tolist() if guide is not None else [False] * n_taxi
+    if guide is not None:
+        for tick in range(int(SLICES_PER_DAY)):
+            heap.append((tick * SLICE_S, seq, _TICK, -1))
+            seq += 1
     heapq.heapify(heap)
 
     def grid_key(x: float, y: float) -> int:
@@ -129,15 +145,54 @@ def run_dispatch(
         grid_keys[taxi] = ()
 
     def use_relocation(taxi: int, lon_first: bool) -> None:
-        log.road(
-            taxi, t_free[taxi], rt[taxi], px[taxi], py[taxi], rx[taxi], ry[taxi], VACANT, lon_first
-        )
+        t0 = t_free[taxi]
+        if leave[taxi] >= 0:
+            t0 = leave[taxi]
+            log.stay(taxi, t_free[taxi], t0, px[taxi], py[taxi], VACANT)
+            leave[taxi] = -1.0
+        log.road(taxi, t0, rt[taxi], px[taxi], py[taxi], rx[taxi], ry[taxi], VACANT, lon_first)
         px[taxi], py[taxi], t_free[taxi] = rx[taxi], ry[taxi], rt[taxi]
 
     def push(t: float, kind: int, taxi: int) -> None:
         nonlocal seq
         heapq.heappush(heap, (t, seq, kind, taxi))
         seq += 1
+
+    def steer(taxi: int, t: float, target: int) -> None:
+        """A guided vacant taxi heads from its anchor for a point of cell ``target``,
+        leaving at ``t`` (or once free). Like the drift after a far drop-off, the point is
+        a second anchor: the taxi may still be hailed near where it was. One still on its
+        way keeps going; staying, or arriving past its shift, keeps it where it is."""
+        assert guide is not None
+        if rt[taxi] < math.inf:
+            if rt[taxi] > t:
+                return
+            remove(taxi)
+            use_relocation(taxi, guide.rng.random() < 0.5)
+            rt[taxi] = math.inf
+            insert(taxi)
+        if target == guide.cell_index(px[taxi], py[taxi]):
+            return
+        tx, ty = guide.point_in(target)
+        start = max(t, t_free[taxi])
+        v = speed_kms[min(int(start // H), 23)]
+        arrive = start + (abs(tx - px[taxi]) + abs(ty - py[taxi])) / v
+        if arrive >= work_end[taxi]:
+            return
+        remove(taxi)
+        rx[taxi], ry[taxi], rt[taxi], leave[taxi] = tx, ty, arrive, start
+        insert(taxi)
+
+    def tick(t: float) -> None:
+        assert guide is not None
+        vacant = [
+            (taxi, guide.cell_index(px[taxi], py[taxi]))
+            for taxi in range(n_taxi)
+            if guided[taxi] and grid_keys[taxi] and t < work_end[taxi]
+        ]
+        vacant = [(taxi, cell) for taxi, cell in vacant if cell >= 0]
+        for taxi, target in guide.tick(t, vacant).items():
+            steer(taxi, t, target)
 
     def close(taxi: int, t: float) -> None:
         """End the current work interval: off duty (break or log-out), then the next one."""
@@ -150,10 +205,13 @@ def run_dispatch(
 
     def handle(t: float, kind: int, taxi: int) -> None:
         nonlocal idle_next
-        if kind == _START:
+        if kind == _TICK:
+            tick(t)
+        elif kind == _START:
             _, end, before, _ = intervals[taxi][interval_idx[taxi]]
             log.stay(taxi, t - before, t, px[taxi], py[taxi], OFF_DUTY)
             t_free[taxi], work_end[taxi], rt[taxi] = t, end, math.inf
+            leave[taxi] = -1.0
             insert(taxi)
             push(end, _END, taxi)
         elif kind == _FREE:
@@ -161,6 +219,11 @@ def run_dispatch(
                 close(taxi, t)
             else:
                 insert(taxi)
+                if guided[taxi]:
+                    assert guide is not None
+                    cell = guide.cell_index(px[taxi], py[taxi])
+                    if cell >= 0:
+                        steer(taxi, t, guide.targets.get(cell, cell))
         elif grid_keys[taxi] and work_end[taxi] == t:  # _END while vacant
             remove(taxi)
             ua, ub = idle_u[idle_next % len(idle_u)]
@@ -184,7 +247,7 @@ def run_dispatch(
         v = speed_kms[min(int(t // H), 23)]
         ox, oy = req_x[i], req_y[i]
         cx, cy = min(int(ox / cell_km), nx - 1), min(int(oy / cell_km), ny - 1)
-        best, best_km, best_relocated = -1, max_km, False
+        best, best_km, best_relocated = -1, max_km if req_app[i] else hail_km, False
         for ring_no, ring in enumerate(rings):
             if (ring_no - 1) * cell_km > best_km:
                 break
@@ -226,12 +289,13 @@ def run_dispatch(
         log.stay(taxi, t_arrive, t_drop, ex, ey, OCCUPIED)
         trips.append((taxi, req_app[i], t_request, t, t_drop, i, ex, ey))
         px[taxi], py[taxi], t_free[taxi], rt[taxi] = ex, ey, t_drop, math.inf
+        leave[taxi] = -1.0
         qx, qy = min(
             zip(reloc_x[i], reloc_y[i], strict=True),
             key=lambda q, ex=ex, ey=ey: abs(q[0] - ex) + abs(q[1] - ey),
         )
         reloc_km = abs(qx - ex) + abs(qy - ey)
-        if reloc_km > RELOCATE_BEYOND_KM:
+        if reloc_km > RELOCATE_BEYOND_KM and not guided[taxi]:
             rx[taxi], ry[taxi], rt[taxi] = qx, qy, t_drop + reloc_km / v
         push(t_drop, _FREE, taxi)
     while heap:

@@ -11,8 +11,11 @@ import polars as pl
 from taxi_assets.calendar import day_window_utc
 from taxi_assets.frames import RAW_PROBES_SCHEMA, Booking, ProbeStatus
 from taxi_assets.simulation.config import CityConfig
+from taxi_assets.simulation.cruising import CruisingPolicy, Guide, guided_taxis
 from taxi_assets.simulation.demand import (
     CityEvent,
+    DemandField,
+    Requests,
     demand_field,
     draw_destinations,
     draw_requests,
@@ -76,14 +79,46 @@ class SimulatedDay:
     """Crowd events of the day (ground truth behind local evening spikes)."""
 
 
-def simulate_day(config: CityConfig, day: date) -> SimulatedDay:
-    """Simulate ``day`` for ``config``; identical inputs give identical frames."""
+@dataclass(frozen=True)
+class FleetDay:
+    """The city's day without the probe feed: what the closed-loop bench measures."""
+
+    field: DemandField
+    requests: Requests
+    result: DispatchResult
+    guided: np.ndarray
+    """Per taxi: whether it followed the cruising policy."""
+
+
+def simulate_fleet(config: CityConfig, day: date, policy: CruisingPolicy | None = None) -> FleetDay:
+    """Demand, shifts and dispatch of ``day`` (no pings): ``config.guidance_adoption`` of
+    the taxis follow ``policy`` (simulation.cruising). Identical inputs give identical
+    results; with adoption 0 the policy is never called."""
+    guided = guided_taxis(config, day)
+    if guided.any() and policy is None:
+        raise ValueError(
+            f"CityConfig.guidance_adoption={config.guidance_adoption!r} guides taxis: "
+            "pass a cruising policy to simulate_day / simulate_fleet"
+        )
     field = demand_field(config, day)
     requests = draw_requests(config, day, field)
     dest_x, dest_y = draw_destinations(config, day, field, requests)
     shifts = draw_shifts(config, day, field)
     speed_kmh = road_speed_kmh(config, day, field.rain_mm_per_h)
-    result = run_dispatch(config, day, field, requests, dest_x, dest_y, shifts, speed_kmh)
+    guide = Guide(policy, config, day, field, guided) if guided.any() and policy else None
+    result = run_dispatch(config, day, field, requests, dest_x, dest_y, shifts, speed_kmh, guide)
+    return FleetDay(field=field, requests=requests, result=result, guided=guided)
+
+
+def simulate_day(
+    config: CityConfig, day: date, policy: CruisingPolicy | None = None
+) -> SimulatedDay:
+    """Simulate ``day`` for ``config``; identical inputs give identical frames.
+
+    ``policy`` steers the ``config.guidance_adoption`` share of the fleet (see
+    simulation.cruising); at adoption 0 (the default) it is ignored."""
+    fleet = simulate_fleet(config, day, policy)
+    field, requests, result = fleet.field, fleet.requests, fleet.result
     probes, fault_counts, reentered = _probes(config, day, result)
     fault_counts["unserved_requests"] = result.unserved_requests
     weather = simulate_weather(config, day)

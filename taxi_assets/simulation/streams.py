@@ -22,6 +22,7 @@ class Stream(IntEnum):
     PINGS = 6
     FAULTS = 7
     FEED = 8
+    GUIDANCE = 9
 
 
 def rng_for(seed: int, day: date, stream: Stream, *sub: int) -> np.random.Generator:
