@@ -120,11 +120,10 @@ class TrainedModel:
 
     def predict(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` with ``expected_street_hails`` and ``expected_vacant_taxis`` added."""
+        supply = self.supply.predict(_pool(rows, None, _features_of(self.supply)))
         return rows.with_columns(
             expected_street_hails=pl.Series(predict_demand(self.demand, self.params, rows)),
-            expected_vacant_taxis=pl.Series(
-                np.clip(self.supply.predict(_pool(rows, None, _features_of(self.supply))), 0.0, None)
-            ),
+            expected_vacant_taxis=pl.Series(np.clip(supply, 0.0, None)),
         )
 
 
