@@ -114,7 +114,7 @@ class CellDemand(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["cell", "bucket_start", "horizon"]
+        unique = ["cell", "bucket_start"]
 
     @pa.dataframe_check(error="pickups must include street hails and app bookings")
     def pickups_cover_bookings(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -167,4 +167,4 @@ class TrainingFeatures(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["cell", "bucket_start"]
+        unique = ["cell", "bucket_start", "horizon"]
