@@ -22,7 +22,7 @@ import polars as pl
 import pydantic
 from pydantic import Field
 
-from taxi_assets.features import FEATURES, TARGET
+from taxi_assets.features import FEATURES, HORIZONS, TARGET
 from taxi_assets.metadata import latest_materialization_metadata, markdown_table
 from taxi_assets.model.blessing import decide_blessing_at_every_horizon, reasons_markdown
 from taxi_assets.model.deployment import (
@@ -239,6 +239,7 @@ def demand_model(
         "params": params.as_dict(),
         "features": list(FEATURES),
         "target": TARGET,
+        "horizons": list(HORIZONS),
         "window_days": config.window_days,
         "window_start": min(window),
         "window_end": max(window),
@@ -263,6 +264,7 @@ def demand_model(
             "params": dg.MetadataValue.json(params.as_dict()),
             "features": dg.MetadataValue.json(list(FEATURES)),
             "objective": params.objective,
+            "horizons": ", ".join(str(h) for h in HORIZONS),
             "window_start": min(window),
             "window_end": max(window),
             "partitions_used": dg.MetadataValue.json(list(window)),
