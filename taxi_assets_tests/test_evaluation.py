@@ -286,4 +286,8 @@ def test_metrics_per_horizon_become_numeric_metadata_per_horizon() -> None:
 def test_a_scored_frame_without_horizons_is_horizon_0() -> None:
     per_horizon = horizon_metrics(scored_frame(), ("model",))
     assert per_horizon["horizon"].to_list() == [0]
+    # Old ticks stacked with new ones have a null horizon: the bucket in progress.
+    stacked = scored_frame().with_columns(horizon=pl.Series([None, 0, 1, None], dtype=pl.Int8))
+    rows = horizon_metrics(stacked, ("model",)).select("horizon", "rows").rows()
+    assert rows == [(0, 3), (1, 1)]
     assert set(horizon_metadata(per_horizon)) >= {"rmse_h0", "poisson_deviance_h0", "mae_h0"}

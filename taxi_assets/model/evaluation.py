@@ -213,9 +213,10 @@ def overall_markdown(overall: pl.DataFrame) -> str:
 
 
 def _with_horizon(scored: pl.DataFrame) -> pl.DataFrame:
-    """A scored frame from before forecasts had horizons is all horizon 0."""
+    """Rows from before forecasts had horizons (no column, or null when stacked with later
+    ticks) forecast the bucket in progress: horizon 0."""
     if "horizon" in scored.columns:
-        return scored
+        return scored.with_columns(pl.col("horizon").fill_null(0))
     return scored.with_columns(horizon=pl.lit(0, pl.Int8))
 
 
