@@ -520,7 +520,9 @@ def test_a_model_trained_before_the_horizon_feature_still_predicts(
     evaluation can still compare a new candidate with it."""
     older_features = tuple(name for name in FEATURES if name != "horizon")
     labelled = rows_at_every_horizon.drop_nulls(TARGET)
-    older = CatBoostRegressor(iterations=5, loss_function="Poisson", verbose=False)
+    older = CatBoostRegressor(
+        iterations=5, loss_function="Poisson", verbose=False, allow_writing_files=False
+    )
     older.fit(_pool(labelled, TARGET, older_features))
 
     predicted = predict_demand(older, PARAMS, labelled)
