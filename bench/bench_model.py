@@ -5,10 +5,12 @@ functions (clean_probes -> derive_trip_events -> aggregate_cell_demand), and eac
 features are built from the week before it (build_features), as training_features does.
 The model trains on every day but the last (the last training day stops it early) and is
 scored on the last day next to last week, the historical average and the simulator's true
-rate (the oracle, the floor no model can beat). No Dagster: the pure functions only.
+rate (the oracle, the floor no model can beat), at every horizon (0 = the bucket in
+progress, 1 and 2 = the next two) and pooled. No Dagster: the pure functions only.
 
     python bench/bench_model.py [--start 2026-04-20 --days 14 --fleet 1000 --seed 42]
     python bench/bench_model.py --compare-params    # also 400 trees at 0.1, for training.py
+    python bench/bench_model.py --horizons-per-target 3   # train on every horizon of a bucket
 
 Per-day cell demand, weather and true demand are cached as parquet under ``--cache-dir``,
 so reruns skip the simulation: one folder per fleet, seed, bucket and hash of the code that
@@ -35,8 +37,8 @@ import polars as pl
 import taxi_assets
 from taxi_assets.cleaning import CleaningRules, clean_probes
 from taxi_assets.demand import aggregate_cell_demand
-from taxi_assets.features import HISTORY_DAYS, build_features
-from taxi_assets.model.evaluation import BASELINES, overall_metrics
+from taxi_assets.features import HISTORY_DAYS, HORIZONS, build_features, with_horizons
+from taxi_assets.model.evaluation import BASELINES, horizon_metrics, overall_metrics
 from taxi_assets.model.scoring import score_held_out
 from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.service_area import CENTRAL_TOKYO
@@ -142,7 +144,7 @@ def day_features(
     week = [day - timedelta(days=d) for d in range(HISTORY_DAYS, -1, -1)]
     history = pl.concat([demand[d] for d in week if d in demand])
     rain = pl.concat([weather[d] for d in (day - timedelta(days=1), day) if d in weather])
-    targets = demand[day].select("cell", "bucket_start")
+    targets = with_horizons(demand[day].select("cell", "bucket_start"), HORIZONS)
     return build_features(history, rain, targets, BUCKET_MINUTES)
 
 
@@ -151,7 +153,8 @@ class Scored:
     """One trained model and the overall metrics of every predictor on the held-out day."""
 
     model: TrainedModel
-    overall: pl.DataFrame  # overall_metrics: one row per predictor
+    overall: pl.DataFrame  # overall_metrics: one row per predictor, every horizon pooled
+    per_horizon: pl.DataFrame  # horizon_metrics: one row per horizon and predictor
 
     def metric(self, predictor: str, name: str) -> float:
         row = self.overall.filter(pl.col("predictor") == predictor)
@@ -171,7 +174,11 @@ def train_and_score(
     scored = score_held_out(
         held_out, model, training_rows, true_demand=true_demand, bucket_minutes=BUCKET_MINUTES
     )
-    return Scored(model, overall_metrics(scored, SCORED_PREDICTORS))
+    return Scored(
+        model,
+        overall_metrics(scored, SCORED_PREDICTORS),
+        horizon_metrics(scored, SCORED_PREDICTORS),
+    )
 
 
 def relative(value: float, reference: float, decimals: int = 1) -> str:
@@ -222,6 +229,39 @@ def predictors_table(result: Scored) -> str:
         "deviance vs oracle",
         "train s",
         "train + early-stop rows",
+    ]
+    return markdown(header, rows)
+
+
+def horizons_table(result: Scored) -> str:
+    """RMSE and Poisson deviance of every predictor at each horizon, and the model's
+    distance to the oracle there."""
+    rows = []
+    for (horizon,), frame in sorted(
+        result.per_horizon.partition_by("horizon", as_dict=True).items()
+    ):
+        metric = {
+            (row["predictor"], name): row[name]
+            for row in frame.iter_rows(named=True)
+            for name in ("rmse", "poisson_deviance")
+        }
+        rows.append(
+            [
+                str(horizon),
+                *(f"{metric[(p, 'rmse')]:.4f}" for p in SCORED_PREDICTORS),
+                *(f"{metric[(p, 'poisson_deviance')]:.4f}" for p in SCORED_PREDICTORS),
+                relative(metric[("model", "rmse")], metric[("oracle", "rmse")]),
+                relative(
+                    metric[("model", "poisson_deviance")], metric[("oracle", "poisson_deviance")]
+                ),
+            ]
+        )
+    header = [
+        "horizon",
+        *(f"RMSE {p}" for p in SCORED_PREDICTORS),
+        *(f"deviance {p}" for p in SCORED_PREDICTORS),
+        "RMSE vs oracle",
+        "deviance vs oracle",
     ]
     return markdown(header, rows)
 
@@ -277,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=_DEFAULTS.iterations)
     parser.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate)
     parser.add_argument(
+        "--horizons-per-target",
+        type=int,
+        default=_DEFAULTS.horizons_per_target,
+        help=f"horizons each cell and bucket trains at (1..{len(HORIZONS)})",
+    )
+    parser.add_argument(
         "--compare-params",
         action="store_true",
         help=f"also train {COMPARE_ITERATIONS} trees at {COMPARE_LEARNING_RATE:g} and compare",
@@ -291,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
 
     days = [args.start + timedelta(days=i) for i in range(args.days)]
     held_out_day, training_days = days[-1], days[:-1]
-    params = replace(_DEFAULTS, iterations=args.iterations, learning_rate=args.learning_rate)
+    params = replace(
+        _DEFAULTS,
+        iterations=args.iterations,
+        learning_rate=args.learning_rate,
+        horizons_per_target=args.horizons_per_target,
+    )
     print(machine(), flush=True)
     print(
         f"fleet={args.fleet}  seed={args.seed}  train {training_days[0]}..{training_days[-1]} "
@@ -326,11 +377,12 @@ def main(argv: list[str] | None = None) -> int:
 
     scored_rows = result.metric("model", "rows")
     title = (
-        f"Held out {held_out_day} ({held_out['day_type'][0]}), {scored_rows:,.0f} cell-buckets; "
-        f"model {params.iterations} trees @ {params.learning_rate:g} "
+        f"Held out {held_out_day} ({held_out['day_type'][0]}), {scored_rows:,.0f} cell-buckets "
+        f"x horizons; model {params.iterations} trees @ {params.learning_rate:g}, "
+        f"{params.horizons_per_target} horizon(s) per training bucket "
         f"(best iteration {result.model.best_iteration}); fleet {args.fleet}, seed {args.seed}"
     )
-    sections = [title, predictors_table(result)]
+    sections = [title, predictors_table(result), horizons_table(result)]
     if compared is not None:
         default_rmse, compared_rmse = (r.metric("model", "rmse") for r in (result, compared))
         sections += [

@@ -103,11 +103,13 @@ def main() -> None:
     stored = pl.concat([demand[d] for d in history_days(tick)])
     rain = pl.concat([weather[day - timedelta(days=1)], weather[day]])
     forecast = forecast_tick(model, "bench", live, stored, rain, AREA, tick, BUCKET_MINUTES)
+    # The guidance reads every horizon; the former rule and the figures, the bucket in progress.
+    now = forecast.filter(pl.col("horizon") == 0)
     params = GuidanceParams(competitor_prior=args.competitor_prior)
 
     area_cells = AREA.cells()
     targets = {
-        "before (hails - vacant)": former_guidance(forecast).join(
+        "before (hails - vacant)": former_guidance(now).join(
             moves_within(area_cells, AREA, 1, params.speed_kmh(tick), params).select(
                 "cell", "target_cell", target_arrival_minutes="travel_minutes"
             ),
@@ -121,13 +123,13 @@ def main() -> None:
         f"model {args.iterations} trees  competitor_prior {params.competitor_prior}"
     )
     print(
-        f"forecast: {forecast['expected_street_hails'].sum():.1f} street hails expected in the "
+        f"forecast: {now['expected_street_hails'].sum():.1f} street hails expected in the "
         f"bucket, {now_hails} happened"
     )
-    busiest = forecast.sort(["expected_street_hails", "cell"], descending=[True, False]).head(
-        BUSIEST
-    )["cell"]
-    hails = forecast.select(target_cell="cell", target_hails="expected_street_hails")
+    busiest = now.sort(["expected_street_hails", "cell"], descending=[True, False]).head(BUSIEST)[
+        "cell"
+    ]
+    hails = now.select(target_cell="cell", target_hails="expected_street_hails")
     for name, chosen in targets.items():
         replay = score_guidance(
             arrival_buckets(chosen, tick, target, BUCKET_MINUTES), demand[day], AREA

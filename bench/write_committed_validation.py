@@ -20,7 +20,7 @@ import polars as pl
 
 from taxi_assets.cleaning import clean_probes
 from taxi_assets.demand import aggregate_cell_demand
-from taxi_assets.features import build_features
+from taxi_assets.features import HORIZONS, build_features, with_horizons
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.simulation import CityConfig, simulate_day, simulate_weather
 from taxi_assets.trips import derive_trip_events
@@ -83,7 +83,7 @@ def simulated_window(start: date, days: int, fleet: int) -> dict[str, dict[str, 
         history = pl.concat([frames["cell_demand"][k] for k in week if k in frames["cell_demand"]])
         rain = pl.concat([weather[k] for k in week[-2:] if k in weather])
         frames["training_features"][key] = build_features(
-            history, rain, demand.select("cell", "bucket_start"), 15
+            history, rain, with_horizons(demand, HORIZONS), 15
         )
         print(f"  {day} in {time.perf_counter() - started:.1f}s", flush=True)
     return frames

@@ -191,6 +191,27 @@ def evaluation_table(instance: dg.DagsterInstance, day: date) -> pl.DataFrame:
     )
 
 
+def horizon_table(recorded: dict) -> pl.DataFrame:
+    """RMSE and Poisson deviance of every predictor at each horizon the evaluation recorded
+    (``rmse_h1``, ``rmse_last_week_h1``...): one row per horizon."""
+    horizons = sorted(
+        int(key.removeprefix("rmse_h"))
+        for key in recorded
+        if key.startswith("rmse_h") and key.removeprefix("rmse_h").isdigit()
+    )
+    rows = []
+    for horizon in horizons:
+        row: dict[str, object] = {"horizon": horizon}
+        for metric in ("rmse", "poisson_deviance"):
+            for predictor in EVALUATION_PREDICTORS:
+                suffix = "" if predictor == "model" else f"_{predictor}"
+                value = recorded.get(f"{metric}{suffix}_h{horizon}")
+                if value is not None:
+                    row[f"{metric} {predictor}"] = float(value)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
 def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
     model = latest_materialization_metadata(instance, "demand_model", day.isoformat())
     evaluation = latest_materialization_metadata(instance, "model_evaluation", day.isoformat())
@@ -213,6 +234,10 @@ def print_model_summary(instance: dg.DagsterInstance, day: date) -> None:
             f"Distance to the oracle (the true rate): RMSE +{rmse_gap:.1%}, "
             f"Poisson deviance +{deviance_gap:.1%}"
         )
+    horizons = horizon_table(evaluation)
+    if horizons.height:
+        print("Per horizon (0 = the bucket in progress, 2 = 30-45 minutes ahead):")
+        print(text_table(horizons))
     print(f"Blessed: {evaluation['blessed']} (decided by {evaluation['decided_by']})")
     deployed = latest_materialization_metadata(instance, "production_model")
     if deployed:

@@ -134,10 +134,12 @@ class Weather(pa.DataFrameModel):
 
 
 class TrainingFeatures(pa.DataFrameModel):
-    """Model features per cell and target bucket, with the two targets (counts)."""
+    """Model features per cell, target bucket and horizon, with the two targets (counts)."""
 
     cell: pl.Int64 = pa.Field(gt=0)
     bucket_start: UtcTimestamp
+    # Buckets between the bucket in progress when the forecast is issued and the target.
+    horizon: pl.Int8 = pa.Field(ge=0)
     day_type: pl.String = pa.Field(isin=["weekday", "saturday", "holiday"])
     hour: pl.Int8 = pa.Field(ge=0, le=23)
     bucket_of_day: pl.Int16 = pa.Field(ge=0, lt=1440)
@@ -165,4 +167,4 @@ class TrainingFeatures(pa.DataFrameModel):
 
     class Config:
         strict = True
-        unique = ["cell", "bucket_start"]
+        unique = ["cell", "bucket_start", "horizon"]

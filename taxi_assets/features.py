@@ -1,15 +1,18 @@
 """Model features per cell and target bucket, the same function for training and serving.
 
-A row describes one cell and one *target bucket* T: every feature is computed from buckets
-that ended by T's start (lags, rolling means, the same bucket yesterday and last week),
-the calendar of T, and the rain of the last observed hour; the targets are what happened
-in T. Training calls :func:`build_features` on a stored day of ``cell_demand``; the
-5-minute forecast calls it on the live window, where T is the bucket in progress and its
-targets are unknown (null). One function, so training and serving cannot drift apart.
+A row describes one cell, one *target bucket* T and one *horizon* h: the forecast is issued
+at the start of the *issue bucket* I = T - h buckets (the bucket in progress when it is
+made), so every feature is computed from buckets that ended by I's start (lags and rolling
+means before I, the same bucket as T yesterday and last week, the rain of the last hour
+completed by I), plus the calendar of T and h itself; the targets are what happened in T.
+Training calls :func:`build_features` on a stored day of ``cell_demand`` at every horizon;
+the 5-minute forecast calls it on the live window, where I is the bucket in progress and
+the targets are unknown (null). One function, so training and serving cannot drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import polars as pl
@@ -26,6 +29,12 @@ TARGETS = (TARGET, SUPPLY_TARGET)
 RECENT_LAGS = 4
 HISTORY_DAYS = 7
 KEYS = ("cell", "bucket_start")
+# Buckets ahead of the bucket in progress a forecast covers: 0 is the bucket in progress,
+# 2 ends 30 to 45 minutes after the forecast is issued (the horizon of the 500 m mesh demand
+# services Tokyo drivers use). One model serves them all, the horizon being a feature.
+HORIZONS = (0, 1, 2)
+HORIZON = "horizon"
+FEATURE_KEYS = (*KEYS, HORIZON)
 
 CATEGORICAL_FEATURES = ("cell", "day_type")
 DAY_TYPES = ("weekday", "saturday", "holiday")
@@ -48,7 +57,12 @@ DAILY_FEATURES = (
 RAIN_FEATURE = "rain_mm_per_h"
 WEATHER_FEATURES = (RAIN_FEATURE,)
 FEATURES = (
-    CATEGORICAL_FEATURES + CALENDAR_FEATURES + WEATHER_FEATURES + RECENT_FEATURES + DAILY_FEATURES
+    CATEGORICAL_FEATURES
+    + (HORIZON,)
+    + CALENDAR_FEATURES
+    + WEATHER_FEATURES
+    + RECENT_FEATURES
+    + DAILY_FEATURES
 )
 
 # Demand columns the features read; history frames must carry them (cell_demand does).
@@ -81,24 +95,54 @@ def _lagged(history: pl.LazyFrame, offset: timedelta, columns: dict[str, str]) -
     )
 
 
+def validate_horizons(horizons: Sequence[int], bucket_minutes: int) -> None:
+    """Horizons are whole buckets ahead, and the same slot yesterday must have ended before
+    the forecast is issued (it is a feature at every horizon)."""
+    for horizon in horizons:
+        if horizon < 0 or (horizon + 1) * bucket_minutes > 24 * 60:
+            raise ValueError(
+                f"horizon {horizon} with {bucket_minutes}-minute buckets: a horizon is 0 (the "
+                "bucket in progress) or more buckets ahead, and less than a day"
+            )
+
+
+def with_horizons(
+    targets: pl.DataFrame | pl.LazyFrame, horizons: Sequence[int] = HORIZONS
+) -> pl.LazyFrame:
+    """Every (cell, bucket_start) of ``targets`` at each of ``horizons``."""
+    return (
+        targets.lazy()
+        .select(KEYS)
+        .join(pl.LazyFrame({HORIZON: list(horizons)}, schema={HORIZON: pl.Int8}), how="cross")
+    )
+
+
 def build_features(
     history: pl.DataFrame | pl.LazyFrame,
     weather: pl.DataFrame | pl.LazyFrame | None,
     targets: pl.DataFrame | pl.LazyFrame,
     bucket_minutes: int,
 ) -> pl.DataFrame:
-    """One row per (cell, bucket_start) of ``targets``, with ``FEATURES`` and ``TARGETS``.
+    """One row per (cell, bucket_start, horizon) of ``targets``, with ``FEATURES`` and
+    ``TARGETS``; ``targets`` without a ``horizon`` column are forecast at horizon 0.
 
     ``history`` is cell demand (``HISTORY_COLUMNS``) covering the week before the targets;
-    rows of it at or after a target's own bucket only ever feed that target's label, never
-    its features. A bucket missing from the history gives null features (CatBoost treats
-    them as missing), a bucket present with zeros gives zeros: absence is not "no demand".
+    rows of it at or after a row's issue bucket (T - horizon buckets) only ever feed a
+    target's label, never a feature. A bucket missing from the history gives null features
+    (CatBoost treats them as missing), a bucket present with zeros gives zeros: absence is
+    not "no demand".
     ``weather`` is hourly rain (``hour_start``, ``rain_mm_per_h``); a feed without weather
     passes None or an empty frame, and ``rain_mm_per_h`` is then null (missing) throughout.
     """
     bucket = timedelta(minutes=bucket_minutes)
     hist = history.lazy().select(HISTORY_COLUMNS)
-    rows = targets.lazy().select(KEYS).unique()
+    targets = targets.lazy()
+    if HORIZON not in targets.collect_schema().names():
+        targets = targets.with_columns(pl.lit(0, pl.Int8).alias(HORIZON))
+    rows = targets.select(*KEYS, pl.col(HORIZON).cast(pl.Int8)).unique().collect()
+    validate_horizons(rows[HORIZON].unique().to_list(), bucket_minutes)
+    # Recent features and the rain are read as of the issue bucket, not the target's.
+    issue_start = issue_bucket_start(bucket_minutes).alias("_issue_start")
 
     recent = [
         _lagged(
@@ -129,8 +173,12 @@ def build_features(
         )
         for d in range(1, HISTORY_DAYS + 1)
     ]
-    frame = rows
-    for lagged in [*recent, *daily]:
+    frame = rows.lazy().with_columns(issue_start)
+    for lagged in recent:
+        frame = frame.join(
+            lagged.rename({"bucket_start": "_issue_start"}), on=["cell", "_issue_start"], how="left"
+        )
+    for lagged in daily:
         frame = frame.join(lagged, on=KEYS, how="left")
 
     n_1h = _buckets_in(60, bucket_minutes)
@@ -138,9 +186,9 @@ def build_features(
     hails = [f"hails_prev_{k}" for k in range(1, n_3h + 1)]
     vacant = [f"_vacant_prev_{k}" for k in range(1, n_1h + 1)]
     local = pl.col("bucket_start").dt.convert_time_zone(TOKYO_TZ_NAME)
-    # The rain of the last hour completed by T's start: hourly rain is an hour's total, so
-    # the hour still under way at T (10:00-11:00 for T = 10:15) is not known yet.
-    last_hour = pl.col("bucket_start").dt.truncate("1h") - timedelta(hours=1)
+    # The rain of the last hour completed by the issue bucket's start: hourly rain is an
+    # hour's total, so the hour under way at I (10:00-11:00 for I = 10:15) is not known yet.
+    last_hour = pl.col("_issue_start").dt.truncate("1h") - timedelta(hours=1)
     if weather is None:
         weather = pl.DataFrame(schema=WEATHER_SCHEMA)
     rain = weather.lazy().select(
@@ -189,15 +237,21 @@ def build_features(
     )
     return (
         frame.select(
-            *KEYS,
-            *(pl.col(name) for name in FEATURES if name != "cell"),
+            *FEATURE_KEYS,
+            *(pl.col(name) for name in FEATURES if name not in FEATURE_KEYS),
             *TARGETS,
         )
         .with_columns(pl.col(RECENT_FEATURES + DAILY_FEATURES).cast(pl.Float32))
-        .sort(list(KEYS))
+        .sort(list(FEATURE_KEYS))
     )
 
 
 def feature_matrix(features: pl.DataFrame) -> pl.DataFrame:
     """The model's input columns in ``FEATURES`` order; the cell as a string category."""
     return features.select(pl.col("cell").cast(pl.String), *FEATURES[1:])
+
+
+def issue_bucket_start(bucket_minutes: int) -> pl.Expr:
+    """The start of the bucket in progress when a row's forecast was issued."""
+    ahead = pl.duration(minutes=pl.col(HORIZON).cast(pl.Int64) * bucket_minutes)
+    return pl.col("bucket_start") - ahead.cast(pl.Duration("us"))

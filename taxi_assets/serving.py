@@ -1,10 +1,11 @@
 """The 5-minute forecast: the live window through the training path's own functions.
 
-At a tick, the target is the bucket in progress (the first one without complete data): at
-10:00 the forecast covers 10:00-10:15, at 10:05 and 10:10 it is refreshed with whatever
-late pings arrived. Its features come from the last complete buckets, read live from the
-probe source and put through the same cleaning, trip and demand functions as the nightly
-path, and from stored ``cell_demand`` for yesterday and last week.
+At a tick, the forecast is issued for the bucket in progress (the first one without complete
+data) and the next two (horizons 0, 1, 2): at 10:00 it covers 10:00-10:15, 10:15-10:30 and
+10:30-10:45, at 10:05 and 10:10 it is refreshed with whatever late pings arrived. Its
+features come from the last complete buckets before the bucket in progress, read live from
+the probe source and put through the same cleaning, trip and demand functions as the
+nightly path, and from stored ``cell_demand`` for yesterday and last week.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.features import (
     HISTORY_COLUMNS,
     HISTORY_DAYS,
+    HORIZON,
+    HORIZONS,
     KEYS,
     build_features,
     history_buckets_needed,
@@ -40,9 +43,9 @@ FORECAST_COLUMNS = (
     "expected_vacant_taxis",
     "opportunity",
 )
-# Buckets ahead of the bucket in progress a row forecasts; one model forecasts horizon 0
-# today, and the guidance reads later arrival buckets from the longest horizon stored.
-FORECAST_HORIZONS = (0,)
+# Buckets ahead of the bucket in progress a row forecasts: the model's (one model, the
+# horizon a feature); the guidance reads each arrival bucket's own horizon.
+FORECAST_HORIZONS = HORIZONS
 
 
 def target_bucket(tick: datetime, bucket_minutes: int) -> datetime:
@@ -113,8 +116,9 @@ def tick_features(
     tick: datetime,
     bucket_minutes: int,
 ) -> pl.DataFrame:
-    """The model's features for every cell at the bucket in progress, built by the very
-    function that built the training features.
+    """The model's features for every cell at the bucket in progress and the buckets after
+    it (``FORECAST_HORIZONS``), built by the very function that built the training features:
+    every horizon reads the same complete buckets, those before the bucket in progress.
 
     ``live`` (the window's complete buckets) wins over ``stored`` cell demand where both
     hold a bucket: it is what the nightly path will also see, minus the late pings.
@@ -125,11 +129,19 @@ def tick_features(
             list(KEYS), keep="first"
         )
     target = target_bucket(tick, bucket_minutes)
+    width = timedelta(minutes=bucket_minutes)
     targets = (
         area.cells()
         .select("cell")
-        .with_columns(
-            bucket_start=pl.lit(target).dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+        .join(
+            pl.DataFrame(
+                {
+                    "bucket_start": [target + h * width for h in FORECAST_HORIZONS],
+                    HORIZON: list(FORECAST_HORIZONS),
+                },
+                schema={"bucket_start": pl.Datetime("us", "UTC"), HORIZON: pl.Int8},
+            ),
+            how="cross",
         )
     )
     # Labels of the target bucket are unknown at the tick; drop any a replay could see.
@@ -144,8 +156,8 @@ def forecast_from_features(
     tick: datetime,
     competitor_prior: float = GuidanceParams.competitor_prior,
 ) -> pl.DataFrame:
-    """Expected street hails and vacant taxis per row of ``features`` (horizon 0, the bucket
-    in progress), the opportunity they give one more vacant taxi arriving (street hails it
+    """Expected street hails and vacant taxis per row of ``features`` (per cell and horizon),
+    the opportunity they give one more vacant taxi arriving (street hails it
     can expect to capture, see ``taxi_assets.guidance``), stamped with the tick and the model
     version that made them."""
     return (
@@ -153,7 +165,6 @@ def forecast_from_features(
         .with_columns(
             tick=pl.lit(tick).dt.cast_time_unit("us").dt.convert_time_zone("UTC"),
             model_version=pl.lit(model_version),
-            horizon=pl.lit(0, pl.Int8),
         )
         .with_columns(opportunity=opportunity(competitor_prior))
         .select(FORECAST_COLUMNS)
@@ -170,6 +181,7 @@ def forecast_tick(
     tick: datetime,
     bucket_minutes: int,
 ) -> pl.DataFrame:
-    """Expected street hails and vacant taxis in every cell for the bucket in progress."""
+    """Expected street hails and vacant taxis in every cell for the bucket in progress and
+    the next ones (``FORECAST_HORIZONS``)."""
     features = tick_features(live, stored, weather, area, tick, bucket_minutes)
     return forecast_from_features(model, model_version, features, tick)

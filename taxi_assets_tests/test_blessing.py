@@ -5,7 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from taxi_assets.model.blessing import BlessingRules, decide_blessing, reasons_markdown
+from taxi_assets.model.blessing import (
+    BlessingRules,
+    decide_blessing,
+    decide_blessing_at_every_horizon,
+    reasons_markdown,
+)
 
 # (mae, rmse, poisson_deviance) per predictor; the candidate beats everything by default.
 GOOD = {
@@ -200,3 +205,46 @@ def test_baselines_can_be_waived() -> None:
 def test_rules_reject_impossible_values_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         BlessingRules(**{field: value})
+
+
+# Horizons ------------------------------------------------------------------------------------
+
+
+def per_horizon(*metrics: dict[str, tuple[float, float, float]]) -> dict:
+    return {h: (overall(m), slices(m)) for h, m in enumerate(metrics)}
+
+
+def test_a_candidate_good_at_every_horizon_is_blessed_with_reasons_per_horizon() -> None:
+    decision = decide_blessing_at_every_horizon(
+        overall(GOOD), slices(GOOD), per_horizon(GOOD, GOOD, GOOD), BlessingRules()
+    )
+    assert decision.blessed, decision.failures
+    for horizon in (0, 1, 2):
+        assert any(r.startswith(f"horizon {horizon}: rmse") for r in decision.reasons)
+
+
+def test_worse_than_production_at_one_horizon_blocks_although_better_pooled() -> None:
+    worse_later = {**GOOD, "model": (1.00, 1.40, 0.90)}  # RMSE 1.40 vs production 1.25
+    decision = decide_blessing_at_every_horizon(
+        overall(GOOD), slices(GOOD), per_horizon(GOOD, GOOD, worse_later), BlessingRules()
+    )
+    assert not decision.blessed
+    assert decision.failures
+    assert all(f.startswith("horizon 2: ") for f in decision.failures), decision.failures
+    assert any("production" in f and "rmse" in f for f in decision.failures)
+
+
+def test_losing_to_a_baseline_at_one_horizon_blocks_without_production() -> None:
+    no_production = {k: v for k, v in GOOD.items() if k != "production"}
+    loses = {**no_production, "model": (1.00, 1.60, 0.90)}  # RMSE above historical 1.50
+    decision = decide_blessing_at_every_horizon(
+        overall(no_production),
+        slices(no_production),
+        per_horizon(no_production, loses, no_production),
+        BlessingRules(),
+    )
+    assert not decision.blessed
+    assert decision.decided_by == "baselines (no production model yet)"
+    assert any(
+        f.startswith("horizon 1: rmse") and "historical_average" in f for f in decision.failures
+    )

@@ -13,6 +13,9 @@ from taxi_assets.model.evaluation import (
     PREDICTORS,
     historical_average_predictions,
     historical_average_table,
+    horizon_metadata,
+    horizon_metrics,
+    horizons_markdown,
     last_week_predictions,
     metric_exprs,
     oracle_predictions,
@@ -246,3 +249,45 @@ def test_an_oracle_on_poisson_draws_scores_its_theoretical_error() -> None:
     assert metrics["rmse"] == pytest.approx(math.sqrt(rate.mean()), rel=0.02)
     expected = np.mean([expected_poisson_deviance(r) for r in rates])
     assert metrics["poisson_deviance"] == pytest.approx(expected, rel=0.02)
+
+
+def test_metrics_per_horizon_become_numeric_metadata_per_horizon() -> None:
+    one = scored_frame()
+    later = one.with_columns(pred_model=pl.col("actual") + 2.0)  # 2 hails off everywhere
+    scored = pl.concat(
+        [
+            one.with_columns(horizon=pl.lit(0, pl.Int8)),
+            later.with_columns(horizon=pl.lit(2, pl.Int8)),
+        ]
+    )
+
+    per_horizon = horizon_metrics(scored, ("model", "last_week"))
+
+    assert per_horizon.select("horizon", "predictor").rows() == [
+        (0, "model"),
+        (0, "last_week"),
+        (2, "model"),
+        (2, "last_week"),
+    ]
+    expected_h0 = overall_metrics(one, ("model", "last_week"))
+    assert per_horizon.filter(pl.col("horizon") == 0).drop("horizon").equals(expected_h0)
+    metadata = horizon_metadata(per_horizon)
+    assert metadata["rmse_h2"] == pytest.approx(2.0)
+    assert metadata["mae_h2"] == pytest.approx(2.0)
+    assert metadata["rmse_h0"] == pytest.approx(expected_h0["rmse"][0])
+    # The baselines do not depend on the horizon: the same at both.
+    assert metadata["rmse_last_week_h0"] == pytest.approx(metadata["rmse_last_week_h2"])
+    assert all(isinstance(value, float) for value in metadata.values())
+    assert not any(key.endswith("_h1") for key in metadata)
+    table = horizons_markdown(per_horizon)
+    assert "rmse model" in table and "poisson_deviance last_week" in table
+
+
+def test_a_scored_frame_without_horizons_is_horizon_0() -> None:
+    per_horizon = horizon_metrics(scored_frame(), ("model",))
+    assert per_horizon["horizon"].to_list() == [0]
+    # Old ticks stacked with new ones have a null horizon: the bucket in progress.
+    stacked = scored_frame().with_columns(horizon=pl.Series([None, 0, 1, None], dtype=pl.Int8))
+    rows = horizon_metrics(stacked, ("model",)).select("horizon", "rows").rows()
+    assert rows == [(0, 3), (1, 1)]
+    assert set(horizon_metadata(per_horizon)) >= {"rmse_h0", "poisson_deviance_h0", "mae_h0"}

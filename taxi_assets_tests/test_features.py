@@ -15,12 +15,15 @@ from polars.testing import assert_frame_equal
 from taxi_assets.calendar import TOKYO, bucket_starts, day_window_utc
 from taxi_assets.features import (
     DAILY_FEATURES,
+    FEATURE_KEYS,
     FEATURES,
+    HORIZONS,
     KEYS,
     RECENT_FEATURES,
     TARGETS,
     build_features,
     feature_matrix,
+    with_horizons,
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
 
@@ -119,22 +122,30 @@ def mean_present(values: Iterable[float | None]) -> float | None:
 
 
 def reference_features(
-    history: pl.DataFrame, weather: pl.DataFrame, cell: int, target: datetime, bucket_minutes: int
+    history: pl.DataFrame,
+    weather: pl.DataFrame,
+    cell: int,
+    target: datetime,
+    bucket_minutes: int,
+    horizon: int = 0,
 ) -> dict[str, float | None]:
     """The lag, rolling, daily and rain features and the targets of one row, recomputed in
-    plain Python from the spec: means average the buckets present, null when none is."""
+    plain Python from the spec: recent lags and the rain as of the issue bucket (``horizon``
+    buckets before the target), the same slot on earlier days as of the target; means
+    average the buckets present, null when none is."""
     by_key = {(r["cell"], r["bucket_start"]): r for r in history.iter_rows(named=True)}
     rain = dict(weather.iter_rows())
     width = timedelta(minutes=bucket_minutes)
+    issue = target - horizon * width
 
-    def at(offset: timedelta, column: str) -> float | None:
-        row = by_key.get((cell, target - offset))
+    def at(offset: timedelta, column: str, since: datetime = issue) -> float | None:
+        row = by_key.get((cell, since - offset))
         return None if row is None else float(row[column])
 
     n_1h, n_3h = 60 // bucket_minutes, 180 // bucket_minutes
     hails = [at(k * width, "street_hail_pickups") for k in range(1, n_3h + 1)]
-    same_slot = [at(timedelta(days=d), "street_hail_pickups") for d in range(1, 8)]
-    previous_hour = target.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    same_slot = [at(timedelta(days=d), "street_hail_pickups", target) for d in range(1, 8)]
+    previous_hour = issue.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     return {
         **{f"hails_prev_{k}": hails[k - 1] for k in range(1, 5)},
         "hails_mean_prev_1h": mean_present(hails[:n_1h]),
@@ -149,10 +160,10 @@ def reference_features(
         "hails_yesterday": same_slot[0],
         "hails_last_week": same_slot[6],
         "hails_mean_same_slot_7d": mean_present(same_slot),
-        "vacant_yesterday": at(timedelta(days=1), "vacant_taxis"),
+        "vacant_yesterday": at(timedelta(days=1), "vacant_taxis", target),
         "rain_mm_per_h": rain.get(previous_hour),
-        "street_hail_pickups": at(timedelta(0), "street_hail_pickups"),
-        "vacant_taxis": at(timedelta(0), "vacant_taxis"),
+        "street_hail_pickups": at(timedelta(0), "street_hail_pickups", target),
+        "vacant_taxis": at(timedelta(0), "vacant_taxis", target),
     }
 
 
@@ -161,10 +172,10 @@ def assert_matches_reference(
 ) -> None:
     for row in features.iter_rows(named=True):
         expected = reference_features(
-            history, weather, row["cell"], row["bucket_start"], bucket_minutes
+            history, weather, row["cell"], row["bucket_start"], bucket_minutes, row["horizon"]
         )
         actual = {name: row[name] for name in expected}
-        where = (row["cell"], row["bucket_start"])
+        where = (row["cell"], row["bucket_start"], row["horizon"])
         assert {k for k, v in actual.items() if v is None} == {
             k for k, v in expected.items() if v is None
         }, where
@@ -172,10 +183,12 @@ def assert_matches_reference(
         assert {k: actual[k] for k in numbers} == pytest.approx(numbers, rel=1e-6), where
 
 
-def perturb_from(history: pl.DataFrame, target: datetime, mode: str, seed: int) -> pl.DataFrame:
-    """History with every row at or after ``target`` deleted, or changed to random counts
-    except the target bucket's own labels."""
-    future = pl.col("bucket_start") >= target
+def perturb_from(
+    history: pl.DataFrame, target: datetime, mode: str, seed: int, issue: datetime | None = None
+) -> pl.DataFrame:
+    """History with every row at or after ``issue`` (default: the target) deleted, or
+    changed to random counts except the target bucket's own labels."""
+    future = pl.col("bucket_start") >= (target if issue is None else issue)
     if mode == "delete":
         return history.filter(~future)
     rng = np.random.default_rng(seed)
@@ -194,18 +207,26 @@ def feature_columns(features: pl.DataFrame) -> pl.DataFrame:
     return features.select(*KEYS, *FEATURES[1:])
 
 
+def targets_at_horizon(cells: Sequence[int], horizon: int, *instants: datetime) -> pl.DataFrame:
+    return targets_at(cells, *instants).with_columns(horizon=pl.lit(horizon, pl.Int8))
+
+
 # Leakage -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("horizon", HORIZONS)
 @pytest.mark.parametrize("mode", ["change", "delete"])
-def test_the_target_bucket_and_later_feed_no_feature_of_the_target(mode: str) -> None:
+def test_the_issue_bucket_and_later_feed_no_feature_of_the_target(mode: str, horizon: int) -> None:
     history = random_history(seed=3, cells=[1, 2, 3], bucket_minutes=15, missing_share=0.0)
     weather = random_rain(seed=3)
     target = tokyo(DAYS[-1], 10)
-    targets = targets_at([1, 2, 3], target)
+    issue = target - horizon * timedelta(minutes=15)
+    targets = targets_at_horizon([1, 2, 3], horizon, target)
 
     honest = build_features(history, weather, targets, 15)
-    tampered = build_features(perturb_from(history, target, mode, seed=4), weather, targets, 15)
+    tampered = build_features(
+        perturb_from(history, target, mode, seed=4, issue=issue), weather, targets, 15
+    )
 
     assert_frame_equal(feature_columns(tampered), feature_columns(honest))
     truth = history.filter(pl.col("bucket_start") == target).sort("cell")
@@ -216,27 +237,32 @@ def test_the_target_bucket_and_later_feed_no_feature_of_the_target(mode: str) ->
         assert tampered.select(pl.col(TARGETS).null_count()).row(0) == (3, 3)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     target_fraction=st.floats(0, 1, exclude_max=True),
     mode=st.sampled_from(["change", "delete"]),
     bucket_minutes=st.sampled_from([15, 30]),
+    horizon=st.sampled_from(HORIZONS),
 )
-def test_no_history_from_the_target_on_changes_its_features(
-    seed: int, target_fraction: float, mode: str, bucket_minutes: int
+def test_no_history_from_the_issue_bucket_on_changes_its_features(
+    seed: int, target_fraction: float, mode: str, bucket_minutes: int, horizon: int
 ) -> None:
     history = random_history(
         seed, cells=[1, 2, 3], bucket_minutes=bucket_minutes, missing_share=0.1
     )
     starts = pl.concat([bucket_starts(day, bucket_minutes) for day in DAYS])
     target = starts[int(target_fraction * len(starts))]
+    issue = target - horizon * timedelta(minutes=bucket_minutes)
     weather = random_rain(seed)
-    targets = targets_at([1, 2, 3], target)
+    targets = targets_at_horizon([1, 2, 3], horizon, target)
 
     honest = build_features(history, weather, targets, bucket_minutes)
     tampered = build_features(
-        perturb_from(history, target, mode, seed + 1), weather, targets, bucket_minutes
+        perturb_from(history, target, mode, seed + 1, issue=issue),
+        weather,
+        targets,
+        bucket_minutes,
     )
 
     assert_frame_equal(feature_columns(tampered), feature_columns(honest))
@@ -259,9 +285,11 @@ def test_features_match_a_plain_python_reference(
     starts = pl.concat([bucket_starts(day, bucket_minutes) for day in DAYS])
     instants = [starts[int(f * len(starts))] for f in target_fractions]
 
-    features = build_features(history, weather, targets_at([1, 2], *instants), bucket_minutes)
+    features = build_features(
+        history, weather, with_horizons(targets_at([1, 2], *instants)), bucket_minutes
+    )
 
-    assert features.height == 2 * len(set(instants))
+    assert features.height == 2 * len(set(instants)) * len(HORIZONS)
     assert_matches_reference(features, history, weather, bucket_minutes)
 
 
@@ -286,6 +314,37 @@ def test_lags_read_the_buckets_before_the_target_15_minutes() -> None:
     assert row["dropoffs_prev_1"] == 3711
     assert row["occupied_prev_1"] == 4711
     assert (row["street_hail_pickups"], row["vacant_taxis"]) == (712, 1712)
+
+
+def test_later_horizons_read_their_lags_before_the_issue_bucket() -> None:
+    target = tokyo(DAYS[-1], 10)  # bucket 712; issued at bucket 712 - h
+    features = build_features(
+        encoded_history(15), random_rain(1), with_horizons(targets_at([7], target)), 15
+    )
+
+    rows = {row["horizon"]: row for row in features.iter_rows(named=True)}
+    assert sorted(rows) == list(HORIZONS)
+    for horizon, row in rows.items():
+        issue = 712 - horizon
+        assert [row[f"hails_prev_{k}"] for k in range(1, 5)] == [issue - k for k in range(1, 5)]
+        assert row["vacant_prev_1"] == 1000 + issue - 1
+        # The same slot yesterday and last week ended long before the issue: the target's.
+        assert row["hails_yesterday"] == 712 - 96
+        assert row["hails_last_week"] == 712 - 7 * 96
+        # The calendar and the labels are the target's, at every horizon.
+        assert (row["hour"], row["bucket_of_day"]) == (10, 40)
+        assert (row["street_hail_pickups"], row["vacant_taxis"]) == (712, 1712)
+    # Issued at 09:45 (horizon 1) or 09:30 (horizon 2), the 09:00 hour is still under way.
+    rain = dict(random_rain(1).iter_rows())
+    assert rows[0]["rain_mm_per_h"] == pytest.approx(rain[tokyo(DAYS[-1], 9)])
+    assert rows[1]["rain_mm_per_h"] == pytest.approx(rain[tokyo(DAYS[-1], 8)])
+    assert rows[2]["rain_mm_per_h"] == pytest.approx(rain[tokyo(DAYS[-1], 8)])
+
+
+def test_a_horizon_of_a_day_or_more_is_refused() -> None:
+    target = tokyo(DAYS[-1], 10)
+    with pytest.raises(ValueError, match="horizon 96 with 15-minute buckets"):
+        build_features(NO_HISTORY, NO_WEATHER, targets_at_horizon([1], 96, target), 15)
 
 
 def test_lags_adapt_to_30_minute_buckets() -> None:
@@ -429,8 +488,10 @@ def test_one_sorted_row_per_target_with_the_model_columns() -> None:
         random_history(1, [1, 3], 15, 0.0), NO_WEATHER, pl.concat([targets, targets]), 15
     )
 
-    assert features.columns == [*KEYS, *FEATURES[1:], *TARGETS]
+    names = [name for name in FEATURES if name not in FEATURE_KEYS]
+    assert features.columns == [*FEATURE_KEYS, *names, *TARGETS]
     assert features.select(KEYS).rows() == sorted(set(targets.rows()))
+    assert features["horizon"].to_list() == [0] * features.height
     assert all(features.schema[name] == pl.Float32 for name in RECENT_FEATURES + DAILY_FEATURES)
     matrix = feature_matrix(features)
     assert matrix.columns == list(FEATURES)

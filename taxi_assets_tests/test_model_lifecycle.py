@@ -216,8 +216,17 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
         "mae_historical_average",
         "rmse_oracle",
         "poisson_deviance_oracle",
+        # Every metric again per horizon, so the UI plots 15 and 30 minutes ahead too.
+        "rmse_h0",
+        "rmse_h2",
+        "poisson_deviance_h1",
+        "rmse_last_week_h2",
+        "poisson_deviance_historical_average_h2",
+        "rmse_oracle_h2",
     ):
         assert isinstance(evaluation[key], float), key
+    assert evaluation["horizons"] == "0, 1, 2"
+    assert "| 2 " in evaluation["metrics_per_horizon"]
     assert evaluation["blessed"] is True and evaluation["weather_used"] is True
     assert evaluation["decided_by"] == "baselines (no production model yet)"
     assert "mae_production" not in evaluation  # nothing in production to compare with yet
@@ -232,17 +241,20 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     forecast_run = platform.run("forecast_job", ops={"demand_forecast": {"config": {"tick": TICK}}})
     assert forecast_run.success
     forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
-    assert forecast.height == 1520 and forecast["cell"].n_unique() == 1520
+    assert forecast.height == 3 * 1520 and forecast["cell"].n_unique() == 1520
     assert forecast["model_version"].unique().to_list() == [version]
-    # The 18:07 tick forecasts the bucket in progress, 18:00-18:15 Tokyo (09:00 UTC).
-    assert forecast["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
+    # The 18:07 tick forecasts the bucket in progress, 18:00-18:15 Tokyo (09:00 UTC), and
+    # the next two.
+    assert forecast.group_by("horizon", "bucket_start").len().sort("horizon").select(
+        "horizon", pl.col("bucket_start").dt.to_string("%H:%M"), "len"
+    ).rows() == [(0, "09:00", 1520), (1, "09:15", 1520), (2, "09:30", 1520)]
     assert (forecast["expected_street_hails"] >= 0).all()
     assert platform.metadata(forecast_run, "demand_forecast")["model_version"] == version
     guidance = pl.read_parquet(platform.data_dir / "cruising_guidance.parquet")
     assert guidance.height == 1520 and guidance["route"].list.len().min() >= 1
     assert guidance["target_expected_hails"].is_between(0, 1).all()
     skew = platform.metadata(forecast_run, "serving_skew")
-    assert skew["model_version"] == version and skew["serving_rows"] == 1520
+    assert skew["model_version"] == version and skew["serving_rows"] == 3 * 1520
     assert skew["training_rows_compared"] > 0  # the same slot on the window's days
     assert all(isinstance(skew[f"js_{name}"], float) for name in ("hails_prev_1", "vacant_prev_1"))
     [skew_check] = forecast_run.get_asset_check_evaluations()
@@ -252,8 +264,9 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     accuracy_run = platform.run("monitoring_job", HELD_OUT)
     assert accuracy_run.success
     accuracy = platform.metadata(accuracy_run, "forecast_accuracy")
-    assert accuracy["ticks"] == 1 and accuracy["rows"] == 1520
+    assert accuracy["ticks"] == 1 and accuracy["rows"] == 3 * 1520
     assert isinstance(accuracy["mae"], float)
+    assert all(isinstance(accuracy[f"rmse_h{h}"], float) for h in (0, 1, 2))
     assert accuracy["rmse_in_evaluation"] > 0 and accuracy["poisson_deviance_in_evaluation"] > 0
     replay = platform.metadata(accuracy_run, "guidance_accuracy")
     assert replay["ticks"] == 1 and replay["vacant_taxis"] > 0
@@ -510,6 +523,8 @@ def test_the_default_rules_judge_rmse_and_deviance_never_mae(platform: Platform)
     judged = [line for line in reasons if line.startswith(("- ✅", "- ❌"))]
     assert not any(line.split(" ", 2)[2].startswith("mae") for line in judged)
     assert any("poisson_deviance" in line and "historical_average" in line for line in judged)
+    # Every horizon is judged on its own too.
+    assert any(line.split(" ", 2)[2].startswith("horizon 2: rmse") for line in judged)
     [check] = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == ("blessed", False)
     assert platform.pointer() is None
@@ -684,7 +699,8 @@ def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
 
     assert ok and started == {"demand_forecast", "cruising_guidance", "serving_skew"}
     forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
-    assert forecast["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
+    in_progress = forecast.filter(pl.col("horizon") == 0)
+    assert in_progress["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]
     assert forecast["model_version"].unique().to_list() == [platform.pointer()["model_version"]]
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from catboost import CatBoostRegressor
 from polars.testing import assert_frame_equal
 
 from taxi_assets.calendar import TOKYO, bucket_starts, day_window_utc
-from taxi_assets.features import FEATURES, TARGET, build_features
+from taxi_assets.features import FEATURES, HORIZONS, TARGET, build_features, with_horizons
 from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
 from taxi_assets.model.evaluation import (
     historical_average_predictions,
@@ -28,6 +29,7 @@ from taxi_assets.model.training import (
     _pool,
     predict_demand,
     rolling_origin_folds,
+    sample_horizons,
     split_by_time,
     tokyo_day,
     train_model,
@@ -76,6 +78,12 @@ def rows() -> pl.DataFrame:
         orient="row",
     )
     return build_features(demand, weather, demand, 15)
+
+
+@pytest.fixture(scope="module")
+def rows_at_every_horizon() -> pl.DataFrame:
+    demand = synthetic_cell_demand()
+    return build_features(demand, None, with_horizons(demand, HORIZONS), 15)
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +284,8 @@ def test_split_by_time_holds_out_the_last_tokyo_days() -> None:
         ({"supply_iterations": 0}, "supply_iterations=0"),
         ({"learning_rate": 0.0}, r"learning_rate=0.0 must be in \(0, 1\]"),
         ({"learning_rate": 1.5}, "learning_rate=1.5"),
+        ({"horizons_per_target": 0}, "horizons_per_target=0"),
+        ({"horizons_per_target": 4}, r"horizons_per_target=4 must be in \[1, 3\]"),
     ],
 )
 def test_training_params_reject_impossible_values_naming_them(
@@ -466,3 +476,55 @@ def test_fold_summary_of_one_fold_has_no_spread() -> None:
         1.0,
         0.0,
     )
+
+
+# Horizons --------------------------------------------------------------------------------------
+
+
+def test_sampling_keeps_the_asked_horizons_of_each_cell_and_bucket(
+    rows_at_every_horizon: pl.DataFrame,
+) -> None:
+    rows = rows_at_every_horizon
+    one = sample_horizons(rows, 1, seed=0)
+    assert one.height * 3 == rows.height
+    assert not one.select("cell", "bucket_start").is_duplicated().any()
+    # Each horizon gets about a third of the buckets, drawn at random, not by a pattern.
+    shares = one.group_by("horizon").len().sort("horizon")["len"].to_numpy() / one.height
+    assert np.allclose(shares, 1 / 3, atol=0.02)
+    by_slot = one.group_by("bucket_of_day").agg(pl.col("horizon").n_unique())
+    assert (by_slot["horizon"] == 3).all()
+    assert_frame_equal(one, sample_horizons(rows, 1, seed=0))
+    assert not one.equals(sample_horizons(rows, 1, seed=1))
+    assert sample_horizons(rows, 2, seed=0).height * 3 == rows.height * 2
+    assert sample_horizons(rows, 3, seed=0).height == rows.height
+
+
+def test_training_draws_horizons_per_target(rows_at_every_horizon: pl.DataFrame) -> None:
+    labelled = rows_at_every_horizon.drop_nulls(["street_hail_pickups", "vacant_taxis"]).height
+    one = train_model(rows_at_every_horizon, dataclasses.replace(PARAMS, iterations=5))
+    every = train_model(
+        rows_at_every_horizon, dataclasses.replace(PARAMS, iterations=5, horizons_per_target=3)
+    )
+    assert (one.training_rows + one.validation_rows) * 3 == labelled
+    assert every.training_rows + every.validation_rows == labelled
+    # One model answers every horizon, and the horizon changes its answer.
+    predicted = one.predict(rows_at_every_horizon)["expected_street_hails"]
+    assert predicted.is_finite().all()
+    assert "horizon" in one.demand.feature_names_
+
+
+def test_a_model_trained_before_the_horizon_feature_still_predicts(
+    rows_at_every_horizon: pl.DataFrame,
+) -> None:
+    """A production model from before horizons reads only the features it knows, so the
+    evaluation can still compare a new candidate with it."""
+    older_features = tuple(name for name in FEATURES if name != "horizon")
+    labelled = rows_at_every_horizon.drop_nulls(TARGET)
+    older = CatBoostRegressor(
+        iterations=5, loss_function="Poisson", verbose=False, allow_writing_files=False
+    )
+    older.fit(_pool(labelled, TARGET, older_features))
+
+    predicted = predict_demand(older, PARAMS, labelled)
+
+    assert len(predicted) == labelled.height and np.isfinite(predicted).all()

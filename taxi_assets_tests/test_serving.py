@@ -20,6 +20,7 @@ from taxi_assets.model.training import TrainedModel, TrainingParams, train_model
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.serving import (
     FORECAST_COLUMNS,
+    FORECAST_HORIZONS,
     days_touched,
     forecast_tick,
     history_days,
@@ -263,13 +264,18 @@ def test_a_forecast_tick_covers_every_cell_for_the_target_bucket(
     forecast = forecast_tick(model, "v-test", live, stored, weather, CENTRAL_TOKYO, tick, 15)
 
     assert forecast.columns == list(FORECAST_COLUMNS)
-    assert forecast.height == CENTRAL_TOKYO.n_cells
-    assert forecast["cell"].sort().to_list() == CENTRAL_TOKYO.cells()["cell"].sort().to_list()
+    assert FORECAST_HORIZONS == (0, 1, 2)
+    assert forecast.height == CENTRAL_TOKYO.n_cells * len(FORECAST_HORIZONS)
+    all_cells = CENTRAL_TOKYO.cells()["cell"].sort().to_list()
+    for horizon in FORECAST_HORIZONS:
+        ahead = forecast.filter(pl.col("horizon") == horizon)
+        assert ahead["cell"].sort().to_list() == all_cells
+        # The bucket in progress (14:00-14:15 at 14:07), then the next two.
+        assert ahead["bucket_start"].unique().to_list() == [tokyo(TODAY, 14, 15 * horizon)]
     assert forecast["tick"].unique().to_list() == [tick]
     assert forecast.schema["tick"] == pl.Datetime("us", "UTC")
-    assert forecast["bucket_start"].unique().to_list() == [tokyo(TODAY, 14)]
     assert forecast["model_version"].unique().to_list() == ["v-test"]
-    assert forecast["horizon"].unique().to_list() == [0]
+    assert forecast.schema["horizon"] == pl.Int8
     for column in ("expected_street_hails", "expected_vacant_taxis", "opportunity"):
         values = forecast[column].to_numpy()
         assert np.isfinite(values).all() and (values >= 0).all(), column
@@ -308,20 +314,42 @@ def test_live_rows_win_over_stored_rows_and_labels_of_the_target_stay_unknown(
         .join(a_day_ago.select("cell", pl.col("street_hail_pickups").alias("yday")), on="cell")
         .sort("cell")
     )
-    got = forecast.sort("cell")
+    got = forecast.filter(pl.col("horizon") == 0).sort("cell")
     assert got["expected_street_hails"].to_list() == expected["prev"].cast(pl.Float64).to_list()
     assert got["expected_vacant_taxis"].to_list() == expected["yday"].cast(pl.Float64).to_list()
     assert got["tick"].unique().to_list() == [tick]
+    # Later horizons read the same last complete bucket, and their own slot yesterday.
+    for horizon in (1, 2):
+        ahead = forecast.filter(pl.col("horizon") == horizon).sort("cell")
+        slot = target + timedelta(minutes=15 * horizon)
+        their_yesterday = (
+            nightly.filter(pl.col("bucket_start") == slot - timedelta(days=1))
+            .sort("cell")["street_hail_pickups"]
+            .cast(pl.Float64)
+        )
+        assert ahead["expected_street_hails"].to_list() == got["expected_street_hails"].to_list()
+        assert ahead["expected_vacant_taxis"].to_list() == their_yesterday.to_list()
     (features,) = echo.seen
     assert features.select(pl.col("street_hail_pickups", "vacant_taxis").null_count()).row(0) == (
-        CENTRAL_TOKYO.n_cells,
-        CENTRAL_TOKYO.n_cells,
+        CENTRAL_TOKYO.n_cells * len(FORECAST_HORIZONS),
+        CENTRAL_TOKYO.n_cells * len(FORECAST_HORIZONS),
     )
 
     # Without the live rows the stored ones are read: so above, live won on purpose.
-    stored_only = forecast_tick(
-        cast(TrainedModel, EchoModel()), "v", live.clear(), stored, weather, CENTRAL_TOKYO, tick, 15
-    ).sort("cell")
+    stored_only = (
+        forecast_tick(
+            cast(TrainedModel, EchoModel()),
+            "v",
+            live.clear(),
+            stored,
+            weather,
+            CENTRAL_TOKYO,
+            tick,
+            15,
+        )
+        .filter(pl.col("horizon") == 0)
+        .sort("cell")
+    )
     assert stored_only["expected_street_hails"].to_list() == [
         v + 100 for v in expected["prev"].cast(pl.Float64).to_list()
     ]
@@ -337,7 +365,7 @@ def test_without_stored_days_the_daily_features_are_missing(
         cast(TrainedModel, EchoModel()), "v", live, None, weather, CENTRAL_TOKYO, tick, 15
     )
 
-    assert forecast["expected_vacant_taxis"].null_count() == CENTRAL_TOKYO.n_cells
+    assert forecast["expected_vacant_taxis"].null_count() == forecast.height
     assert forecast["expected_street_hails"].null_count() == 0
     # Unknown supply counts as no taxis (the prior still damps): the opportunity is finite.
     assert forecast["opportunity"].null_count() == 0

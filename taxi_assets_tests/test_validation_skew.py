@@ -57,3 +57,30 @@ def test_reference_is_the_same_slot_and_kind_of_day() -> None:
     weekday_tick = feature_rows(5, 0.4, bucket_of_day=73, day_type="weekday")
     # No weekday at that slot in the window: every kind of day at the slot instead.
     assert same_slot_reference(training, weekday_tick).height == 30
+
+
+def test_a_tick_with_horizons_is_compared_horizon_by_horizon_at_each_target_slot() -> None:
+    def at(horizon: int, n: int, bucket_of_day: int) -> pl.DataFrame:
+        return feature_rows(n, 0.4, bucket_of_day=bucket_of_day).with_columns(
+            horizon=pl.lit(horizon, pl.Int8)
+        )
+
+    # Training holds every slot at every horizon; sizes tell which rows were picked.
+    training = pl.concat(
+        [at(h, 10 + 100 * h + slot - 72, slot) for h in (0, 1, 2) for slot in (72, 73, 74)]
+    ).lazy()
+    # At 18:00 (slot 72) the tick forecasts slots 72, 73 and 74 at horizons 0, 1 and 2.
+    tick = pl.concat([at(h, 5, 72 + h) for h in (0, 1, 2)])
+
+    reference = same_slot_reference(training, tick)
+
+    assert reference.group_by("horizon", "bucket_of_day").len().sort("horizon").rows() == [
+        (0, 72, 10),
+        (1, 73, 111),
+        (2, 74, 212),
+    ]
+    # Training stored before horizons: each horizon's slot from all of it.
+    old = training.drop("horizon")
+    assert same_slot_reference(old, tick).height == (10 + 110 + 210) + (11 + 111 + 211) + (
+        12 + 112 + 212
+    )

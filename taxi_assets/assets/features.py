@@ -7,7 +7,7 @@ import polars as pl
 
 from taxi_assets.checks import contract_check_result, contract_check_spec
 from taxi_assets.contracts import TrainingFeatures
-from taxi_assets.features import FEATURES, TARGET, build_features
+from taxi_assets.features import FEATURES, HORIZONS, TARGET, build_features, with_horizons
 from taxi_assets.metadata import preview
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.settings import PipelineSettings
@@ -49,7 +49,8 @@ def training_features(
     weather: dict[str, pl.LazyFrame],
     settings: PipelineSettings,
 ) -> Iterator:
-    """For every cell and 15-minute bucket of the day, what was known just before it
+    """For every cell and 15-minute bucket of the day, and each horizon the forecast covers
+    (issued in the bucket itself or one or two buckets before), what was known then
     (recent street hails and vacant taxis, the same time yesterday and last week, the
     calendar, the rain) next to what then happened: the examples the model learns from,
     built by the very function the live forecast uses."""
@@ -60,7 +61,8 @@ def training_features(
             allow_retries=False,
         )
     history = _stacked(cell_demand)
-    targets = cell_demand[day.isoformat()].select("cell", "bucket_start")
+    # Every target bucket at every horizon: the model learns (and is judged) at each.
+    targets = with_horizons(cell_demand[day.isoformat()], HORIZONS)
     # A feed without weather stores empty weather days (or none at all): rain is missing.
     rain = _stacked(weather) if weather else None
     features = build_features(history, rain, targets, settings.bucket_minutes)
@@ -80,7 +82,8 @@ def training_features(
             "history_days": len(history_days),
             "weather_used": used_weather,
             "weather_source": settings.weather_source,
-            "target_street_hails": int(features[TARGET].sum()),
+            "horizons": len(HORIZONS),
+            "target_street_hails": int(features.filter(pl.col("horizon") == 0)[TARGET].sum()),
             "rows_with_full_history": int(features["hails_last_week"].is_not_null().sum()),
             **{
                 f"null_share_{name}": float(share)

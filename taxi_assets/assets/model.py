@@ -22,9 +22,9 @@ import polars as pl
 import pydantic
 from pydantic import Field
 
-from taxi_assets.features import FEATURES, TARGET
+from taxi_assets.features import FEATURES, HORIZONS, TARGET
 from taxi_assets.metadata import latest_materialization_metadata, markdown_table
-from taxi_assets.model.blessing import decide_blessing, reasons_markdown
+from taxi_assets.model.blessing import decide_blessing_at_every_horizon, reasons_markdown
 from taxi_assets.model.deployment import (
     Candidate,
     DeploymentRefused,
@@ -35,6 +35,10 @@ from taxi_assets.model.deployment import (
     moved_pointer,
 )
 from taxi_assets.model.evaluation import (
+    by_horizon,
+    horizon_metadata,
+    horizon_metrics,
+    horizons_markdown,
     overall_markdown,
     overall_metrics,
     predictor_metadata,
@@ -235,6 +239,7 @@ def demand_model(
         "params": params.as_dict(),
         "features": list(FEATURES),
         "target": TARGET,
+        "horizons": list(HORIZONS),
         "window_days": config.window_days,
         "window_start": min(window),
         "window_end": max(window),
@@ -259,6 +264,7 @@ def demand_model(
             "params": dg.MetadataValue.json(params.as_dict()),
             "features": dg.MetadataValue.json(list(FEATURES)),
             "objective": params.objective,
+            "horizons": ", ".join(str(h) for h in HORIZONS),
             "window_start": min(window),
             "window_end": max(window),
             "partitions_used": dg.MetadataValue.json(list(window)),
@@ -376,9 +382,11 @@ def model_evaluation(
     settings: PipelineSettings,
     evaluation: EvaluationSettings,
 ) -> dg.MaterializeResult:
-    """How the day's candidate model does on a day it never saw, overall and per hour, day
-    kind, area and busiest cells, next to the production model, two simple baselines and
-    (simulated data) the oracle; and whether it is blessed for production, with reasons."""
+    """How the day's candidate model does on a day it never saw, for the bucket in progress
+    and up to 30 minutes ahead (each horizon apart and all together), overall and per hour,
+    day kind, area and busiest cells, next to the production model, two simple baselines and
+    (simulated data) the oracle; and whether it is blessed for production at every horizon,
+    with reasons."""
     refuse_per_run_rules(context)
     day = partition_day(context)
     version = latest_materialization_metadata(
@@ -412,8 +420,21 @@ def model_evaluation(
     overall = overall_metrics(scored, predictors, evaluation.mape_min_pickups)
     busiest = busiest_cells(training_rows, evaluation.busiest_cells)
     slices = slice_metrics(scored, predictors, busiest, evaluation.mape_min_pickups)
+    per_horizon = horizon_metrics(scored, predictors, evaluation.mape_min_pickups)
+    slices_per_horizon = {
+        horizon: slice_metrics(rows, predictors, busiest, evaluation.mape_min_pickups)
+        for horizon, rows in by_horizon(scored).items()
+    }
     rules = evaluation.rules()
-    decision = decide_blessing(overall, slices, rules)
+    decision = decide_blessing_at_every_horizon(
+        overall,
+        slices,
+        {
+            horizon: (per_horizon.filter(pl.col("horizon") == horizon).drop("horizon"), table)
+            for horizon, table in slices_per_horizon.items()
+        },
+        rules,
+    )
     compared_with = "" if pointer is None or production_excluded else pointer["model_version"]
     context.log.info(
         f"{version} on {day}: {'blessed' if decision.blessed else 'NOT blessed'} "
@@ -436,6 +457,10 @@ def model_evaluation(
             "production_excluded": production_excluded,
             "overall": overall.to_dicts(),
             "slices": slices.to_dicts(),
+            "horizons": per_horizon.to_dicts(),
+            "slices_per_horizon": {
+                str(horizon): table.to_dicts() for horizon, table in slices_per_horizon.items()
+            },
         },
     )
     metrics = predictor_metadata(overall)
@@ -447,13 +472,16 @@ def model_evaluation(
             # Manifests written before weather became optional always had weather.
             "weather_used": bool(manifest.get("weather_used", True)),
             "rows": scored.height,
+            "horizons": ", ".join(str(h) for h in slices_per_horizon),
             **metrics,
+            **horizon_metadata(per_horizon),
             "blessed": decision.blessed,
             "decided_by": decision.decided_by,
             "rules_fingerprint": rules.fingerprint(),
             "production_model_version": compared_with,
             "production_excluded": production_excluded,
             "metrics": dg.MetadataValue.md(overall_markdown(overall)),
+            "metrics_per_horizon": dg.MetadataValue.md(horizons_markdown(per_horizon)),
             "slices": dg.MetadataValue.md(slices_markdown(slices)),
             "blessing_reasons": dg.MetadataValue.md(reasons_markdown(decision)),
             "error_by_hour": evaluation_picture(slices, scored),

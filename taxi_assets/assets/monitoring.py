@@ -6,6 +6,8 @@ import polars as pl
 from taxi_assets.assets.serving import demand_forecast
 from taxi_assets.calendar import TOKYO_TZ_NAME, day_type
 from taxi_assets.model.evaluation import (
+    horizon_metadata,
+    horizon_metrics,
     metric_exprs,
     overall_metrics,
     slice_metrics,
@@ -72,7 +74,7 @@ def forecast_accuracy(
     evaluation: EvaluationSettings,
 ) -> dg.MaterializeResult:
     """How far the day's 5-minute forecasts were from the street hails and vacant taxis that
-    then appeared: the accuracy riders and drivers actually got, per hour and area."""
+    then appeared: the accuracy riders and drivers actually got, per hour, area and horizon."""
     day = partition_day(context)
     forecasts = artifacts.forecasts_for_day(day)
     if forecasts is None:
@@ -91,6 +93,14 @@ def forecast_accuracy(
         day_type=pl.lit(day_type(day)),
     )
     overall = overall_metrics(scored, ["forecast"], evaluation.mape_min_pickups).row(0, named=True)
+    # mae_h0, rmse_forecast_h2...: how the forecast fared 0, 15 and 30 minutes ahead.
+    per_horizon = {
+        key.replace("_forecast", ""): value
+        for key, value in horizon_metadata(
+            horizon_metrics(scored, ["forecast"], evaluation.mape_min_pickups)
+        ).items()
+        if not key.startswith("mape")
+    }
     slices = slice_metrics(scored, ["forecast"], [], evaluation.mape_min_pickups)
     supply_mae = float((scored["expected_vacant_taxis"] - scored["vacant_taxis"]).abs().mean())
 
@@ -123,6 +133,7 @@ def forecast_accuracy(
             for m in ("mae", "rmse", "poisson_deviance")
             if overall[m] is not None
         },
+        **per_horizon,
         "mae_vacant_taxis": supply_mae,
         "slices": dg.MetadataValue.md(slices_markdown(slices)),
     }

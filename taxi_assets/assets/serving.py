@@ -84,10 +84,10 @@ def demand_forecast(
     stored: StoredPartitions,
     settings: PipelineSettings,
 ) -> dg.Output[pl.DataFrame]:
-    """Expected street hails and vacant taxis in every cell (per horizon: today the bucket in
-    progress), and the street hails one more vacant taxi arriving could expect to capture,
-    made from the live probes every 5 minutes by the production model: what the cruising
-    guidance and the dispatch screens read."""
+    """Expected street hails and vacant taxis in every cell for the bucket in progress and
+    the next two (up to 45 minutes ahead), and the street hails one more vacant taxi
+    arriving could expect to capture, made from the live probes every 5 minutes by the
+    production model: what the cruising guidance and the dispatch screens read."""
     started = time.monotonic()
     tick = config.tick_time()
     pointer = artifacts.production_pointer()
@@ -127,7 +127,8 @@ def demand_forecast(
     context.log.info(
         f"Forecast for {target:%Y-%m-%d %H:%M} UTC by {pointer['model_version']} in {seconds:.2f}s"
     )
-    busiest = forecast.sort("expected_street_hails", descending=True).head(10)
+    now = forecast.filter(pl.col("horizon") == 0)
+    busiest = now.sort("expected_street_hails", descending=True).head(10)
     # The opportunity stored with the forecast uses the default prior; the guidance asset
     # recomputes it from hails and vacant taxis with its own configuration.
     return dg.Output(
@@ -137,10 +138,18 @@ def demand_forecast(
             "target_bucket_start": dg.MetadataValue.timestamp(target),
             "model_version": pointer["model_version"],
             "model_content_hash": pointer["content_hash"],
-            "cells": forecast.height,
-            "expected_street_hails": float(forecast["expected_street_hails"].sum()),
-            "expected_vacant_taxis": float(forecast["expected_vacant_taxis"].sum()),
-            "mean_opportunity": float(forecast["opportunity"].mean() or 0.0),
+            "cells": forecast["cell"].n_unique(),
+            "rows": forecast.height,
+            # The bucket in progress; each horizon also has its own total.
+            "expected_street_hails": float(now["expected_street_hails"].sum()),
+            **{
+                f"expected_street_hails_h{horizon}": float(rows["expected_street_hails"].sum())
+                for (horizon,), rows in sorted(
+                    forecast.partition_by("horizon", as_dict=True).items()
+                )
+            },
+            "expected_vacant_taxis": float(now["expected_vacant_taxis"].sum()),
+            "mean_opportunity": float(now["opportunity"].mean() or 0.0),
             "forecast_horizons": ", ".join(str(h) for h in FORECAST_HORIZONS),
             "live_buckets": live["bucket_start"].n_unique(),
             "history_days_found": len(found),

@@ -4,7 +4,8 @@ The candidate is the ``model`` predictor of :mod:`taxi_assets.model.evaluation`'
 stay within absolute bounds, be no more than a tolerance worse than production overall and
 in every slice big enough to judge, and beat the naive baselines overall (and not lose to
 them by more than the slice tolerance in any slice). Before any model is in production the
-baselines alone decide.
+baselines alone decide. With forecasts at several horizons, the rules apply to every horizon
+pooled and to each horizon alone: the candidate must pass them all.
 
 Counts are judged by what suits counts: RMSE and the Poisson deviance. MAE is reported but
 gates nothing: in sparse cells the MAE-optimal prediction is 0, so a model that forecasts
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -150,6 +152,34 @@ def decide_blessing(
         decided_by="production and baselines"
         if has_production
         else "baselines (no production model yet)",
+    )
+
+
+def decide_blessing_at_every_horizon(
+    overall: pl.DataFrame,
+    slices: pl.DataFrame,
+    per_horizon: Mapping[int, tuple[pl.DataFrame, pl.DataFrame]],
+    rules: BlessingRules,
+) -> BlessingDecision:
+    """:func:`decide_blessing` on every horizon pooled (``overall``, ``slices``) and on each
+    horizon alone (``per_horizon``: its overall and slice metrics): a candidate better on
+    average but worse than production 30 minutes ahead is not blessed. Each horizon's
+    reasons start with ``horizon <h>:``."""
+    pooled = decide_blessing(overall, slices, rules)
+    reasons = list(pooled.reasons)
+    for horizon, (horizon_overall, horizon_slices) in sorted(per_horizon.items()):
+        decision = decide_blessing(horizon_overall, horizon_slices, rules)
+        reasons += [
+            f"horizon {horizon}: {reason}"
+            for reason in decision.reasons
+            if not reason.startswith("no production model yet")
+        ]
+    failures = tuple(r for r in reasons if r.endswith(FAIL))
+    return BlessingDecision(
+        blessed=not failures,
+        reasons=tuple(reasons),
+        failures=failures,
+        decided_by=pooled.decided_by,
     )
 
 

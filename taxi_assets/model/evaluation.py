@@ -1,8 +1,10 @@
 """How good a street-hail forecast is on a held-out day, overall and slice by slice.
 
-A *scored* frame has one row per cell and bucket: ``cell``, ``bucket_start``, ``hour``
-(Tokyo, 0-23), ``bucket_of_day``, ``day_type``, the ``actual`` street hails and one
-``pred_<predictor>`` column per predictor present (see :data:`PREDICTORS`). Counts are
+A *scored* frame has one row per cell, bucket and ``horizon`` (buckets between the one in
+progress when the forecast is issued and the target; 0 when absent): ``cell``,
+``bucket_start``, ``hour`` (Tokyo, 0-23), ``bucket_of_day``, ``day_type``, the ``actual``
+street hails and one ``pred_<predictor>`` column per predictor present (see
+:data:`PREDICTORS`). Overall metrics pool every horizon; each horizon also has its own. Counts are
 Poisson-like, so next to MAE and RMSE we report the mean Poisson deviance; MAPE only on
 busy rows, where a percentage error means something.
 """
@@ -208,3 +210,61 @@ def predictor_metadata(overall: pl.DataFrame) -> dict[str, float]:
 def overall_markdown(overall: pl.DataFrame) -> str:
     """One row per predictor, one column per metric."""
     return markdown_table(overall.with_columns(pl.col(METRICS).round(3)), max_rows=overall.height)
+
+
+def _with_horizon(scored: pl.DataFrame) -> pl.DataFrame:
+    """Rows from before forecasts had horizons (no column, or null when stacked with later
+    ticks) forecast the bucket in progress: horizon 0."""
+    if "horizon" in scored.columns:
+        return scored.with_columns(pl.col("horizon").fill_null(0))
+    return scored.with_columns(horizon=pl.lit(0, pl.Int8))
+
+
+def horizons_of(scored: pl.DataFrame) -> list[int]:
+    """The horizons a scored frame holds, ascending."""
+    return sorted(int(h) for h in _with_horizon(scored)["horizon"].unique().drop_nulls())
+
+
+def by_horizon(scored: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    """The scored rows of each horizon: every rule and metric is applied to each alone."""
+    scored = _with_horizon(scored)
+    return {h: scored.filter(pl.col("horizon") == h) for h in horizons_of(scored)}
+
+
+def horizon_metrics(
+    scored: pl.DataFrame, predictors: Sequence[str] = PREDICTORS, mape_min_pickups: float = 10
+) -> pl.DataFrame:
+    """:func:`overall_metrics` of each horizon, with a ``horizon`` column first."""
+    return pl.concat(
+        [
+            overall_metrics(rows, predictors, mape_min_pickups).select(
+                pl.lit(h, pl.Int8).alias("horizon"), pl.all()
+            )
+            for h, rows in by_horizon(scored).items()
+        ]
+    )
+
+
+def horizon_metadata(per_horizon: pl.DataFrame) -> dict[str, float]:
+    """Dagster metadata of :func:`horizon_metrics`: :func:`predictor_metadata`'s keys with
+    ``_h<horizon>`` appended (``rmse_h1``, ``rmse_last_week_h1``...), so each plots."""
+    metadata = {}
+    for (horizon,), rows in per_horizon.partition_by("horizon", as_dict=True).items():
+        for key, value in predictor_metadata(rows.drop("horizon")).items():
+            metadata[f"{key}_h{horizon}"] = value
+    return metadata
+
+
+def horizons_markdown(per_horizon: pl.DataFrame) -> str:
+    """One row per horizon: its rows, then RMSE and Poisson deviance of every predictor."""
+    predictors = per_horizon.get_column("predictor").unique(maintain_order=True).to_list()
+    wide = per_horizon.with_columns(pl.col("rmse", "poisson_deviance").round(4)).pivot(
+        "predictor",
+        index=["horizon", "rows"],
+        values=["rmse", "poisson_deviance"],
+        separator=" ",
+        maintain_order=True,
+    )
+    columns = [f"{m} {p}" for m in ("rmse", "poisson_deviance") for p in predictors]
+    wide = wide.select("horizon", "rows", *columns).sort("horizon")
+    return markdown_table(wide, max_rows=wide.height)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from taxi_assets.features import TARGET
+from taxi_assets.features import HORIZON, TARGET
 from taxi_assets.model.evaluation import (
     historical_average_predictions,
     historical_average_table,
@@ -24,7 +24,7 @@ from taxi_assets.model.training import (
     train_model,
 )
 
-SCORED_KEYS = ("cell", "bucket_start", "hour", "bucket_of_day", "day_type")
+SCORED_KEYS = ("cell", "bucket_start", "horizon", "hour", "bucket_of_day", "day_type")
 
 
 def score_held_out(
@@ -35,13 +35,16 @@ def score_held_out(
     true_demand: pl.DataFrame | None = None,
     bucket_minutes: int = 15,
 ) -> pl.DataFrame:
-    """One row per cell and bucket of ``held_out`` with ``actual`` and each predictor.
+    """One row per cell, bucket and horizon of ``held_out`` with ``actual`` and each
+    predictor (the baselines and the oracle do not depend on the horizon).
 
     The baselines come from ``training_rows`` (the candidate's own window), so they know
     exactly what the model knew; the oracle, when the source knows the true rate, is the
     floor no model can beat.
     """
     rows = held_out.drop_nulls(TARGET)
+    if HORIZON not in rows.columns:
+        rows = rows.with_columns(pl.lit(0, pl.Int8).alias(HORIZON))
     scored = rows.with_columns(
         actual=pl.col(TARGET).cast(pl.Float64),
         pred_model=pl.Series(predict_demand(candidate.demand, candidate.params, rows)),

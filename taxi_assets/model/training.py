@@ -25,6 +25,9 @@ from taxi_assets.calendar import TOKYO_TZ_NAME
 from taxi_assets.features import (
     CATEGORICAL_FEATURES,
     FEATURES,
+    HORIZON,
+    HORIZONS,
+    KEYS,
     SUPPLY_TARGET,
     TARGET,
     feature_matrix,
@@ -68,6 +71,16 @@ class TrainingParams:
     early_stopping_rounds: int = _param(20, "Trees without improvement before stopping.", ge=1)
     supply_iterations: int = _param(60, "Trees of the vacant-taxi (supply) model.", ge=1)
     random_seed: int = _param(0, "Seed of both models.")
+    # Training features hold every target bucket at every horizon (3x the rows). Nearby
+    # buckets carry nearly the same information, so one horizon drawn at random per cell
+    # and bucket keeps training as fast as a single horizon while the model still sees each
+    # horizon on a third of the rows (README, "Measured").
+    horizons_per_target: int = _param(
+        1,
+        f"Horizons each cell and bucket trains at, drawn at random (1 to {len(HORIZONS)}: all).",
+        ge=1,
+        le=len(HORIZONS),
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -107,27 +120,47 @@ class TrainedModel:
 
     def predict(self, rows: pl.DataFrame) -> pl.DataFrame:
         """``rows`` with ``expected_street_hails`` and ``expected_vacant_taxis`` added."""
+        supply = self.supply.predict(_pool(rows, None, _features_of(self.supply)))
         return rows.with_columns(
             expected_street_hails=pl.Series(predict_demand(self.demand, self.params, rows)),
-            expected_vacant_taxis=pl.Series(
-                np.clip(self.supply.predict(_pool(rows, None)), 0.0, None)
-            ),
+            expected_vacant_taxis=pl.Series(np.clip(supply, 0.0, None)),
         )
 
 
 def predict_demand(model: CatBoostRegressor, params: TrainingParams, rows: pl.DataFrame):
     """Expected street hails (a rate >= 0) for each row."""
-    pool = _pool(rows, None)
+    pool = _pool(rows, None, _features_of(model))
     if params.objective == "Poisson":
         # A Poisson model's raw output is the log of the rate.
         return model.predict(pool, prediction_type="Exponent")
     return np.clip(model.predict(pool), 0.0, None)
 
 
-def _pool(rows: pl.DataFrame, target: str | None) -> Pool:
-    matrix = feature_matrix(rows).to_pandas()
+def _features_of(model: CatBoostRegressor) -> tuple[str, ...]:
+    """The features a fitted regressor reads, in its order: a model trained before a
+    feature was added (the horizon, say) still predicts, from the columns it knows."""
+    return tuple(model.feature_names_ or FEATURES)
+
+
+def _pool(rows: pl.DataFrame, target: str | None, features: tuple[str, ...] = FEATURES) -> Pool:
+    matrix = feature_matrix(rows).select(features).to_pandas()
     label = None if target is None else rows[target].to_numpy().astype(np.float64)
-    return Pool(matrix, label=label, cat_features=list(CATEGORICAL_FEATURES))
+    categorical = [name for name in features if name in CATEGORICAL_FEATURES]
+    return Pool(matrix, label=label, cat_features=categorical)
+
+
+def sample_horizons(rows: pl.DataFrame, per_target: int, seed: int) -> pl.DataFrame:
+    """At most ``per_target`` horizons of each cell and target bucket, drawn at random
+    (reproducibly for a seed and the same rows); rows without horizons are kept whole."""
+    if HORIZON not in rows.columns or per_target >= rows[HORIZON].n_unique():
+        return rows
+    ordered = rows.sort([*KEYS, HORIZON])
+    draw = pl.Series("_draw", np.random.default_rng(seed).random(ordered.height))
+    return (
+        ordered.with_columns(draw)
+        .filter(pl.col("_draw").rank("ordinal").over(list(KEYS)) <= per_target)
+        .drop("_draw")
+    )
 
 
 def window_partitions(
@@ -186,7 +219,9 @@ def train_model(
     Rows without a label (the target bucket never observed) are dropped. With
     ``warm_start``, boosting continues from that model's trees (same features required).
     """
-    labelled = rows.drop_nulls([TARGET, SUPPLY_TARGET])
+    labelled = sample_horizons(
+        rows.drop_nulls([TARGET, SUPPLY_TARGET]), params.horizons_per_target, params.random_seed
+    )
     train, valid = split_by_time(labelled, validation_days)
     if warm_start is not None and tuple(warm_start.features) != FEATURES:
         raise ValueError(
@@ -283,5 +318,5 @@ def content_hash(*files: bytes) -> str:
 # Changes whenever the code that builds features or fits models changes; recorded with every
 # model so a metric change can be traced to a code change.
 CODE_VERSION = _source_hash(
-    features_module, train_model, _tree_settings, predict_demand, TrainingParams
+    features_module, train_model, _tree_settings, predict_demand, TrainingParams, sample_horizons
 )

@@ -35,7 +35,22 @@ SKEW_SCHEMA = {
 
 def same_slot_reference(training: pl.LazyFrame, serving: pl.DataFrame) -> pl.DataFrame:
     """Training rows of the serving rows' bucket of the day and kind of day (weekday vs
-    weekend/holiday); all kinds of day at that slot when the window has none of that kind."""
+    weekend/holiday); all kinds of day at that slot when the window has none of that kind.
+    A tick forecasting several horizons is compared horizon by horizon: each with the
+    training rows of its own horizon and target slot."""
+    if "horizon" in serving.columns and serving["horizon"].n_unique() > 1:
+        by_horizon = "horizon" in training.collect_schema().names()
+        return pl.concat(
+            [
+                same_slot_reference(
+                    training.filter(pl.col("horizon") == horizon) if by_horizon else training,
+                    rows,
+                )
+                for (horizon,), rows in sorted(
+                    serving.partition_by("horizon", as_dict=True).items()
+                )
+            ]
+        )
     slot = serving["bucket_of_day"][0]
     kind = serving.select(day_kind(pl.col("day_type"))).item(0, 0)
     at_slot = training.filter(pl.col("bucket_of_day") == slot).collect()
