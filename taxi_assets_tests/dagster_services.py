@@ -30,6 +30,13 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from taxi_assets_tests.loopback import free_port
+from taxi_assets_tests.progress_wait import (
+    DEFAULT_CAP_S,
+    DEFAULT_STALL_S,
+    Look,
+    WaitStalled,
+    wait_on_progress,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO_ROOT / "workspace.yaml"
@@ -43,6 +50,7 @@ REQUIRED_DAEMONS = ("BACKFILL", "QUEUED_RUN_COORDINATOR", "SCHEDULER", "SENSOR")
 # Loading the code location (Polars, CatBoost, every asset) twice on 2 busy cores.
 STARTUP_TIMEOUT_S = 180.0
 RUN_TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELED")
+RUN_IN_FLIGHT_STATUSES = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 BACKFILL_TERMINAL_STATUSES = (
     "COMPLETED",
     "COMPLETED_SUCCESS",
@@ -59,6 +67,15 @@ class DagsterServiceError(AssertionError):
 
 
 @dataclass
+class EventTally:
+    """How many events a run has written so far, read incrementally with a cursor."""
+
+    cursor: str | None = None
+    count: int = 0
+    last: str = "none yet"
+
+
+@dataclass
 class DagsterServices:
     """The running webserver and daemon, their folders and a small GraphQL client."""
 
@@ -68,6 +85,7 @@ class DagsterServices:
     env: dict[str, str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     log_files: dict[str, Path] = field(default_factory=dict)
+    event_tallies: dict[str, EventTally] = field(default_factory=dict)
 
     # ---- diagnostics -------------------------------------------------------------------
     def logs(self, tail_chars: int = 6000) -> str:
@@ -282,54 +300,150 @@ class DagsterServices:
         assert result["instigationState"]["status"] == "STOPPED", result
 
     def wait_for_sensor_tick(
-        self, name: str, after: float, timeout_s: float = 180.0
+        self, name: str, after: float, stall_s: float = DEFAULT_STALL_S
     ) -> dict[str, Any]:
-        """The first completed daemon tick of a sensor that started after ``after`` (epoch s)."""
+        """The first completed daemon tick of a sensor that started after ``after`` (epoch s).
 
-        def tick() -> dict[str, Any] | None:
+        Progress is the sensor daemon's work: a tick of any sensor of the location appearing
+        or changing status (the alert sensors tick every 30 s while the daemon is alive)."""
+
+        def look() -> Look[dict[str, Any]]:
+            ticks = self.sensor(name)["sensorState"]["ticks"]
             done = [
                 t
-                for t in self.sensor(name)["sensorState"]["ticks"]
+                for t in ticks
                 if t["timestamp"] > after and t["status"] in ("SUCCESS", "SKIPPED", "FAILURE")
             ]
-            return min(done, key=lambda t: t["timestamp"]) if done else None
+            latest = self.latest_sensor_ticks()
+            return Look(
+                done=min(done, key=lambda t: t["timestamp"]) if done else None,
+                progress=(tuple((t["id"], t["status"]) for t in ticks), latest),
+                summary=f"{name}'s latest ticks {summarize_ticks(ticks[:3])}; "
+                f"every sensor's latest tick {latest}",
+            )
 
-        return self.wait_until(tick, timeout_s, f"a tick of {name} after {after:.0f}")
+        return self.wait_on_progress(look, f"a tick of {name} after {after:.0f}", stall_s)
+
+    def latest_sensor_ticks(self) -> tuple[tuple[str, str, str], ...]:
+        """(sensor, tick id, status) of the newest tick of every sensor of the location."""
+        data = self.graphql(
+            SENSORS_QUERY,
+            {
+                "selector": {
+                    "repositoryLocationName": LOCATION_NAME,
+                    "repositoryName": REPOSITORY_NAME,
+                }
+            },
+        )
+        sensors = self.expect_type(data["sensorsOrError"], "Sensors")["results"]
+        return tuple(
+            (sensor["name"], tick["id"], tick["status"])
+            for sensor in sensors
+            for tick in sensor["sensorState"]["ticks"]
+        )
 
     def runs_with_tag(self, key: str, value: str) -> list[dict[str, Any]]:
         """Runs carrying a tag, as the Runs page's tag filter finds them."""
-        data = self.graphql(RUNS_WITH_TAG, {"filter": {"tags": [{"key": key, "value": value}]}})
+        data = self.graphql(RUNS_WITH_FILTER, {"filter": {"tags": [{"key": key, "value": value}]}})
         return list(self.expect_type(data["runsOrError"], "Runs")["results"])
 
-    def wait_for_run(self, run_id: str, timeout_s: float = 240.0) -> dict[str, Any]:
-        """Wait until a run ends; return it (status, stepStats)."""
-        return self.wait_until(
-            lambda: (r := self.run(run_id))["status"] in RUN_TERMINAL_STATUSES and r,
-            timeout_s,
-            f"run {run_id} to end",
-            lambda: f"run now: {self.run(run_id)}",
-        )
+    def wait_for_run(self, run_id: str, stall_s: float = DEFAULT_STALL_S) -> dict[str, Any]:
+        """Wait until a run ends; return it (status, stepStats).
+
+        Progress is the run's own events and step statuses, and while it waits in the queue,
+        the events of the runs ahead of it."""
+
+        def look() -> Look[dict[str, Any]]:
+            run = self.run(run_id)
+            if run["status"] in RUN_TERMINAL_STATUSES:
+                return Look(done=run, progress=None, summary="")
+            tally = self.event_tally(run_id)
+            steps = tuple((s["stepKey"], s["status"]) for s in run["stepStats"])
+            queue = self.in_flight_activity() if run["status"] in ("QUEUED", "NOT_STARTED") else ()
+            return Look(
+                done=None,
+                progress=(run["status"], steps, tally.count, queue),
+                summary=f"run {run_id} {run['status']}, {tally.count} events, the last "
+                f"{tally.last}; steps {dict(steps)}"
+                + (f"; runs in flight {summarize_activity(queue)}" if queue else ""),
+            )
+
+        return self.wait_on_progress(look, f"run {run_id} to end", stall_s)
 
     def backfill(self, backfill_id: str) -> dict[str, Any]:
         data = self.graphql(BACKFILL_QUERY, {"backfillId": backfill_id})
         return dict(self.expect_type(data["partitionBackfillOrError"], "PartitionBackfill"))
 
-    def wait_for_backfill(self, backfill_id: str, timeout_s: float = 300.0) -> dict[str, Any]:
-        """Wait until the daemon has finished a backfill and every run it launched ended."""
+    def wait_for_backfill(
+        self, backfill_id: str, stall_s: float = DEFAULT_STALL_S
+    ) -> dict[str, Any]:
+        """Wait until the daemon has finished a backfill and every run it launched ended.
 
-        def finished() -> dict[str, Any] | None:
+        Progress is the backfill's status and its runs (launched, their statuses), and the
+        events of every run in flight (its own runs and those ahead of them in the queue)."""
+
+        def look() -> Look[dict[str, Any]]:
             backfill = self.backfill(backfill_id)
-            runs_done = all(r["status"] in RUN_TERMINAL_STATUSES for r in backfill["runs"])
-            return (
-                backfill if backfill["status"] in BACKFILL_TERMINAL_STATUSES and runs_done else None
+            runs = tuple((r["runId"], r["status"]) for r in backfill["runs"])
+            runs_done = all(status in RUN_TERMINAL_STATUSES for _, status in runs)
+            if backfill["status"] in BACKFILL_TERMINAL_STATUSES and runs_done:
+                return Look(done=backfill, progress=None, summary="")
+            activity = self.in_flight_activity()
+            return Look(
+                done=None,
+                progress=(backfill["status"], runs, activity),
+                summary=f"backfill {backfill_id} {backfill['status']} over "
+                f"{backfill['numPartitions']} partitions, runs {dict(runs)}; runs in flight "
+                f"{summarize_activity(activity)}",
             )
 
-        return self.wait_until(
-            finished,
-            timeout_s,
-            f"backfill {backfill_id} to finish",
-            lambda: f"backfill now: {self.backfill(backfill_id)}",
+        return self.wait_on_progress(look, f"backfill {backfill_id} to finish", stall_s)
+
+    # ---- progress ----------------------------------------------------------------------
+    def event_tally(self, run_id: str) -> EventTally:
+        """The run's event count so far, reading only the events since the last call."""
+        tally = self.event_tallies.setdefault(run_id, EventTally())
+        while True:
+            data = self.graphql(RUN_EVENTS_QUERY, {"runId": run_id, "afterCursor": tally.cursor})
+            logs = self.expect_type(data["logsForRun"], "EventConnection")
+            events = logs["events"]
+            tally.count += len(events)
+            if events:
+                last = events[-1]
+                tally.last = f"{last.get('eventType')} {last.get('stepKey') or ''}".strip()
+            tally.cursor = logs["cursor"]
+            if not logs["hasMore"]:
+                return tally
+
+    def in_flight_activity(self) -> tuple[tuple[str, str, int], ...]:
+        """(run id, status, events so far) of every queued or running run of the instance:
+        it changes whenever any of them moves, so a queue that drains counts as progress."""
+        data = self.graphql(
+            RUNS_WITH_FILTER, {"filter": {"statuses": list(RUN_IN_FLIGHT_STATUSES)}}
         )
+        runs = self.expect_type(data["runsOrError"], "Runs")["results"]
+        return tuple(
+            sorted((r["runId"], r["status"], self.event_tally(r["runId"]).count) for r in runs)
+        )
+
+    def wait_on_progress(
+        self,
+        look: Callable[[], Look[T]],
+        what: str,
+        stall_s: float = DEFAULT_STALL_S,
+        cap_s: float = DEFAULT_CAP_S,
+    ) -> T:
+        """``progress_wait.wait_on_progress`` that also fails as soon as a process exits, and
+        adds the processes' logs to a stall."""
+
+        def look_while_alive() -> Look[T]:
+            self.assert_alive()
+            return look()
+
+        try:
+            return wait_on_progress(look_while_alive, what, stall_s=stall_s, cap_s=cap_s)
+        except WaitStalled as stalled:
+            raise DagsterServiceError(f"{stalled}\n{self.logs()}") from stalled
 
     def wait_until(
         self,
@@ -403,6 +517,17 @@ class DagsterServices:
         statuses = self.graphql(DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
         healthy = {s["daemonType"] for s in statuses if s["healthy"]}
         return all(daemon in healthy for daemon in REQUIRED_DAEMONS)
+
+
+def summarize_ticks(ticks: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    return [(t["status"], round(t["timestamp"])) for t in ticks]
+
+
+def summarize_activity(activity: tuple[tuple[str, str, int], ...]) -> str:
+    return (
+        ", ".join(f"{run_id[:8]} {status} ({events} events)" for run_id, status, events in activity)
+        or "none"
+    )
 
 
 def service_env(home: Path, data_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
@@ -656,7 +781,18 @@ mutation StopSensor($id: String) {
 }
 """
 
-RUNS_WITH_TAG = """
+SENSORS_QUERY = """
+query Sensors($selector: RepositorySelector!) {
+  sensorsOrError(repositorySelector: $selector) {
+    __typename
+    ... on Sensors { results { name sensorState { ticks(limit: 1) { id status } } } }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}
+"""
+
+RUNS_WITH_FILTER = """
 query Runs($filter: RunsFilter!) {
   runsOrError(filter: $filter) {
     __typename

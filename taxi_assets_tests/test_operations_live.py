@@ -41,6 +41,7 @@ from taxi_assets_tests.dagster_services import (
     DagsterServices,
     running_dagster,
 )
+from taxi_assets_tests.progress_wait import Look
 from taxi_assets_tests.test_alerts import write_weather_with_negative_rain
 from taxi_assets_tests.webhook_receiver import WebhookReceiver
 
@@ -331,7 +332,7 @@ def test_the_landing_sensor_and_the_schedules_request_their_runs_when_ticked(
 
     assert tick["status"] == "SUCCESS", tick
     (run_id,) = tick["runIds"]
-    run = services.wait_for_run(run_id, timeout_s=300)
+    run = services.wait_for_run(run_id)
     assert run["status"] == "SUCCESS", services.step_failures(run_id)
     assert partition_of(run) == changed_day
     assert tag_value(run, "dagster/sensor_name") == sensor
@@ -369,9 +370,17 @@ def test_a_failed_check_is_alerted_once_by_the_daemon_to_the_webhook(
         check = [b for b in bodies if "weather:contract failed" in b["text"]]
         return check, [b for b in bodies if b not in check]
 
-    services.wait_until(
-        lambda: all(alerts_about_the_run()), 120, "the check and run-failure alerts"
-    )
+    def look() -> Look[bool]:
+        # The alerts come from the daemon's sensor ticks: they are the progress.
+        check, run_failure = alerts_about_the_run()
+        return Look(
+            done=True if check and run_failure else None,
+            progress=services.latest_sensor_ticks(),
+            summary=f"{len(check)} check and {len(run_failure)} run-failure alert(s) "
+            f"about the run; webhook bodies {len(webhook.bodies)}",
+        )
+
+    services.wait_on_progress(look, "the check and run-failure alerts")
     delivered = time.time()
     for sensor in ("asset_check_alert_sensor", "run_failure_alert_sensor"):
         services.wait_for_sensor_tick(sensor, after=delivered)
@@ -413,9 +422,10 @@ def test_a_user_materializes_an_asset_from_the_graph_in_a_browser(
         expect(page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))).to_be_visible()
         page.get_by_role("link", name="View", exact=True).click()
         page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
-        expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=180_000)
         run_id = page.url.rsplit("/", 1)[1]
+        # Waited on by its progress, then the page must show what the run did.
+        run = services.wait_for_run(run_id)
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
 
-    run = services.run(run_id)
     assert run["status"] == "SUCCESS" and partition_of(run) == day
     assert day in materialized(services, "weather")
