@@ -258,6 +258,7 @@ def test_training_reexecuted_from_failure_reuses_the_model_the_failed_run_traine
     version = trained.asset_materialization.metadata["model_version"].value
 
     ok, child, started = execute(
+        platform,
         monkeypatch,
         "training_job",
         training,
