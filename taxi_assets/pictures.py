@@ -222,11 +222,14 @@ def street_hail_heatmap_png(cell_demand: pl.DataFrame, area: ServiceArea, day: d
 
 def evaluation_png(slices: pl.DataFrame, scored: pl.DataFrame | None = None) -> bytes:
     """MAE by Tokyo hour for every predictor (the ``hour`` slices the evaluation computed),
-    and the model's predicted vs observed street hails per cell and bucket (``scored``:
-    ``actual``, ``pred_model``, other ``pred_*``) with each predictor's mean prediction per
-    observed count."""
+    RMSE by forecast horizon when ``scored`` holds several, and the model's predicted vs
+    observed street hails per cell and bucket in progress (``scored``: ``actual``,
+    ``pred_model``, other ``pred_*``) with each predictor's mean prediction per observed
+    count."""
     by_hour = slices.filter(pl.col("slice_kind") == "hour")
-    panels = 2 if scored is not None and scored.height else 1
+    has_rows = scored is not None and scored.height > 0
+    by_horizon = has_rows and "horizon" in scored.columns and scored["horizon"].n_unique() > 1
+    panels = 1 + has_rows + by_horizon
     fig = Figure(figsize=(6.2 * panels, 4.8), dpi=DPI)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     fig.subplots_adjust(left=0.08, right=0.97, bottom=0.11, top=0.88, wspace=0.22)
@@ -248,10 +251,43 @@ def evaluation_png(slices: pl.DataFrame, scored: pl.DataFrame | None = None) -> 
     hour_ax.set_title("error by hour", fontsize=9)
     hour_ax.legend(fontsize=8)
     hour_ax.grid(alpha=0.3)
-    if panels == 2:
-        _predicted_vs_observed(axes[1], scored, fig)
+    if by_horizon:
+        _error_by_horizon(axes[1], scored)
+    if has_rows:
+        _predicted_vs_observed(
+            axes[-1], scored.filter(pl.col("horizon") == 0) if by_horizon else scored, fig
+        )
     fig.suptitle("Held-out day", fontsize=11)
     return _png(fig)
+
+
+def _error_by_horizon(ax, scored: pl.DataFrame) -> None:
+    """RMSE per forecast horizon (0 = the bucket in progress) for every predictor."""
+    predictors = [c.removeprefix("pred_") for c in scored.columns if c.startswith("pred_")]
+    rmse = (
+        scored.group_by("horizon")
+        .agg(
+            ((pl.col(f"pred_{p}") - pl.col("actual")) ** 2).mean().sqrt().alias(p)
+            for p in predictors
+        )
+        .sort("horizon")
+    )
+    minutes = rmse["horizon"].cast(pl.Int32).to_numpy() * 15
+    for predictor in predictors:
+        ax.plot(
+            minutes,
+            rmse[predictor].to_numpy(),
+            marker="o",
+            label=predictor,
+            color=PREDICTOR_COLOURS.get(predictor),
+            linestyle="--" if predictor == "oracle" else "-",
+        )
+    ax.set_xticks(minutes)
+    ax.set_xlabel("minutes ahead (bucket start)")
+    ax.set_ylabel("RMSE, street hails per cell and bucket")
+    ax.set_title("error by horizon", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _predicted_vs_observed(ax, scored: pl.DataFrame, fig: Figure) -> None:
@@ -434,7 +470,8 @@ def cell_demand_picture(
 def evaluation_picture(slices: pl.DataFrame, scored: pl.DataFrame | None) -> dg.MetadataValue:
     return _drawn(
         lambda: evaluation_png(slices, scored),
-        "MAE by Tokyo hour per predictor; the model's predicted vs observed street hails",
+        "MAE by Tokyo hour and RMSE by horizon per predictor; the model's predicted vs "
+        "observed street hails",
     )
 
 

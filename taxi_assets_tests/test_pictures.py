@@ -96,6 +96,13 @@ def test_evaluation_picture_has_error_by_hour_and_predicted_vs_observed() -> Non
     # No production model yet: the other predictors are drawn all the same.
     slices, scored = frames.scored_day(with_production=False)
     assert_has_content(pictures.evaluation_png(slices, scored))
+    # Rows at three horizons add the error by horizon between the two panels.
+    horizons = pl.concat(
+        scored.with_columns(horizon=pl.lit(h, pl.Int8), pred_model=pl.col("pred_model") * (1 + h))
+        for h in range(3)
+    )
+    three = assert_has_content(pictures.evaluation_png(slices, horizons))
+    assert three.width > 1.3 * both.width
 
 
 def test_drift_picture_shows_the_worst_feature() -> None:
