@@ -34,7 +34,7 @@ system-packages:
 # Two workers, whole files each: the live-service tests (mostly waiting on the daemon) run
 # beside the CPU-bound rest. `.venv/bin/python -m pytest` alone runs everything serially.
 test: lint system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 validate: install home
 	$(BIN)/dagster definitions validate -w workspace.yaml
