@@ -52,9 +52,11 @@ from datetime import date
 from typing import ClassVar
 
 import polars as pl
+import sqlglot
 from dagster_gcp import BigQueryResource
 from google.cloud import bigquery
 from pydantic import Field, field_validator
+from sqlglot import exp
 
 from taxi_assets.calendar import MINUTES_PER_DAY, day_window_utc, validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
@@ -181,6 +183,26 @@ def cell_demand_parameters(
         scalar("bucket_us", "INT64", bucket_minutes * 60 * 1_000_000),
         scalar("buckets_per_day", "INT64", MINUTES_PER_DAY // bucket_minutes),
     ]
+
+
+def parameters_used_by(sql: str, parameters: Sequence[QueryParameter]) -> list[QueryParameter]:
+    """The ``parameters`` that ``sql`` names: each stage of the data path uses a subset
+    of :func:`cell_demand_parameters` (cleaning needs no bucket width, trips no area)."""
+    used = {p.name for p in sqlglot.parse_one(sql, read="bigquery").find_all(exp.Parameter)}
+    return [p for p in parameters if p.name in used]
+
+
+def conform_stage(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """A stage's query result in its Polars schema: UTC microsecond timestamps (an engine
+    that returns them naive means UTC), text statuses, reasons and events as enums."""
+    timestamps = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime)]
+    naive = [name for name in timestamps if frame.schema[name].time_zone is None]
+    return (
+        frame.with_columns(pl.col(naive).dt.replace_time_zone("UTC"))
+        .with_columns(pl.col(timestamps).dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        .select(schema.names())
+        .cast(dict(schema))
+    )
 
 
 def _utc(column: pl.Series, table: str) -> pl.Series:
