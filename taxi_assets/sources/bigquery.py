@@ -46,6 +46,7 @@ when the Storage Read API is installed), passed by the deployment through
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -188,8 +189,19 @@ def cell_demand_parameters(
 def parameters_used_by(sql: str, parameters: Sequence[QueryParameter]) -> list[QueryParameter]:
     """The ``parameters`` that ``sql`` names: each stage of the data path uses a subset
     of :func:`cell_demand_parameters` (cleaning needs no bucket width, trips no area)."""
-    used = {p.name for p in sqlglot.parse_one(sql, read="bigquery").find_all(exp.Parameter)}
-    return [p for p in parameters if p.name in used]
+    return [p for p in parameters if p.name in parameter_names(sql)]
+
+
+@functools.cache
+def parameter_names(sql: str) -> frozenset[str]:
+    """The ``@name`` parameters a query or script (several statements) uses (cached: the
+    data path's SQL is long to parse and the same for every day)."""
+    return frozenset(
+        parameter.name
+        for statement in sqlglot.parse(sql, read="bigquery")
+        if statement is not None
+        for parameter in statement.find_all(exp.Parameter)
+    )
 
 
 def conform_stage(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:

@@ -288,7 +288,10 @@ judged_pings AS (  -- stuck_status; one row per distinct ping, reason NULL = kep
     FROM runs
     WINDOW r AS (PARTITION BY vehicle_id, alive, run_id)
   )
-),
+)"""
+
+# Every delivered row, as delivered: the later copies of a ping are its duplicates.
+LABELLED_CTE = """
 labelled_probes AS (  -- every delivered row, as delivered, with its reason
   SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status, status,
     IF(copy_no > 1, 'duplicate', reason) AS reason
@@ -474,14 +477,14 @@ def compose(ctes: list[str], select: str) -> str:
 
 # The day's partition of each table, from the raw pings of the day.
 LABELLED_PROBES_SQL = compose(
-    [LABEL_CTES],
+    [LABEL_CTES, LABELLED_CTE],
     "SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status, status, reason\n"
     "FROM labelled_probes\n",
 )
 CLEAN_PROBES_SQL = compose(
     [LABEL_CTES, CLEAN_CTES], f"SELECT {CLEAN_PROBES_COLUMNS} FROM clean_probes\n"
 )
-REJECTED_PROBES_SQL = compose([LABEL_CTES], REJECTED_PROBES_SELECT)
+REJECTED_PROBES_SQL = compose([LABEL_CTES, LABELLED_CTE], REJECTED_PROBES_SELECT)
 TRIP_EVENTS_SQL = compose(
     [LABEL_CTES, CLEAN_CTES, TRIP_CTES], f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n"
 )
