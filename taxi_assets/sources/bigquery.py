@@ -24,19 +24,17 @@ The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_
 FLOAT64``, partitioned by DAY on ``hour_start``.
 
 ``cell_demand`` runs the whole data path (cleaning, trip derivation, aggregation) as one
-parameterized query (``taxi_assets.sources.bigquery_sql.CELL_DEMAND_SQL``), so a day's
-demand comes back as ~150 k small rows instead of ~3 M pings. What still runs in Polars:
-``raw_probes`` still pulls the day (``read_probes``), and ``clean_probes``,
-``rejected_probes`` and ``trip_events`` are still computed from it, because the
-quarantine, the rows-conserved check and the statistics need the rows themselves. So the
-push-down today saves the aggregation, not the pull. That is acceptable while a day is a
-few million pings (the pull and the cleaning take seconds), and the graph stays honest:
+parameterized query (``taxi_assets.sources.bigquery_sql.CELL_DEMAND_SQL``, composed from
+the same stages as the clean, rejected and trip-event queries), so a day's demand comes
+back as ~150 k small rows instead of ~3 M pings. What still runs in Polars: ``raw_probes``
+still pulls the day (``read_probes``), and ``clean_probes``, ``rejected_probes`` and
+``trip_events`` are still computed from it by the assets. The graph stays honest:
 ``cell_demand`` still depends on ``clean_probes`` and ``trip_events``, so their blocking
 checks still gate it, and it is computed from the same partition with the same rules
-(the equality of both paths is tested on DuckDB). A later step, once fleets outgrow a
-pull, writes ``clean_probes`` and ``rejected_probes`` as BigQuery tables with the same
-SQL (a ``CREATE TABLE ... AS`` per partition), runs the statistics in SQL too and drops
-the pull, with ``cell_demand`` reading the clean table.
+(the equality of both paths is tested on DuckDB). ``BigQueryDataPath``
+(``bigquery_data_path.py``) writes all four as day-partitioned tables by SQL, with the
+checks on SQL aggregates; switching the assets to it (and dropping the pull) is the next
+step of issue 15.
 
 Credentials are those of a read-only reader service account (``roles/bigquery.dataViewer``
 on the dataset, ``roles/bigquery.jobUser`` on the project; ``roles/bigquery.readSessionUser``

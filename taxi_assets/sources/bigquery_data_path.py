@@ -17,6 +17,14 @@ and a failed run leaves the previous version. The checks read SQL aggregates (ro
 counts per reason) and contracts run on a bounded sample (``sample_rows``), so no run
 pod pulls a day of pings.
 
+Not wired into the assets yet: today the assets still compute the first three in Polars
+from the pulled day. The wiring left to do (issue 15 part 1): a BigQuery mode in which
+``raw_probes``, ``clean_probes``, ``rejected_probes`` and ``trip_events`` run these writes
+and report ``day_counts`` and contracts on ``sample``, an IO manager for them that stores
+nothing and loads a bounded sample (so ``clean_probes_statistics`` runs on a sample), the
+writer's settings in ``resources.production_resources``, and ``cell_demand`` written here
+and read back for the features.
+
 Credentials are those of a writer service account on the data path's dataset
 (``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
 ``roles/bigquery.jobUser`` on the project), given through ``dg.EnvVar`` to the nested
