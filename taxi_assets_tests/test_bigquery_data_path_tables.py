@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
 import pytest
@@ -29,17 +30,25 @@ from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.quarantine import QuarantineLimits
 from taxi_assets.service_area import CENTRAL_TOKYO
-from taxi_assets.sources.bigquery import QueryParameter, conform_stage, parameter_names
+from taxi_assets.sources.base import ProbeSourceError
+from taxi_assets.sources.bigquery import (
+    BigQueryProbeSource,
+    QueryParameter,
+    conform_stage,
+    parameter_names,
+)
 from taxi_assets.sources.bigquery_data_path import STAGE_SCHEMAS, BigQueryDataPath
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.trips import derive_trip_events
 from taxi_assets_tests.test_bigquery_source import (
     DAY,
     PROJECT,
+    DuckDBProbeSource,
     as_bigquery_rows,
     as_duckdb,
     hostile_rows,
     load_table,
+    materialize_cell_demand,
 )
 
 PROBES_TABLE = f"{PROJECT}.probes.pings"
@@ -67,10 +76,13 @@ class DuckDBDataPath(BigQueryDataPath):
         result = pl.DataFrame()
         with duckdb.connect() as con:
             con.execute("SET TimeZone = 'UTC'")
+            # A table that does not exist must fail, as in BigQuery, not be looked up
+            # among the test's Python variables.
+            con.execute("SET python_enable_replacements = false")
             con.execute(f"ATTACH '{self.duckdb_file}' AS \"{PROJECT}\"")
             for text, names in duckdb_script(sql):
-                relation = con.execute(text, {name: given[name] for name in names})
-                if relation.description:
+                relation = con.sql(text, params={name: given[name] for name in names})
+                if relation is not None:  # a query, not DDL or DML
                     result = pl.from_arrow(relation.to_arrow_table())
         return result
 
@@ -81,10 +93,10 @@ def table_day(database: Path, table: str, day: date) -> pl.DataFrame:
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"ATTACH '{database}' AS \"{project}\" (READ_ONLY)")
-        relation = con.execute(
+        relation = con.sql(
             f'SELECT * EXCLUDE (service_day) FROM "{project}"."{dataset}"."{name}" '
             "WHERE service_day = $day",
-            {"day": day},
+            params={"day": day},
         )
         frame = pl.from_arrow(relation.to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
@@ -168,3 +180,67 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
     # cell_demand, a small dense grid, is what the model's features read back.
     stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
     assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))
+
+
+class DuckDBWarehouseSource(DuckDBProbeSource):
+    """The BigQuery source on DuckDB, with the data path written as tables there too."""
+
+    def warehouse_data_path(self) -> BigQueryDataPath:
+        return DuckDBDataPath(
+            bigquery=self.bigquery,
+            probes_table=self.probes_table,
+            dataset=DATASET,
+            sample_rows=300,
+            duckdb_file=self.duckdb_file,
+        )
+
+
+def test_the_assets_write_their_day_into_the_bigquery_tables(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """In BigQuery mode the assets keep their names and lineage, write the day by SQL,
+    pass their checks from SQL counts and samples, and store only bounded samples."""
+    simulator = SimulatedProbeSource(fleet_size=30, seed=7)
+    probes = simulator.read_probes(DAY).probes
+    database = tmp_path / "bigquery.duckdb"
+    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY))
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE SCHEMA data_path")
+    source = DuckDBWarehouseSource(
+        bigquery=BigQueryResource(project=PROJECT),
+        probes_table=PROBES_TABLE,
+        weather_table=f"{PROJECT}.probes.weather",
+        duckdb_file=str(database),
+    )
+
+    in_polars, _ = materialize_cell_demand(simulator, tmp_path / "p", instance)
+    in_bigquery, metadata = materialize_cell_demand(source, tmp_path / "bq", instance)
+
+    assert metadata["computed_in"].value == "bigquery"
+    assert_frame_equal(in_bigquery, in_polars)
+    expected = clean_probes(probes, DAY, CENTRAL_TOKYO)
+    stored = table_day(database, f"{DATASET}.clean_probes", DAY)
+    assert stored.height == expected.clean.height > 300
+    # Only bounded samples reach the run's storage: no asset pulled the day.
+    for asset in ("raw_probes", "clean_probes", "rejected_probes", "trip_events"):
+        assert pl.read_parquet(tmp_path / "bq" / asset / f"{DAY}.parquet").height <= 300
+    events = instance.get_latest_materialization_event(dg.AssetKey("clean_probes"))
+    assert events is not None
+    clean_metadata = events.asset_materialization.metadata
+    assert clean_metadata["rows"].value == expected.clean.height
+    assert clean_metadata["raw_rows"].value == probes.height
+
+
+def test_the_data_path_needs_its_own_writer() -> None:
+    source = BigQueryProbeSource(
+        bigquery=BigQueryResource(project=PROJECT),
+        probes_table=PROBES_TABLE,
+        weather_table=f"{PROJECT}.probes.weather",
+        data_path_dataset=DATASET,
+    )
+    with pytest.raises(ProbeSourceError, match="needs data_path_writer"):
+        source.warehouse_data_path()
+    writer = BigQueryResource(project=PROJECT)
+    path = source.model_copy(update={"data_path_writer": writer}).warehouse_data_path()
+    assert path.table("trip_events") == f"{DATASET}.trip_events"
+    assert path.bigquery is writer

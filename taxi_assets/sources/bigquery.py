@@ -31,10 +31,10 @@ still pulls the day (``read_probes``), and ``clean_probes``, ``rejected_probes``
 ``trip_events`` are still computed from it by the assets. The graph stays honest:
 ``cell_demand`` still depends on ``clean_probes`` and ``trip_events``, so their blocking
 checks still gate it, and it is computed from the same partition with the same rules
-(the equality of both paths is tested on DuckDB). ``BigQueryDataPath``
-(``bigquery_data_path.py``) writes all four as day-partitioned tables by SQL, with the
-checks on SQL aggregates; switching the assets to it (and dropping the pull) is the next
-step of issue 15.
+(the equality of both paths is tested on DuckDB). With ``data_path_dataset`` (and
+``data_path_writer``) set, the pull is gone: ``BigQueryDataPath`` (``bigquery_data_path.py``)
+writes all four as day-partitioned tables by SQL, and the assets read only SQL counts and
+bounded samples.
 
 Credentials are those of a read-only reader service account (``roles/bigquery.dataViewer``
 on the dataset, ``roles/bigquery.jobUser`` on the project; ``roles/bigquery.readSessionUser``
@@ -48,7 +48,7 @@ import functools
 import re
 from collections.abc import Sequence
 from datetime import date
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 import sqlglot
@@ -302,10 +302,38 @@ class BigQueryProbeSource(ProbeSource):
         description="project.dataset.table of hourly rain, partitioned by DAY on hour_start."
     )
 
+    data_path_dataset: str | None = Field(
+        default=None,
+        description="project.dataset where clean_probes, rejected_probes, trip_events and "
+        "cell_demand are written as day-partitioned tables by SQL; unset: the assets "
+        "compute them in Polars from the pulled day.",
+    )
+    data_path_writer: BigQueryResource | None = Field(
+        default=None,
+        description="The data path writer's BigQuery resource (its own service account, "
+        "dataEditor on data_path_dataset); required with data_path_dataset.",
+    )
+
     @field_validator("probes_table", "weather_table")
     @classmethod
     def _plain_table_name(cls, value: str) -> str:
         return validate_table_name(value)
+
+    def warehouse_data_path(self) -> Any:
+        if self.data_path_dataset is None:
+            return None
+        if self.data_path_writer is None:
+            raise ProbeSourceError(
+                f"BigQueryProbeSource.data_path_dataset={self.data_path_dataset!r} needs "
+                "data_path_writer: the probe reader may not write tables"
+            )
+        from taxi_assets.sources.bigquery_data_path import BigQueryDataPath
+
+        return BigQueryDataPath(
+            bigquery=self.data_path_writer,
+            probes_table=self.probes_table,
+            dataset=self.data_path_dataset,
+        )
 
     def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
         """Run one parameterized query and return its rows; the only place that talks to

@@ -17,13 +17,15 @@ and a failed run leaves the previous version. The checks read SQL aggregates (ro
 counts per reason) and contracts run on a bounded sample (``sample_rows``), so no run
 pod pulls a day of pings.
 
-Not wired into the assets yet: today the assets still compute the first three in Polars
-from the pulled day. The wiring left to do (issue 15 part 1): a BigQuery mode in which
-``raw_probes``, ``clean_probes``, ``rejected_probes`` and ``trip_events`` run these writes
-and report ``day_counts`` and contracts on ``sample``, an IO manager for them that stores
-nothing and loads a bounded sample (so ``clean_probes_statistics`` runs on a sample), the
-writer's settings in ``resources.production_resources``, and ``cell_demand`` written here
-and read back for the features.
+The assets use it when the BigQuery probe source has ``data_path_dataset`` (and its own
+``data_path_writer``): ``raw_probes`` counts the day by SQL and stores a bounded sample;
+``clean_probes`` / ``rejected_probes`` and ``trip_events`` run these writes, report their
+rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
+the sample as their partition (so ``clean_probes_statistics`` describes a sample);
+``cell_demand`` is written here and read back (a small dense grid) for the features and the
+forecast. Not done yet: ``resources.production_resources`` does not read settings for the
+dataset and the writer's key, and the debouncing counts of ``trip_events`` (flaps bridged,
+pickups skipped) are not computed in SQL.
 
 Credentials are those of a writer service account on the data path's dataset
 (``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
@@ -47,6 +49,7 @@ from taxi_assets.cleaning import CleaningRules
 from taxi_assets.frames import (
     CELL_DEMAND_SCHEMA,
     CLEAN_PROBES_SCHEMA,
+    RAW_PROBES_SCHEMA,
     REJECT_REASONS,
     REJECTED_PROBES_SCHEMA,
     TRIP_EVENTS_SCHEMA,
@@ -55,6 +58,7 @@ from taxi_assets.service_area import ServiceArea
 from taxi_assets.sources.bigquery import (
     QueryParameter,
     cell_demand_parameters,
+    conform,
     conform_cell_demand,
     conform_stage,
     parameters_used_by,
@@ -205,6 +209,26 @@ WHERE service_day = @day GROUP BY reason
 """
 
 
+RAW_ROWS_SQL = f"""
+SELECT COUNT(*) AS n FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day
+"""
+
+RAW_SAMPLE_SQL = f"""
+SELECT * EXCEPT (service_day)
+FROM `{PROBE_TABLE_PLACEHOLDER}`
+WHERE service_day = @day
+ORDER BY vehicle_id, ts
+LIMIT @sample_rows
+"""
+
+TRIP_COUNTS_SQL = f"""
+SELECT event, booking, COUNT(*) AS n
+FROM `{_PLACEHOLDERS["trip_events"]}`
+WHERE service_day = @day
+GROUP BY event, booking
+"""
+
+
 def sample_sql(stage: str) -> str:
     """A bounded, deterministic sample of the day's partition of ``stage``."""
     columns = ", ".join(STAGE_SCHEMAS[stage])
@@ -296,11 +320,30 @@ class BigQueryDataPath(dg.ConfigurableResource):
 
     def sample(self, stage: str, day: date) -> pl.DataFrame:
         """At most ``sample_rows`` rows of the day's partition, in the stage's schema."""
-        parameters = [
+        rows = self._execute(sample_sql(stage), self._sample_parameters(day))
+        return conform_stage(rows, STAGE_SCHEMAS[stage])
+
+    def _sample_parameters(self, day: date) -> list[QueryParameter]:
+        return [
             bigquery.ScalarQueryParameter("day", "DATE", day),
             bigquery.ScalarQueryParameter("sample_rows", "INT64", self.sample_rows),
         ]
-        return conform_stage(self._execute(sample_sql(stage), parameters), STAGE_SCHEMAS[stage])
+
+    def raw_rows(self, day: date) -> int:
+        """Rows the feed delivered for the day (before the data path's tables exist)."""
+        rows = self._execute(RAW_ROWS_SQL, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        return int(rows.item())
+
+    def raw_sample(self, day: date) -> pl.DataFrame:
+        """At most ``sample_rows`` delivered rows of the day (whole vehicles first), in
+        RAW_PROBES_SCHEMA; a column the table lacks or mistypes fails as ``read_probes``."""
+        rows = self._execute(RAW_SAMPLE_SQL, self._sample_parameters(day))
+        return conform(rows, RAW_PROBES_SCHEMA, self.probes_table)
+
+    def trip_counts(self, day: date) -> dict[tuple[str, str | None], int]:
+        """The day's trip events per (event, booking), from SQL."""
+        rows = self._execute(TRIP_COUNTS_SQL, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        return {(event, booking): int(n) for event, booking, n in rows.iter_rows()}
 
     def read_cell_demand(self, day: date) -> pl.DataFrame:
         """The day's cell demand (a dense grid of ~150 k small rows: the model reads it)."""
