@@ -9,6 +9,7 @@ parameters. Tables live in a DuckDB file attached under the BigQuery project's n
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -49,8 +50,15 @@ SMALL_AREA = ServiceArea(lat_min=35.67, lat_max=35.69, lon_min=139.75, lon_max=1
 HOSTILE_VEHICLES = 900_000  # ids of hand-made vehicles, far above the simulated fleet's
 
 
+@functools.cache
 def bigquery_parameter_names(sql: str) -> set[str]:
     return {p.name for p in sqlglot.parse_one(sql, read="bigquery").find_all(exp.Parameter)}
+
+
+@functools.cache
+def as_duckdb(sql: str) -> str:
+    """The DuckDB text of BigQuery SQL (cached: the data path's queries are long)."""
+    return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
 
 
 def run_on_duckdb(
@@ -65,7 +73,7 @@ def run_on_duckdb(
     }
     # A parameter built but not used (or used but not built) is a bug in the source.
     assert used == set(given), used ^ set(given)
-    statement = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+    statement = as_duckdb(sql)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"ATTACH '{database}' AS \"{project}\" (READ_ONLY)")
@@ -375,6 +383,13 @@ def test_the_pushed_down_sql_pastes_no_value() -> None:
         "second",
         "third",
         "half",
+        # the names of reasons, events and bookings the stages write
+        *REJECT_REASONS,
+        "pickup",
+        "dropoff",
+        "street_hail",
+        "app_booking",
+        "other",
     }, literals
     assert {"day", "day_start", "area_cells", "max_implied_speed_kmh"} <= (
         bigquery_parameter_names(sql)

@@ -1,6 +1,7 @@
 """Cleaning: trusted pings, and a quarantine that keeps every rejected ping with its reason."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -17,6 +18,7 @@ from taxi_assets.quarantine import (
     quarantine_summary,
 )
 from taxi_assets.settings import PipelineSettings
+from taxi_assets.sources.base import ProbeSource
 
 ROWS_CONSERVED_CHECK = "rows_conserved"
 QUARANTINE_SHARE_CHECK = "quarantine_share"
@@ -63,10 +65,17 @@ QUARANTINE_SHARE_CHECK = "quarantine_share"
     ],
 )
 def clean_and_quarantine_probes(
-    context: dg.AssetExecutionContext, raw_probes: pl.DataFrame, settings: PipelineSettings
+    context: dg.AssetExecutionContext,
+    raw_probes: pl.DataFrame,
+    settings: PipelineSettings,
+    probe_source: ProbeSource,
 ) -> Iterator:
     """Apply the cleaning rules to one day of raw pings."""
     day = partition_day(context)
+    warehouse = probe_source.warehouse_data_path()
+    if warehouse is not None:
+        yield from _clean_in_warehouse(context, warehouse, settings)
+        return
     result = clean_probe_frame(raw_probes, day, settings.service_area(), settings.cleaning_rules())
     clean, rejected = result.clean, result.rejected
     counts = rejected_counts(rejected)
@@ -108,6 +117,67 @@ def clean_and_quarantine_probes(
     yield logged(context, rows_conserved_result(raw_probes.height, clean.height, rejected.height))
     yield logged(
         context, quarantine_share_result(counts, raw_probes.height, settings.quarantine_limits())
+    )
+
+
+def _clean_in_warehouse(
+    context: dg.AssetExecutionContext, warehouse: Any, settings: PipelineSettings
+) -> Iterator:
+    """The same rules as SQL into the day's partitions of the BigQuery tables; the checks
+    read SQL counts, the contracts a bounded sample (stored as the partition's sample)."""
+    day = partition_day(context)
+    warehouse.write_clean_and_rejected(day, settings.service_area(), settings.cleaning_rules())
+    counts = warehouse.day_counts(day)
+    context.log.info(
+        f"{day}: kept {counts.kept_rows:,} of {counts.raw_rows:,} pings in "
+        f"{warehouse.table('clean_probes')}; rejected "
+        + ", ".join(f"{reason}={n:,}" for reason, n in counts.rejected.items() if n)
+    )
+    samples = {stage: warehouse.sample(stage, day) for stage in ("clean_probes", "rejected_probes")}
+    stored = {
+        "stored": "a bounded sample; the day is in BigQuery",
+        "partition": f"service_day={day.isoformat()}",
+    }
+    yield dg.Output(
+        samples["clean_probes"],
+        output_name="clean_probes",
+        metadata={
+            "rows": counts.kept_rows,
+            "raw_rows": counts.raw_rows,
+            "kept_share": counts.kept_rows / counts.raw_rows if counts.raw_rows else 0.0,
+            "stored_rows": samples["clean_probes"].height,
+            "table": warehouse.table("clean_probes"),
+            **stored,
+            "preview": preview(samples["clean_probes"]),
+        },
+    )
+    yield dg.Output(
+        samples["rejected_probes"],
+        output_name="rejected_probes",
+        metadata={
+            "rows": counts.rejected_rows,
+            **{f"rejected_{reason}": n for reason, n in counts.rejected.items()},
+            "rejected_by_reason": dg.MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame(
+                        {"reason": list(counts.rejected), "rows": list(counts.rejected.values())}
+                    )
+                )
+            ),
+            "stored_rows": samples["rejected_probes"].height,
+            "table": warehouse.table("rejected_probes"),
+            **stored,
+            "preview": preview(samples["rejected_probes"]),
+        },
+    )
+    for stage, contract in (("clean_probes", CleanProbes), ("rejected_probes", RejectedProbes)):
+        yield logged(context, contract_check_result(contract, samples[stage], stage))
+    yield logged(
+        context, rows_conserved_result(counts.raw_rows, counts.kept_rows, counts.rejected_rows)
+    )
+    yield logged(
+        context,
+        quarantine_share_result(counts.rejected, counts.raw_rows, settings.quarantine_limits()),
     )
 
 

@@ -1,6 +1,7 @@
 """Demand: trips from status changes, and pickups and supply per cell and time bucket."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -23,12 +24,19 @@ from taxi_assets.trips import derive_trips
     check_specs=[contract_check_spec("trip_events", TripEvents)],
 )
 def trip_events(
-    context: dg.AssetExecutionContext, clean_probes: pl.DataFrame, settings: PipelineSettings
+    context: dg.AssetExecutionContext,
+    clean_probes: pl.DataFrame,
+    settings: PipelineSettings,
+    probe_source: ProbeSource,
 ) -> Iterator:
     """Every pickup and drop-off of the day and where it happened. A pickup from a vacant
     taxi is a street hail, the demand our guidance serves; one from a dispatched taxi is an
     app booking. A flapping meter is not a trip, and a taxi coming back into the area with
     a passenger is not a pickup."""
+    warehouse = probe_source.warehouse_data_path()
+    if warehouse is not None:
+        yield from _trip_events_in_warehouse(context, warehouse, settings)
+        return
     derivation = derive_trips(
         clean_probes, settings.cleaning_rules().trips, settings.service_area()
     )
@@ -55,6 +63,39 @@ def trip_events(
     yield contract_check_result(TripEvents, events, "trip_events")
 
 
+def _trip_events_in_warehouse(
+    context: dg.AssetExecutionContext, warehouse: Any, settings: PipelineSettings
+) -> Iterator:
+    """The same rules as SQL, from the day's clean_probes partition into trip_events';
+    counts from SQL, the contract on a bounded sample (stored as the partition's sample).
+    The debouncing counts of the Polars path are not computed in SQL."""
+    day = partition_day(context)
+    warehouse.write_trip_events(day, settings.service_area(), settings.cleaning_rules())
+    counts = warehouse.trip_counts(day)
+    sample = warehouse.sample("trip_events", day)
+
+    def pickups(booking: str) -> int:
+        return counts.get(("pickup", booking), 0)
+
+    yield dg.Output(
+        sample,
+        metadata={
+            "rows": sum(counts.values()),
+            "pickups": sum(n for (event, _), n in counts.items() if event == "pickup"),
+            "street_hail_pickups": pickups("street_hail"),
+            "app_booking_pickups": pickups("app_booking"),
+            "other_pickups": pickups("other"),
+            "dropoffs": sum(n for (event, _), n in counts.items() if event == "dropoff"),
+            "stored_rows": sample.height,
+            "stored": "a bounded sample; the day is in BigQuery",
+            "table": warehouse.table("trip_events"),
+            "partition": f"service_day={day.isoformat()}",
+            "preview": preview(sample),
+        },
+    )
+    yield contract_check_result(TripEvents, sample, "trip_events")
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name="demand",
@@ -74,8 +115,15 @@ def cell_demand(
     area, bucket_minutes = settings.service_area(), settings.bucket_minutes
     # A source that holds the probes in a warehouse (BigQuery) aggregates them there, with
     # the same rules; the others leave it to Polars on the day's clean probes and trips.
-    demand = probe_source.cell_demand(day, area, settings.cleaning_rules(), bucket_minutes)
-    computed_in = probe_source.cell_demand_engine
+    warehouse = probe_source.warehouse_data_path()
+    if warehouse is not None:
+        # Written as the day's partition of the cell_demand table, read back (a small
+        # dense grid) for the features and the forecast, which read the stored partition.
+        warehouse.write_cell_demand(day, area, settings.cleaning_rules(), bucket_minutes)
+        demand, computed_in = warehouse.read_cell_demand(day), "bigquery"
+    else:
+        demand = probe_source.cell_demand(day, area, settings.cleaning_rules(), bucket_minutes)
+        computed_in = probe_source.cell_demand_engine
     if demand is None:
         demand = aggregate_cell_demand(clean_probes, trip_events, day, area, bucket_minutes)
         computed_in = "polars"

@@ -1,6 +1,7 @@
 """Ingestion: what the probe source delivered, as it delivered it."""
 
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -51,6 +52,10 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
     duplicates, late pings and broken devices included. The record every published count
     can be traced back to."""
     day = partition_day(context)
+    warehouse = probe_source.warehouse_data_path()
+    if warehouse is not None:
+        yield from _raw_probes_in_warehouse(context, warehouse, day)
+        return
     # Simulating or downloading a large fleet's day takes a while: say what is happening.
     context.log.info(f"Reading probes for {day} from {type(probe_source).__name__}")
     delivery = read_from_source(lambda: probe_source.read_probes(day))
@@ -69,6 +74,35 @@ def raw_probes(context: dg.AssetExecutionContext, probe_source: ProbeSource) -> 
         delivery.probes, metadata={**probe_metadata(delivery.probes), **delivery.origin}
     )
     yield logged(context, contract_check_result(RawProbes, delivery.probes, "raw_probes"))
+
+
+def _raw_probes_in_warehouse(
+    context: dg.AssetExecutionContext, warehouse: Any, day: date
+) -> Iterator:
+    """The day stays in its BigQuery partition: its size from SQL, and a bounded sample
+    stored for the contract and a look at the rows."""
+    raw_rows = read_from_source(lambda: warehouse.raw_rows(day))
+    if raw_rows == 0:
+        raise dg.Failure(
+            description=f"{warehouse.probes_table} has no pings for {day}",
+            allow_retries=False,
+        )
+    sample = read_from_source(lambda: warehouse.raw_sample(day))
+    context.log.info(
+        f"{raw_rows:,} pings for {day} stay in {warehouse.probes_table}; {sample.height:,} sampled"
+    )
+    yield dg.Output(
+        sample,
+        metadata={
+            **probe_metadata(sample),
+            "rows": raw_rows,
+            "stored_rows": sample.height,
+            "stored": "a bounded sample; the day is in BigQuery",
+            "table": warehouse.probes_table,
+            "partition": f"service_day={day.isoformat()}",
+        },
+    )
+    yield logged(context, contract_check_result(RawProbes, sample, "raw_probes"))
 
 
 @dg.asset(

@@ -126,6 +126,12 @@ class ProbeSource(dg.ConfigurableResource):
         from ``clean_probes`` and ``trip_events``. Both must agree for the same probes."""
         return None
 
+    def warehouse_data_path(self) -> Any:
+        """The ``BigQueryDataPath`` that writes clean_probes, rejected_probes, trip_events
+        and cell_demand as tables where the probes live, or None when the assets compute
+        them in Polars from the pulled day (every source but a configured BigQuery one)."""
+        return None
+
     def true_demand(self, day: date) -> pl.DataFrame | None:
         """The true demand rate per cell, when the source knows it (only the simulator)."""
         return None

@@ -24,19 +24,17 @@ The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_
 FLOAT64``, partitioned by DAY on ``hour_start``.
 
 ``cell_demand`` runs the whole data path (cleaning, trip derivation, aggregation) as one
-parameterized query (``taxi_assets.sources.bigquery_sql.CELL_DEMAND_SQL``), so a day's
-demand comes back as ~150 k small rows instead of ~3 M pings. What still runs in Polars:
-``raw_probes`` still pulls the day (``read_probes``), and ``clean_probes``,
-``rejected_probes`` and ``trip_events`` are still computed from it, because the
-quarantine, the rows-conserved check and the statistics need the rows themselves. So the
-push-down today saves the aggregation, not the pull. That is acceptable while a day is a
-few million pings (the pull and the cleaning take seconds), and the graph stays honest:
+parameterized query (``taxi_assets.sources.bigquery_sql.CELL_DEMAND_SQL``, composed from
+the same stages as the clean, rejected and trip-event queries), so a day's demand comes
+back as ~150 k small rows instead of ~3 M pings. What still runs in Polars: ``raw_probes``
+still pulls the day (``read_probes``), and ``clean_probes``, ``rejected_probes`` and
+``trip_events`` are still computed from it by the assets. The graph stays honest:
 ``cell_demand`` still depends on ``clean_probes`` and ``trip_events``, so their blocking
 checks still gate it, and it is computed from the same partition with the same rules
-(the equality of both paths is tested on DuckDB). A later step, once fleets outgrow a
-pull, writes ``clean_probes`` and ``rejected_probes`` as BigQuery tables with the same
-SQL (a ``CREATE TABLE ... AS`` per partition), runs the statistics in SQL too and drops
-the pull, with ``cell_demand`` reading the clean table.
+(the equality of both paths is tested on DuckDB). With ``data_path_dataset`` (and
+``data_path_writer``) set, the pull is gone: ``BigQueryDataPath`` (``bigquery_data_path.py``)
+writes all four as day-partitioned tables by SQL, and the assets read only SQL counts and
+bounded samples.
 
 Credentials are those of a read-only reader service account (``roles/bigquery.dataViewer``
 on the dataset, ``roles/bigquery.jobUser`` on the project; ``roles/bigquery.readSessionUser``
@@ -46,15 +44,18 @@ when the Storage Read API is installed), passed by the deployment through
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import date
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
+import sqlglot
 from dagster_gcp import BigQueryResource
 from google.cloud import bigquery
 from pydantic import Field, field_validator
+from sqlglot import exp
 
 from taxi_assets.calendar import MINUTES_PER_DAY, day_window_utc, validate_bucket_minutes
 from taxi_assets.cleaning import CleaningRules
@@ -183,6 +184,37 @@ def cell_demand_parameters(
     ]
 
 
+def parameters_used_by(sql: str, parameters: Sequence[QueryParameter]) -> list[QueryParameter]:
+    """The ``parameters`` that ``sql`` names: each stage of the data path uses a subset
+    of :func:`cell_demand_parameters` (cleaning needs no bucket width, trips no area)."""
+    return [p for p in parameters if p.name in parameter_names(sql)]
+
+
+@functools.cache
+def parameter_names(sql: str) -> frozenset[str]:
+    """The ``@name`` parameters a query or script (several statements) uses (cached: the
+    data path's SQL is long to parse and the same for every day)."""
+    return frozenset(
+        parameter.name
+        for statement in sqlglot.parse(sql, read="bigquery")
+        if statement is not None
+        for parameter in statement.find_all(exp.Parameter)
+    )
+
+
+def conform_stage(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """A stage's query result in its Polars schema: UTC microsecond timestamps (an engine
+    that returns them naive means UTC), text statuses, reasons and events as enums."""
+    timestamps = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime)]
+    naive = [name for name in timestamps if frame.schema[name].time_zone is None]
+    return (
+        frame.with_columns(pl.col(naive).dt.replace_time_zone("UTC"))
+        .with_columns(pl.col(timestamps).dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+        .select(schema.names())
+        .cast(dict(schema))
+    )
+
+
 def _utc(column: pl.Series, table: str) -> pl.Series:
     if not isinstance(column.dtype, pl.Datetime):
         raise ProbeSourceError(
@@ -270,10 +302,38 @@ class BigQueryProbeSource(ProbeSource):
         description="project.dataset.table of hourly rain, partitioned by DAY on hour_start."
     )
 
+    data_path_dataset: str | None = Field(
+        default=None,
+        description="project.dataset where clean_probes, rejected_probes, trip_events and "
+        "cell_demand are written as day-partitioned tables by SQL; unset: the assets "
+        "compute them in Polars from the pulled day.",
+    )
+    data_path_writer: BigQueryResource | None = Field(
+        default=None,
+        description="The data path writer's BigQuery resource (its own service account, "
+        "dataEditor on data_path_dataset); required with data_path_dataset.",
+    )
+
     @field_validator("probes_table", "weather_table")
     @classmethod
     def _plain_table_name(cls, value: str) -> str:
         return validate_table_name(value)
+
+    def warehouse_data_path(self) -> Any:
+        if self.data_path_dataset is None:
+            return None
+        if self.data_path_writer is None:
+            raise ProbeSourceError(
+                f"BigQueryProbeSource.data_path_dataset={self.data_path_dataset!r} needs "
+                "data_path_writer: the probe reader may not write tables"
+            )
+        from taxi_assets.sources.bigquery_data_path import BigQueryDataPath
+
+        return BigQueryDataPath(
+            bigquery=self.data_path_writer,
+            probes_table=self.probes_table,
+            dataset=self.data_path_dataset,
+        )
 
     def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
         """Run one parameterized query and return its rows; the only place that talks to

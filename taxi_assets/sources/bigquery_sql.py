@@ -1,11 +1,16 @@
-"""The BigQuery Standard SQL of the BigQuery probe source, as text with ``@name`` parameters.
+"""The BigQuery Standard SQL of the data path, as text with ``@name`` parameters.
 
-``CELL_DEMAND_SQL`` is the whole data path from one day of raw probes to cell demand,
-pushed down into BigQuery: the cleaning rules of ``taxi_assets.cleaning.clean_probes`` in
-the same order and with the same "later rules see only the pings earlier rules kept"
-semantics, the debounced pickups and drop-offs of ``taxi_assets.trips.derive_trips`` and the
-dense grid of ``taxi_assets.demand.aggregate_cell_demand``. Only kept pings matter for
-cell demand, so a rule's rejected pings are filtered out here rather than labelled.
+The data path from one day of raw probes to cell demand is written once, in stages of
+CTEs (see "The data path in stages" below), and every query is a composition of them:
+
+- ``LABELLED_PROBES_SQL``: every delivered row of the day with its reject reason (NULL =
+  kept), the rules of ``taxi_assets.cleaning.clean_probes`` in the same order with the
+  same "later rules see only the pings earlier rules kept, first reason wins" semantics;
+- ``CLEAN_PROBES_SQL`` / ``REJECTED_PROBES_SQL``: the two sides of that labelling, in
+  ``CLEAN_PROBES_SCHEMA`` (with the mesh cell) and ``REJECTED_PROBES_SCHEMA``;
+- ``TRIP_EVENTS_SQL``: the debounced pickups and drop-offs of ``taxi_assets.trips``;
+- ``CELL_DEMAND_SQL``: the dense grid of ``taxi_assets.demand.aggregate_cell_demand``,
+  the whole path in one query (what ``BigQueryProbeSource.cell_demand`` runs).
 
 Every value (the day, the day's UTC window, the service area, the thresholds, the bucket
 width, the area's cells) is a query parameter. The only text spliced in is the table
@@ -70,7 +75,6 @@ def _implied_speed_kmh(a: str, b: str) -> str:
     return f"({km} / ((us{b} - us{a}) / {_US_PER_HOUR}))"
 
 
-_KEPT = "vehicle_id, us, lat, lon, status"
 _BY_VEHICLE = "WINDOW w AS (PARTITION BY vehicle_id ORDER BY us)"
 # cleaning._single_jump: too fast in and out, or on the only side at either end of a track.
 _SINGLE_JUMP = "(fast_in AND fast_out) OR (NOT has_prev AND fast_out) OR (NOT has_next AND fast_in)"
@@ -80,10 +84,6 @@ _OFF_TRACK = (
     "AND km_in + km_out > @spike_detour_ratio * skip_km "
     "AND skip_speed <= @max_implied_speed_kmh, FALSE)"
 )
-_NEIGHBOURS = (
-    "LAG(lat) OVER w AS lat_p, LAG(lon) OVER w AS lon_p, LAG(us) OVER w AS us_p, "
-    "LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n"
-)
 # cleaning._with_speed_in and the skip of _single_jump, operation for operation.
 _DISTANCES = (
     f"us_p IS NOT NULL AS has_prev, us_n IS NOT NULL AS has_next, "
@@ -92,9 +92,7 @@ _DISTANCES = (
     f"{_haversine_km('lat_p', 'lon_p', 'lat_n', 'lon_n')} AS skip_km, "
     f"{_implied_speed_kmh('_p', '_n')} AS skip_speed"
 )
-_RUN = "(PARTITION BY vehicle_id, run_id)"
 _WHOLE = "ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-_SEGMENT = f"(PARTITION BY vehicle_id, segment {_WHOLE})"
 _GAP_RUN = f"(PARTITION BY vehicle_id, gap_run {_WHOLE})"
 _FARE_RUN = f"(PARTITION BY vehicle_id, fare_run {_WHOLE})"
 
@@ -113,191 +111,253 @@ def physics_parameter_values(rules: CleaningRules) -> list[tuple[str, str, float
     ]
 
 
-CELL_DEMAND_SQL = f"""
--- One Tokyo day of raw probes to cell demand: every cell of the service area x every
--- bucket of the day, zeros included. Mirrors clean_probes + derive_trips +
--- aggregate_cell_demand; each CTE keeps the pings the previous rules kept.
-WITH
-distinct_pings AS (  -- duplicate: exact copies collapse to the one copy cleaning keeps
-  SELECT DISTINCT vehicle_id, ts, lat, lon, speed_kmh, heading, status
-  FROM `{PROBE_TABLE_PLACEHOLDER}`
-  WHERE service_day = @day
+# ---------------------------------------------------------------------------------------
+# The data path in stages. Each stage is a list of CTEs (text without WITH); the queries
+# below are compositions of these pieces, so every rule is written once:
+#
+#   LABEL_CTES        raw day -> judged_pings / labelled_probes (reason, NULL = kept)
+#   CLEAN_CTES        judged_pings -> clean_probes (CLEAN_PROBES_SCHEMA, with the cell)
+#   TRIP_CTES         clean_probes -> trip_events (TRIP_EVENTS_SCHEMA)
+#   DEMAND_CTES       clean_probes + trip_events -> cell_demand (dense grid)
+#
+# Labelling carries every distinct ping through every rule with its reason, as
+# cleaning.clean_probes does: a rule only looks at the pings no earlier rule rejected
+# (windows run over PARTITION BY vehicle_id, alive) and a ping keeps the first reason
+# that applied (COALESCE(reason, ...)). One pass, no UNION of stages, so BigQuery never
+# evaluates the chain twice. Neighbours of rejected pings are NULL, so no distance is
+# computed on their (possibly NaN, NULL or equal-time) values.
+# ---------------------------------------------------------------------------------------
+
+# What a ping carries from stage to stage: vehicle_id is text (INT64 ids as their decimal
+# text), delivered_status the feed's word (for the quarantine), status the mapped one.
+_PING = "vehicle_id, ts, us, lat, lon, speed_kmh, heading, delivered_status, status, copies"
+_ALIVE_WINDOW = "WINDOW w AS (PARTITION BY vehicle_id, alive ORDER BY us)"
+_ALIVE_NEIGHBOURS = ", ".join(
+    f"IF(alive, {fn}({col}) OVER w, NULL) AS {col}_{side}"
+    for fn, side in (("LAG", "p"), ("LEAD", "n"))
+    for col in ("lat", "lon", "us")
+)
+_RUNNING = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+
+
+def _alive(cte: str) -> str:
+    """The pings of ``cte`` with ``alive``: no earlier rule rejected them."""
+    return f"(SELECT *, reason IS NULL AS alive FROM {cte})"
+
+
+def _word_is(words: str) -> str:
+    return f"LOWER(TRIM(delivered_status, ' ')) IN UNNEST(@{words})"
+
+
+LABEL_CTES = f"""
+delivered AS (  -- duplicate: exact copies are one ping; its later copies are quarantined
+  SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status, COUNT(*) AS copies
+  FROM (
+    SELECT CAST(vehicle_id AS STRING) AS vehicle_id, ts, lat, lon, speed_kmh, heading,
+      CAST(status AS STRING) AS delivered_status
+    FROM `{PROBE_TABLE_PLACEHOLDER}`
+    WHERE service_day = @day
+  )
+  GROUP BY vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status
 ),
 statuses AS (  -- the status_mapping setting: the feed's words (case-insensitive) mapped
-  SELECT *,
+  SELECT vehicle_id, ts, UNIX_MICROS(ts) AS us, lat, lon, speed_kmh, heading,
+    delivered_status,
     CASE
-      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@vacant_words) THEN 'vacant'
-      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@occupied_words) THEN 'occupied'
-      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@dispatched_words)
-        THEN 'dispatched'
-      WHEN LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@off_duty_words) THEN 'off_duty'
-    END AS probe_status
-  FROM distinct_pings
+      WHEN {_word_is("vacant_words")} THEN 'vacant'
+      WHEN {_word_is("occupied_words")} THEN 'occupied'
+      WHEN {_word_is("dispatched_words")} THEN 'dispatched'
+      WHEN {_word_is("off_duty_words")} THEN 'off_duty'
+    END AS status,
+    copies
+  FROM delivered
 ),
-row_ok AS (  -- missing_value, invalid_value, unknown_status, zero_coordinates,
-             -- outside_service_area
-  SELECT vehicle_id, UNIX_MICROS(ts) AS us, lat, lon, probe_status AS status
+row_rules AS (  -- what one ping shows by itself; the first reason that applies wins
+  SELECT {_PING},
+    CASE
+      WHEN vehicle_id IS NULL OR ts IS NULL OR lat IS NULL OR lon IS NULL
+        OR speed_kmh IS NULL OR heading IS NULL OR delivered_status IS NULL
+        THEN 'missing_value'
+      WHEN COALESCE(
+        IS_NAN(lat) OR IS_INF(lat) OR IS_NAN(lon) OR IS_INF(lon)
+        OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh)
+        OR speed_kmh > @max_speed_kmh
+        OR heading < 0 OR heading > 360 OR IS_NAN(heading)
+        OR CHAR_LENGTH(vehicle_id) < 1 OR CHAR_LENGTH(vehicle_id) > @max_vehicle_id_chars
+        OR REGEXP_CONTAINS(vehicle_id, @not_a_clean_vehicle_id)
+        OR REGEXP_CONTAINS(vehicle_id, @placeholder_vehicle_id), FALSE)
+        THEN 'invalid_value'
+      WHEN status IS NULL THEN 'unknown_status'
+      WHEN lat = 0 AND lon = 0 THEN 'zero_coordinates'
+      WHEN NOT (lat >= @area_lat_min AND lat < @area_lat_max
+        AND lon >= @area_lon_min AND lon < @area_lon_max) THEN 'outside_service_area'
+    END AS reason
   FROM statuses
-  WHERE vehicle_id IS NOT NULL AND ts IS NOT NULL AND lat IS NOT NULL AND lon IS NOT NULL
-    AND speed_kmh IS NOT NULL AND heading IS NOT NULL AND status IS NOT NULL
-    AND NOT COALESCE(
-      IS_NAN(lat) OR IS_INF(lat) OR IS_NAN(lon) OR IS_INF(lon)
-      OR speed_kmh < 0 OR IS_NAN(speed_kmh) OR IS_INF(speed_kmh) OR speed_kmh > @max_speed_kmh
-      OR heading < 0 OR heading > 360 OR IS_NAN(heading)
-      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) < 1
-      OR CHAR_LENGTH(CAST(vehicle_id AS STRING)) > @max_vehicle_id_chars
-      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @not_a_clean_vehicle_id)
-      OR REGEXP_CONTAINS(CAST(vehicle_id AS STRING), @placeholder_vehicle_id), FALSE)
-    AND probe_status IS NOT NULL
-    AND NOT (lat = 0 AND lon = 0)
-    AND lat >= @area_lat_min AND lat < @area_lat_max
-    AND lon >= @area_lon_min AND lon < @area_lon_max
 ),
 day_flags AS (
-  SELECT {_KEPT},
-    us < UNIX_MICROS(@day_start) OR us >= UNIX_MICROS(@day_end) AS outside_day,
-    -- the share among pings still alive: rows already rejected say nothing of the clock
-    COUNTIF(us < UNIX_MICROS(@day_start) OR us >= UNIX_MICROS(@day_end))
-      OVER (PARTITION BY vehicle_id) / COUNT(*) OVER (PARTITION BY vehicle_id)
-      AS outside_day_share,
-    COUNT(*) OVER (PARTITION BY vehicle_id, us) AS pings_at_instant
-  FROM row_ok
+  SELECT *, us < UNIX_MICROS(@day_start) OR us >= UNIX_MICROS(@day_end) AS outside_day
+  FROM {_alive("row_rules")}
 ),
-day_ok AS (  -- clock_skew, outside_day, conflicting_duplicate
-  SELECT {_KEPT} FROM day_flags
-  WHERE outside_day_share < @clock_skew_min_share AND NOT outside_day
-    AND pings_at_instant = 1
+day_rules AS (  -- clock_skew, outside_day, conflicting_duplicate
+  SELECT {_PING}, COALESCE(reason, CASE
+      -- the share among pings still alive: rows already rejected say nothing of the clock
+      WHEN COUNTIF(outside_day) OVER v / COUNT(*) OVER v >= @clock_skew_min_share
+        THEN 'clock_skew'
+      WHEN outside_day THEN 'outside_day'
+      WHEN COUNT(*) OVER (PARTITION BY vehicle_id, alive, us) > 1 THEN 'conflicting_duplicate'
+    END) AS reason
+  FROM day_flags
+  WINDOW v AS (PARTITION BY vehicle_id, alive)
 ),
-jump1_prev AS (
-  SELECT {_KEPT}, {_NEIGHBOURS}
-  FROM day_ok {_BY_VEHICLE}
+jump1_neighbours AS (
+  SELECT {_PING}, reason, alive, {_ALIVE_NEIGHBOURS}
+  FROM {_alive("day_rules")} {_ALIVE_WINDOW}
 ),
 jump1_speed AS (
-  SELECT {_KEPT}, {_DISTANCES}
-  FROM jump1_prev
+  SELECT {_PING}, reason, alive, {_DISTANCES}
+  FROM jump1_neighbours
 ),
 jump1_flags AS (
-  SELECT {_KEPT}, has_prev, has_next,
+  SELECT {_PING}, reason, has_prev, has_next,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
     COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
     LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed
-  FROM jump1_speed {_BY_VEHICLE}
+  FROM jump1_speed {_ALIVE_WINDOW}
 ),
-jump1_ok AS (  -- gps_jump, first pass: single-ping spikes
-  SELECT {_KEPT} FROM jump1_flags WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK})
+jump1_rules AS (  -- gps_jump, first pass: single-ping spikes
+  SELECT {_PING},
+    COALESCE(reason, IF({_SINGLE_JUMP} OR {_OFF_TRACK}, 'gps_jump', NULL)) AS reason
+  FROM jump1_flags
 ),
-jump2_prev AS (
-  SELECT {_KEPT}, {_NEIGHBOURS}
-  FROM jump1_ok {_BY_VEHICLE}
+jump2_neighbours AS (
+  SELECT {_PING}, reason, alive, {_ALIVE_NEIGHBOURS}
+  FROM {_alive("jump1_rules")} {_ALIVE_WINDOW}
 ),
 jump2_speed AS (
-  SELECT {_KEPT}, lat_p, lon_p, us_p, {_DISTANCES}
-  FROM jump2_prev
+  SELECT {_PING}, reason, alive, lat_p, lon_p, us_p, lat_n, lon_n, us_n, {_DISTANCES}
+  FROM jump2_neighbours
 ),
 jump2_edges AS (
-  SELECT {_KEPT}, lat_p, lon_p, us_p, has_prev, has_next,
+  SELECT *,
     COALESCE(speed_in > @max_implied_speed_kmh, FALSE) AS fast_in,
     COALESCE(LEAD(speed_in) OVER w > @max_implied_speed_kmh, FALSE) AS fast_out,
-    LEAD(km_in) OVER w AS km_out, km_in, skip_km, skip_speed,
-    LEAD(lat) OVER w AS lat_n, LEAD(lon) OVER w AS lon_n, LEAD(us) OVER w AS us_n
-  FROM jump2_speed {_BY_VEHICLE}
+    LEAD(km_in) OVER w AS km_out
+  FROM jump2_speed {_ALIVE_WINDOW}
 ),
 jump2_segments AS (  -- cleaning._step_jump: fast moves cut a track into segments
-  SELECT *, SUM(IF(fast_in OR NOT has_prev, 1, 0)) OVER (PARTITION BY vehicle_id ORDER BY us
-    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS segment
+  SELECT *, SUM(IF(fast_in OR NOT has_prev, 1, 0)) OVER (PARTITION BY vehicle_id, alive
+    ORDER BY us {_RUNNING}) AS segment
   FROM jump2_edges
 ),
 jump2_steps AS (
-  SELECT {_KEPT}, has_prev, has_next, fast_in, fast_out, km_in, km_out, skip_km, skip_speed,
-    FIRST_VALUE(fast_in) OVER {_SEGMENT} AS enters_fast,
-    LAST_VALUE(has_next) OVER {_SEGMENT} AS leaves_fast,
-    FIRST_VALUE(lat_p) OVER {_SEGMENT} AS lat_b, FIRST_VALUE(lon_p) OVER {_SEGMENT} AS lon_b,
-    FIRST_VALUE(us_p) OVER {_SEGMENT} AS us_b,
-    LAST_VALUE(lat_n) OVER {_SEGMENT} AS lat_a, LAST_VALUE(lon_n) OVER {_SEGMENT} AS lon_a,
-    LAST_VALUE(us_n) OVER {_SEGMENT} AS us_a,
-    MAX(us) OVER {_SEGMENT} - MIN(us) OVER {_SEGMENT} AS span_us
+  SELECT {_PING}, reason, has_prev, has_next, fast_in, fast_out, km_in, km_out, skip_km,
+    skip_speed,
+    FIRST_VALUE(fast_in) OVER s AS enters_fast, LAST_VALUE(has_next) OVER s AS leaves_fast,
+    FIRST_VALUE(lat_p) OVER s AS lat_b, FIRST_VALUE(lon_p) OVER s AS lon_b,
+    FIRST_VALUE(us_p) OVER s AS us_b,
+    LAST_VALUE(lat_n) OVER s AS lat_a, LAST_VALUE(lon_n) OVER s AS lon_a,
+    LAST_VALUE(us_n) OVER s AS us_a,
+    MAX(us) OVER s - MIN(us) OVER s AS span_us
   FROM jump2_segments
+  WINDOW s AS (PARTITION BY vehicle_id, alive, segment {_WHOLE})
 ),
-jump2_ok AS (  -- gps_jump, second pass: against the kept neighbours, and GPS steps
-  SELECT {_KEPT} FROM jump2_steps
-  WHERE NOT ({_SINGLE_JUMP} OR {_OFF_TRACK} OR COALESCE(enters_fast AND leaves_fast
-    AND span_us <= @max_jump_run_minutes * {_US_PER_MINUTE}
-    AND {_implied_speed_kmh("_b", "_a")} <= @max_implied_speed_kmh, FALSE))
+jump2_rules AS (  -- gps_jump, second pass: against the kept neighbours, and GPS steps
+  SELECT {_PING}, COALESCE(reason, IF({_SINGLE_JUMP} OR {_OFF_TRACK}
+    OR COALESCE(enters_fast AND leaves_fast
+      AND span_us <= @max_jump_run_minutes * {_US_PER_MINUTE}
+      AND {_implied_speed_kmh("_b", "_a")} <= @max_implied_speed_kmh, FALSE),
+    'gps_jump', NULL)) AS reason
+  FROM jump2_steps
 ),
 run_starts AS (
-  SELECT {_KEPT}, COALESCE(LAG(status) OVER w != status, TRUE) AS starts_run
-  FROM jump2_ok {_BY_VEHICLE}
+  SELECT {_PING}, reason, alive, COALESCE(LAG(status) OVER w != status, TRUE) AS starts_run
+  FROM {_alive("jump2_rules")} {_ALIVE_WINDOW}
 ),
 runs AS (
-  SELECT {_KEPT},
-    SUM(IF(starts_run, 1, 0)) OVER (PARTITION BY vehicle_id ORDER BY us
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run_id
+  SELECT *, SUM(IF(starts_run, 1, 0)) OVER (PARTITION BY vehicle_id, alive ORDER BY us
+    {_RUNNING}) AS run_id
   FROM run_starts
 ),
-run_spans AS (
-  SELECT {_KEPT},
-    (MAX(us) OVER {_RUN} - MIN(us) OVER {_RUN}) / {_US_PER_MINUTE} AS run_minutes
-  FROM runs
-),
-clean AS (  -- stuck_status; what is left are the clean probes
-  SELECT vehicle_id, us, status,
+judged_pings AS (  -- stuck_status; one row per distinct ping, reason NULL = kept
+  SELECT {_PING}, COALESCE(reason, IF(
+    (status = 'occupied' AND run_minutes > @max_occupied_minutes)
+    OR (status = 'dispatched' AND run_minutes > @max_dispatched_minutes),
+    'stuck_status', NULL)) AS reason
+  FROM (
+    SELECT *, (MAX(us) OVER r - MIN(us) OVER r) / {_US_PER_MINUTE} AS run_minutes
+    FROM runs
+    WINDOW r AS (PARTITION BY vehicle_id, alive, run_id)
+  )
+)"""
+
+# Every delivered row, as delivered: the later copies of a ping are its duplicates.
+LABELLED_CTE = """
+labelled_probes AS (  -- every delivered row, as delivered, with its reason
+  SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status, status,
+    IF(copy_no > 1, 'duplicate', reason) AS reason
+  FROM judged_pings CROSS JOIN UNNEST(GENERATE_ARRAY(1, copies)) AS copy_no
+)"""
+
+CLEAN_CTES = """
+clean_rows AS (
+  SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, status,
     CAST(FLOOR(lat * @mesh_rows_per_degree) AS INT64) AS mesh_row,
-    CAST(FLOOR((lon - 100.0) * @mesh_cols_per_degree) AS INT64) AS mesh_col,
-    us - UNIX_MICROS(@day_start) AS us_into_day
-  FROM run_spans
-  WHERE NOT ((status = 'occupied' AND run_minutes > @max_occupied_minutes)
-    OR (status = 'dispatched' AND run_minutes > @max_dispatched_minutes))
+    CAST(FLOOR((lon - 100.0) * @mesh_cols_per_degree) AS INT64) AS mesh_col
+  FROM judged_pings
+  WHERE reason IS NULL
 ),
 mesh_digits AS (  -- mesh.mesh_code_from_index; the area is north-east of (0, 100), so >= 0
-  SELECT vehicle_id, us, status, us_into_day,
+  SELECT *,
     (DIV(mesh_row, @mesh_cells_per_first)) * 100 + (DIV(mesh_col, @mesh_cells_per_first))
       AS first_mesh,
     MOD(mesh_row, @mesh_cells_per_first) AS r, MOD(mesh_col, @mesh_cells_per_first) AS c
-  FROM clean
+  FROM clean_rows
 ),
 mesh_codes AS (
-  SELECT vehicle_id, us, status, us_into_day,
+  SELECT *,
     first_mesh * 100 + (DIV(r, @mesh_step_second)) * 10 + (DIV(c, @mesh_step_second))
       AS second_code,
     MOD(r, @mesh_step_second) AS r2, MOD(c, @mesh_step_second) AS c2,
-    MOD(r, @mesh_step_third) AS r3, MOD(c, @mesh_step_third) AS c3, r, c
+    MOD(r, @mesh_step_third) AS r3, MOD(c, @mesh_step_third) AS c3
   FROM mesh_digits
 ),
 mesh_levels AS (
-  SELECT vehicle_id, us, status, us_into_day, second_code,
+  SELECT *,
     second_code * 100 + (DIV(r2, @mesh_step_third)) * 10 + (DIV(c2, @mesh_step_third))
       AS third_code,
     1 + (DIV(c3, @mesh_step_half)) + (DIV(r3, @mesh_step_half)) * 2 AS half_digit,
     1 + MOD(c, 2) + MOD(r, 2) * 2 AS quarter_digit
   FROM mesh_codes
 ),
-clean_cells AS (
-  SELECT vehicle_id, us, status,
+clean_probes AS (  -- CLEAN_PROBES_SCHEMA
+  SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, status,
     CASE @mesh_level
       WHEN 'second' THEN second_code
       WHEN 'third' THEN third_code
       WHEN 'half' THEN third_code * 10 + half_digit
       ELSE (third_code * 10 + half_digit) * 10 + quarter_digit
-    END AS cell,
-    (DIV(us_into_day, @bucket_us)) AS bucket
+    END AS cell
   FROM mesh_levels
-),
-trip_flags AS (  -- trips.debounce_meter: the meter as read, with its neighbours
-  SELECT vehicle_id, us, status, cell, bucket, status = 'occupied' AS raw_occ,
+)"""
+
+TRIP_CTES = f"""
+trip_pings AS (  -- trips.debounce_meter: the meter as read, with its neighbours
+  SELECT vehicle_id, ts, us, lat, lon, status, cell, status = 'occupied' AS raw_occ,
     LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us, LAG(us) OVER w AS prev_us,
     COALESCE(LAG(status) OVER w = 'occupied', FALSE) AS raw_occ_before,
     COALESCE(LEAD(status) OVER w = 'occupied', FALSE) AS raw_occ_after
-  FROM clean_cells {_BY_VEHICLE}
+  FROM (SELECT vehicle_id, ts, UNIX_MICROS(ts) AS us, lat, lon, status, cell FROM clean_probes)
+  {_BY_VEHICLE}
 ),
 gap_runs AS (
   SELECT *, SUM(IF(first_ping OR raw_occ != raw_occ_before, 1, 0)) OVER (PARTITION BY vehicle_id
-    ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS gap_run,
+    ORDER BY us {_RUNNING}) AS gap_run,
     -- the vehicle's own clock: the median time between its consecutive pings
     PERCENTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
-  FROM trip_flags
+  FROM trip_pings
 ),
 bridged AS (  -- a vacant run this short between occupied runs is the meter flapping
-  SELECT vehicle_id, us, status, cell, bucket, first_ping, next_us,
+  SELECT vehicle_id, ts, us, lat, lon, status, cell, first_ping, next_us,
     raw_occ OR COALESCE(COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
       AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN}
       AND LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}
@@ -306,53 +366,87 @@ bridged AS (  -- a vacant run this short between occupied runs is the meter flap
 ),
 fare_runs AS (
   SELECT *, SUM(IF(first_ping OR bridged_occ != bridged_occ_before, 1, 0)) OVER (
-    PARTITION BY vehicle_id ORDER BY us ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    AS fare_run
+    PARTITION BY vehicle_id ORDER BY us {_RUNNING}) AS fare_run
   FROM (SELECT *, COALESCE(LAG(bridged_occ) OVER w, FALSE) AS bridged_occ_before
     FROM bridged {_BY_VEHICLE})
 ),
 fare_spans AS (
-  SELECT vehicle_id, us, status, cell, bucket, bridged_occ,
+  SELECT vehicle_id, ts, us, lat, lon, status, cell, bridged_occ,
     COUNT(*) OVER {_FARE_RUN} AS fare_pings, MIN(us) OVER {_FARE_RUN} AS fare_first_us,
     LAST_VALUE(next_us) OVER {_FARE_RUN} AS fare_next_us,
     MAX(IF(first_ping, 1, 0)) OVER {_FARE_RUN} = 1 AS starts_vehicle
   FROM fare_runs
 ),
 debounced AS (  -- an occupied run too short to be a fare is the meter flapping
-  SELECT vehicle_id, us, status, cell, bucket,
+  SELECT vehicle_id, ts, us, lat, lon, status, cell,
     bridged_occ AND NOT COALESCE(fare_next_us IS NOT NULL AND NOT starts_vehicle
       AND (fare_pings < @min_fare_pings
         OR (fare_next_us - fare_first_us) / 1000000 < @min_fare_seconds), FALSE) AS occ
   FROM fare_spans
 ),
-transitions AS (  -- derive_trips: a pickup only when seen within the maximum gap
-  SELECT cell, bucket, LAG(status) OVER w AS prev_status,
+transitions AS (  -- trips.derive_trips: a pickup only when seen within the maximum gap
+  SELECT vehicle_id, ts, us, lat, lon, cell, occ,
+    COALESCE(LAG(occ) OVER w, FALSE) AS was_occ,
     occ AND NOT COALESCE(LAG(occ) OVER w, FALSE) AND LAG(us) OVER w IS NOT NULL
       AND (us - LAG(us) OVER w) / 1000000 <= @max_pickup_gap_s AS pickup,
-    NOT occ AND COALESCE(LAG(occ) OVER w, FALSE) AS dropoff
+    NOT occ AND COALESCE(LAG(occ) OVER w, FALSE) AS dropoff,
+    -- trips.BOOKING_BY_PREVIOUS_STATUS
+    CASE LAG(status) OVER w
+      WHEN 'vacant' THEN 'street_hail'
+      WHEN 'dispatched' THEN 'app_booking'
+      WHEN 'off_duty' THEN 'other'
+    END AS pickup_booking
   FROM debounced {_BY_VEHICLE}
 ),
-events AS (
-  SELECT cell, bucket,
-    COUNTIF(pickup AND prev_status = 'vacant') AS street_hail_pickups,
-    COUNTIF(pickup AND prev_status = 'dispatched') AS app_booking_pickups,
-    COUNTIF(pickup) AS pickups,
-    COUNTIF(dropoff) AS dropoffs
+trip_starts AS (  -- every occupied run starts with a pickup or a trip already under way
+  SELECT *, IF(occ AND NOT was_occ, IF(pickup, pickup_booking, 'other'), NULL) AS start_booking,
+    SUM(IF(occ AND NOT was_occ, 1, 0)) OVER (PARTITION BY vehicle_id ORDER BY us {_RUNNING})
+      AS trip_no
   FROM transitions
-  GROUP BY cell, bucket
+),
+trip_events AS (  -- TRIP_EVENTS_SCHEMA; a drop-off carries the booking of its trip
+  SELECT vehicle_id, ts, IF(pickup, 'pickup', 'dropoff') AS event,
+    IF(pickup, pickup_booking, trip_booking) AS booking, lat, lon, cell
+  FROM (
+    SELECT *, FIRST_VALUE(start_booking) OVER (
+      PARTITION BY vehicle_id, trip_no ORDER BY us {_RUNNING}) AS trip_booking
+    FROM trip_starts
+  )
+  WHERE pickup OR dropoff
+)"""
+
+DEMAND_CTES = """
+event_times AS (
+  SELECT cell, event, booking, UNIX_MICROS(ts) - UNIX_MICROS(@day_start) AS us_into_day
+  FROM trip_events
+),
+events AS (
+  SELECT cell, (DIV(us_into_day, @bucket_us)) AS bucket,
+    COUNTIF(event = 'pickup' AND booking = 'street_hail') AS street_hail_pickups,
+    COUNTIF(event = 'pickup' AND booking = 'app_booking') AS app_booking_pickups,
+    COUNTIF(event = 'pickup') AS pickups,
+    COUNTIF(event = 'dropoff') AS dropoffs
+  FROM event_times
+  GROUP BY 1, 2
+),
+ping_times AS (
+  SELECT cell, vehicle_id, status, UNIX_MICROS(ts) - UNIX_MICROS(@day_start) AS us_into_day
+  FROM clean_probes
 ),
 supply AS (
-  SELECT cell, bucket,
+  SELECT cell, (DIV(us_into_day, @bucket_us)) AS bucket,
     COUNT(DISTINCT IF(status = 'vacant', vehicle_id, NULL)) AS vacant_taxis,
     COUNT(DISTINCT IF(status = 'occupied', vehicle_id, NULL)) AS occupied_taxis
-  FROM clean_cells
-  GROUP BY cell, bucket
+  FROM ping_times
+  GROUP BY 1, 2
 ),
 grid AS (
   SELECT cell, bucket
   FROM UNNEST(@area_cells) AS cell
   CROSS JOIN UNNEST(GENERATE_ARRAY(0, @buckets_per_day - 1)) AS bucket
-)
+)"""
+
+DEMAND_SELECT = """
 SELECT grid.cell,
   TIMESTAMP_MICROS(UNIX_MICROS(@day_start) + grid.bucket * @bucket_us) AS bucket_start,
   COALESCE(events.street_hail_pickups, 0) AS street_hail_pickups,
@@ -366,3 +460,33 @@ LEFT JOIN events ON events.cell = grid.cell AND events.bucket = grid.bucket
 LEFT JOIN supply ON supply.cell = grid.cell AND supply.bucket = grid.bucket
 ORDER BY grid.cell, bucket_start
 """
+
+CLEAN_PROBES_COLUMNS = "vehicle_id, ts, lat, lon, speed_kmh, heading, status, cell"
+TRIP_EVENTS_COLUMNS = "vehicle_id, ts, event, booking, lat, lon, cell"
+REJECTED_PROBES_SELECT = """
+SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status AS status, reason
+FROM labelled_probes
+WHERE reason IS NOT NULL
+"""
+
+
+def compose(ctes: list[str], select: str) -> str:
+    """One query from stages of CTEs and the final SELECT."""
+    return "WITH" + ",".join(ctes) + "\n" + select
+
+
+# The day's partition of each table, from the raw pings of the day.
+LABELLED_PROBES_SQL = compose(
+    [LABEL_CTES, LABELLED_CTE],
+    "SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status, status, reason\n"
+    "FROM labelled_probes\n",
+)
+CLEAN_PROBES_SQL = compose(
+    [LABEL_CTES, CLEAN_CTES], f"SELECT {CLEAN_PROBES_COLUMNS} FROM clean_probes\n"
+)
+REJECTED_PROBES_SQL = compose([LABEL_CTES, LABELLED_CTE], REJECTED_PROBES_SELECT)
+TRIP_EVENTS_SQL = compose(
+    [LABEL_CTES, CLEAN_CTES, TRIP_CTES], f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n"
+)
+# The whole path in one query: what BigQueryProbeSource.cell_demand runs.
+CELL_DEMAND_SQL = compose([LABEL_CTES, CLEAN_CTES, TRIP_CTES, DEMAND_CTES], DEMAND_SELECT)

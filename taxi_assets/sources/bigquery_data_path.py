@@ -1,0 +1,353 @@
+"""The data path as BigQuery tables: each run replaces one service-day partition by SQL.
+
+``clean_probes``, ``rejected_probes``, ``trip_events`` and ``cell_demand`` are tables of
+one dataset (``dataset``), each partitioned by ``service_day`` (the Tokyo day, as in the
+probes table) and written by the stages of ``bigquery_sql`` (the same CTEs the parity
+tests compare with the Polars path):
+
+- clean and rejected probes from the day's raw partition, labelled once (a temporary
+  table) and split by reason;
+- trip events from the day's ``clean_probes`` partition;
+- cell demand from the day's ``clean_probes`` and ``trip_events`` partitions.
+
+Each write is one script: ``CREATE TABLE IF NOT EXISTS`` (outside the transaction, as
+BigQuery allows no DDL on permanent tables inside one), then ``DELETE`` the day's
+partition and ``INSERT`` it again inside one transaction, so re-running a day replaces it
+and a failed run leaves the previous version. The checks read SQL aggregates (row counts,
+counts per reason) and contracts run on a bounded sample (``sample_rows``), so no run
+pod pulls a day of pings.
+
+The assets use it when the BigQuery probe source has ``data_path_dataset`` (and its own
+``data_path_writer``): ``raw_probes`` counts the day by SQL and stores a bounded sample;
+``clean_probes`` / ``rejected_probes`` and ``trip_events`` run these writes, report their
+rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
+the sample as their partition (so ``clean_probes_statistics`` describes a sample);
+``cell_demand`` is written here and read back (a small dense grid) for the features and the
+forecast. Not done yet: ``resources.production_resources`` does not read settings for the
+dataset and the writer's key, and the debouncing counts of ``trip_events`` (flaps bridged,
+pickups skipped) are not computed in SQL.
+
+Credentials are those of a writer service account on the data path's dataset
+(``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
+``roles/bigquery.jobUser`` on the project), given through ``dg.EnvVar`` to the nested
+``BigQueryResource``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import polars as pl
+from dagster_gcp import BigQueryResource
+from google.cloud import bigquery
+from pydantic import Field, field_validator
+
+from taxi_assets.cleaning import CleaningRules
+from taxi_assets.frames import (
+    CELL_DEMAND_SCHEMA,
+    CLEAN_PROBES_SCHEMA,
+    RAW_PROBES_SCHEMA,
+    REJECT_REASONS,
+    REJECTED_PROBES_SCHEMA,
+    TRIP_EVENTS_SCHEMA,
+)
+from taxi_assets.service_area import ServiceArea
+from taxi_assets.sources.bigquery import (
+    QueryParameter,
+    cell_demand_parameters,
+    conform,
+    conform_cell_demand,
+    conform_stage,
+    parameters_used_by,
+    validate_table_name,
+)
+from taxi_assets.sources.bigquery_sql import (
+    CLEAN_CTES,
+    CLEAN_PROBES_COLUMNS,
+    DEMAND_CTES,
+    DEMAND_SELECT,
+    LABEL_CTES,
+    LABELLED_CTE,
+    PROBE_TABLE_PLACEHOLDER,
+    TRIP_CTES,
+    TRIP_EVENTS_COLUMNS,
+    compose,
+)
+
+STAGE_SCHEMAS = {
+    "clean_probes": CLEAN_PROBES_SCHEMA,
+    "rejected_probes": REJECTED_PROBES_SCHEMA,
+    "trip_events": TRIP_EVENTS_SCHEMA,
+    "cell_demand": CELL_DEMAND_SCHEMA,
+}
+# How each table is read: a vehicle's track, the quarantine by reason, a cell's demand.
+_CLUSTER_BY = {
+    "clean_probes": "vehicle_id",
+    "rejected_probes": "reason",
+    "trip_events": "cell",
+    "cell_demand": "cell",
+}
+# The order a bounded sample is taken in: whole vehicles (or cells), deterministic.
+_SAMPLE_ORDER = {
+    "clean_probes": "vehicle_id, ts",
+    "rejected_probes": "vehicle_id, ts, reason",
+    "trip_events": "vehicle_id, ts",
+    "cell_demand": "cell, bucket_start",
+}
+_PLACEHOLDERS = {stage: "{" + stage + "_table}" for stage in STAGE_SCHEMAS}
+
+
+def bigquery_type(dtype: pl.DataType) -> str:
+    """The BigQuery column type a Polars column is stored as (enums as their text)."""
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMP"
+    if isinstance(dtype, pl.Enum) or dtype == pl.String:
+        return "STRING"
+    if dtype.is_integer():
+        return "INT64"
+    if dtype.is_float():
+        return "FLOAT64"
+    raise ValueError(f"no BigQuery type for {dtype}")
+
+
+def create_table_sql(stage: str) -> str:
+    """DDL of a stage's table (a placeholder for its name), day-partitioned."""
+    columns = ", ".join(
+        f"{name} {bigquery_type(dtype)}" for name, dtype in STAGE_SCHEMAS[stage].items()
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{_PLACEHOLDERS[stage]}` ({columns}, service_day DATE)\n"
+        f"PARTITION BY service_day CLUSTER BY {_CLUSTER_BY[stage]}\n"
+        "OPTIONS (require_partition_filter = TRUE);\n"
+    )
+
+
+def _replace_partition(stage: str, query: str) -> str:
+    """DELETE + INSERT of the day's partition of ``stage`` (inside a transaction)."""
+    table = _PLACEHOLDERS[stage]
+    columns = ", ".join(STAGE_SCHEMAS[stage])
+    return (
+        f"DELETE FROM `{table}` WHERE service_day = @day;\n"
+        f"INSERT INTO `{table}` ({columns}, service_day)\n"
+        f"SELECT {columns}, @day FROM (\n{query});\n"
+    )
+
+
+def _day_of(stage: str, columns: str) -> str:
+    return f"SELECT {columns} FROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day"
+
+
+# The labelling runs once: both tables are written from its temporary result.
+CLEAN_AND_REJECTED_SCRIPT = (
+    create_table_sql("clean_probes")
+    + create_table_sql("rejected_probes")
+    + "CREATE TEMP TABLE day_judged_pings AS\n"
+    + compose([LABEL_CTES], "SELECT * FROM judged_pings")
+    + ";\n"
+    + "BEGIN TRANSACTION;\n"
+    + _replace_partition(
+        "clean_probes",
+        compose(
+            ["\njudged_pings AS (SELECT * FROM day_judged_pings)", CLEAN_CTES],
+            f"SELECT {CLEAN_PROBES_COLUMNS} FROM clean_probes\n",
+        ),
+    )
+    + _replace_partition(
+        "rejected_probes",
+        compose(
+            ["\njudged_pings AS (SELECT * FROM day_judged_pings)", LABELLED_CTE],
+            "SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status AS status, "
+            "reason\nFROM labelled_probes WHERE reason IS NOT NULL\n",
+        ),
+    )
+    + "COMMIT TRANSACTION;\n"
+    + "DROP TABLE day_judged_pings;\n"
+)
+
+TRIP_EVENTS_SCRIPT = (
+    create_table_sql("trip_events")
+    + "BEGIN TRANSACTION;\n"
+    + _replace_partition(
+        "trip_events",
+        compose(
+            [f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})", TRIP_CTES],
+            f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n",
+        ),
+    )
+    + "COMMIT TRANSACTION;\n"
+)
+
+CELL_DEMAND_SCRIPT = (
+    create_table_sql("cell_demand")
+    + "BEGIN TRANSACTION;\n"
+    + _replace_partition(
+        "cell_demand",
+        compose(
+            [
+                f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})",
+                f"\ntrip_events AS ({_day_of('trip_events', TRIP_EVENTS_COLUMNS)})",
+                DEMAND_CTES,
+            ],
+            DEMAND_SELECT,
+        ),
+    )
+    + "COMMIT TRANSACTION;\n"
+)
+
+# What the checks need, as aggregates of the day's partitions.
+DAY_COUNTS_SQL = f"""
+SELECT 'raw' AS part, CAST(NULL AS STRING) AS reason, COUNT(*) AS n
+FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day
+UNION ALL
+SELECT 'clean', NULL, COUNT(*) FROM `{_PLACEHOLDERS["clean_probes"]}` WHERE service_day = @day
+UNION ALL
+SELECT 'rejected', reason, COUNT(*) FROM `{_PLACEHOLDERS["rejected_probes"]}`
+WHERE service_day = @day GROUP BY reason
+"""
+
+
+RAW_ROWS_SQL = f"""
+SELECT COUNT(*) AS n FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day
+"""
+
+RAW_SAMPLE_SQL = f"""
+SELECT * EXCEPT (service_day)
+FROM `{PROBE_TABLE_PLACEHOLDER}`
+WHERE service_day = @day
+ORDER BY vehicle_id, ts
+LIMIT @sample_rows
+"""
+
+TRIP_COUNTS_SQL = f"""
+SELECT event, booking, COUNT(*) AS n
+FROM `{_PLACEHOLDERS["trip_events"]}`
+WHERE service_day = @day
+GROUP BY event, booking
+"""
+
+
+def sample_sql(stage: str) -> str:
+    """A bounded, deterministic sample of the day's partition of ``stage``."""
+    columns = ", ".join(STAGE_SCHEMAS[stage])
+    return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """Rows of the day in each table, from SQL aggregates."""
+
+    raw_rows: int
+    kept_rows: int
+    rejected: dict[str, int]  # every reason of REJECT_REASONS, zeros included
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.rejected.values())
+
+
+class BigQueryDataPath(dg.ConfigurableResource):
+    """Writes the data path's tables in BigQuery, one service-day partition per call."""
+
+    bigquery: BigQueryResource = Field(
+        description="Project, location and the data path writer's credentials (dg.EnvVar)."
+    )
+    probes_table: str = Field(description="project.dataset.table of the raw pings.")
+    dataset: str = Field(description="project.dataset that holds the data path's tables.")
+    sample_rows: int = Field(
+        default=50_000, description="At most this many rows are read back for a contract."
+    )
+
+    @field_validator("probes_table")
+    @classmethod
+    def _plain_table_name(cls, value: str) -> str:
+        return validate_table_name(value)
+
+    @field_validator("dataset")
+    @classmethod
+    def _plain_dataset_name(cls, value: str) -> str:
+        validate_table_name(f"{value}.table")
+        return value
+
+    def table(self, stage: str) -> str:
+        """project.dataset.table of a stage."""
+        return validate_table_name(f"{self.dataset}.{stage}")
+
+    def _sql(self, template: str) -> str:
+        sql = template.replace(PROBE_TABLE_PLACEHOLDER, validate_table_name(self.probes_table))
+        for stage, placeholder in _PLACEHOLDERS.items():
+            sql = sql.replace(placeholder, self.table(stage))
+        return sql
+
+    def _run(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
+        """Run one query or script and return the rows of its last statement: the only
+        place that talks to BigQuery, so tests can run the same SQL on DuckDB."""
+        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
+        with self.bigquery.get_client() as client:
+            arrow = client.query(sql, job_config=config).result().to_arrow()
+        result = pl.from_arrow(arrow)
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def _execute(self, template: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
+        sql = self._sql(template)
+        return self._run(sql, parameters_used_by(sql, parameters))
+
+    def write_clean_and_rejected(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
+        self._execute(CLEAN_AND_REJECTED_SCRIPT, cell_demand_parameters(day, area, rules, 15))
+
+    def write_trip_events(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
+        self._execute(TRIP_EVENTS_SCRIPT, cell_demand_parameters(day, area, rules, 15))
+
+    def write_cell_demand(
+        self, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
+    ) -> None:
+        parameters = cell_demand_parameters(day, area, rules, bucket_minutes)
+        self._execute(CELL_DEMAND_SCRIPT, parameters)
+
+    def day_counts(self, day: date) -> DayCounts:
+        rows = self._execute(DAY_COUNTS_SQL, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        by_part = {part: 0 for part in ("raw", "clean")}
+        rejected = dict.fromkeys(REJECT_REASONS, 0)
+        for part, reason, n in rows.iter_rows():
+            if part == "rejected":
+                rejected[reason] = int(n)
+            else:
+                by_part[part] = int(n)
+        return DayCounts(raw_rows=by_part["raw"], kept_rows=by_part["clean"], rejected=rejected)
+
+    def sample(self, stage: str, day: date) -> pl.DataFrame:
+        """At most ``sample_rows`` rows of the day's partition, in the stage's schema."""
+        rows = self._execute(sample_sql(stage), self._sample_parameters(day))
+        return conform_stage(rows, STAGE_SCHEMAS[stage])
+
+    def _sample_parameters(self, day: date) -> list[QueryParameter]:
+        return [
+            bigquery.ScalarQueryParameter("day", "DATE", day),
+            bigquery.ScalarQueryParameter("sample_rows", "INT64", self.sample_rows),
+        ]
+
+    def raw_rows(self, day: date) -> int:
+        """Rows the feed delivered for the day (before the data path's tables exist)."""
+        rows = self._execute(RAW_ROWS_SQL, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        return int(rows.item())
+
+    def raw_sample(self, day: date) -> pl.DataFrame:
+        """At most ``sample_rows`` delivered rows of the day (whole vehicles first), in
+        RAW_PROBES_SCHEMA; a column the table lacks or mistypes fails as ``read_probes``."""
+        rows = self._execute(RAW_SAMPLE_SQL, self._sample_parameters(day))
+        return conform(rows, RAW_PROBES_SCHEMA, self.probes_table)
+
+    def trip_counts(self, day: date) -> dict[tuple[str, str | None], int]:
+        """The day's trip events per (event, booking), from SQL."""
+        rows = self._execute(TRIP_COUNTS_SQL, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        return {(event, booking): int(n) for event, booking, n in rows.iter_rows()}
+
+    def read_cell_demand(self, day: date) -> pl.DataFrame:
+        """The day's cell demand (a dense grid of ~150 k small rows: the model reads it)."""
+        columns = ", ".join(CELL_DEMAND_SCHEMA)
+        sql = f"{_day_of('cell_demand', columns)}\nORDER BY cell, bucket_start\n"
+        rows = self._execute(sql, [bigquery.ScalarQueryParameter("day", "DATE", day)])
+        return conform_cell_demand(rows)

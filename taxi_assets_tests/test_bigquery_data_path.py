@@ -1,0 +1,187 @@
+"""The data path's BigQuery stages, run on DuckDB, against the Polars path row by row.
+
+``clean_probes``, ``rejected_probes`` and ``trip_events`` each have a query composed from
+the stages in ``bigquery_sql`` (the same CTEs ``CELL_DEMAND_SQL`` is made of, whose
+parity ``test_bigquery_source`` checks). Here every stage's rows are compared with
+``cleaning.clean_probes`` and ``trips.derive_trip_events`` on a simulated day with
+hand-made faults and on random hostile days, over every mesh level and many thresholds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
+from taxi_assets.frames import (
+    CLEAN_PROBES_SCHEMA,
+    REJECT_REASONS,
+    REJECTED_PROBES_SCHEMA,
+    TRIP_EVENTS_SCHEMA,
+)
+from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+from taxi_assets.sources.bigquery import (
+    cell_demand_parameters,
+    conform_stage,
+    parameters_used_by,
+)
+from taxi_assets.sources.bigquery_sql import (
+    CLEAN_PROBES_SQL,
+    LABELLED_PROBES_SQL,
+    PROBE_TABLE_PLACEHOLDER,
+    REJECTED_PROBES_SQL,
+    TRIP_EVENTS_SQL,
+)
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.trips import TripRules, derive_trip_events
+from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
+from taxi_assets_tests.test_bigquery_source import (
+    DAY,
+    PROJECT,
+    STATUS_MAPPING,
+    as_bigquery_rows,
+    hostile_rows,
+    load_table,
+    random_hostile_day,
+    run_on_duckdb,
+)
+
+STAGES = {
+    "clean_probes": (CLEAN_PROBES_SQL, CLEAN_PROBES_SCHEMA),
+    "rejected_probes": (REJECTED_PROBES_SQL, REJECTED_PROBES_SCHEMA),
+    "trip_events": (TRIP_EVENTS_SQL, TRIP_EVENTS_SCHEMA),
+}
+
+
+def run_stage(
+    database: Path,
+    table: str,
+    stage: str,
+    day: date,
+    area: ServiceArea,
+    rules: CleaningRules,
+) -> pl.DataFrame:
+    """One stage's query on the DuckDB stand-in, bound to exactly the parameters it names."""
+    template, schema = STAGES[stage]
+    sql = template.replace(PROBE_TABLE_PLACEHOLDER, table)
+    parameters = parameters_used_by(sql, cell_demand_parameters(day, area, rules, 15))
+    return conform_stage(run_on_duckdb(database, PROJECT, sql, parameters), schema)
+
+
+def polars_stages(
+    raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
+) -> dict[str, pl.DataFrame]:
+    result = clean_probes(raw, day, area, rules)
+    return {
+        "clean_probes": result.clean,
+        "rejected_probes": result.rejected,
+        "trip_events": derive_trip_events(result.clean, rules.trips),
+    }
+
+
+def in_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in one order whatever the engine's (SQL has no arrival order)."""
+    return frame.sort(pl.all(), nulls_last=True)
+
+
+def assert_stages_equal(
+    database: Path, table: str, raw: pl.DataFrame, day: date, area: ServiceArea, rules
+) -> dict[str, pl.DataFrame]:
+    expected = polars_stages(raw, day, area, rules)
+    for stage, want in expected.items():
+        got = run_stage(database, table, stage, day, area, rules)
+        try:
+            assert_frame_equal(in_order(got), in_order(want), check_exact=True)
+        except AssertionError as error:
+            raise AssertionError(f"{stage} differs from the Polars path: {error}") from None
+    return expected
+
+
+def late_night_taxi(day: date) -> pl.DataFrame:
+    """A taxi with one of its 31 pings just before the day (outside_day, below the clock
+    skew share): random days rarely cross midnight with few enough pings outside."""
+    pings = track(99, day, ["vacant"] * 30, 1380, origin=(35.675, 139.755), step_deg=1e-4)
+    pings.append((99, at_minute(day, -1), 35.675, 139.755))
+    return raw_probes(pings)
+
+
+@pytest.fixture(scope="module")
+def simulated_day() -> pl.DataFrame:
+    """A 60-taxi simulated day with the hand-made hostile pings."""
+    simulated = SimulatedProbeSource(fleet_size=60, seed=3).read_probes(DAY).probes
+    return pl.concat([simulated, hostile_rows(DAY)])
+
+
+def test_every_stage_equals_the_polars_path_on_a_simulated_day(
+    simulated_day: pl.DataFrame, tmp_path: Path
+) -> None:
+    database = tmp_path / "bigquery.duckdb"
+    table = f"{PROJECT}.probes.pings"
+    load_table(database, table, as_bigquery_rows(simulated_day, DAY, integer_ids=False))
+
+    expected = assert_stages_equal(
+        database, table, simulated_day, DAY, CENTRAL_TOKYO, CleaningRules()
+    )
+
+    counts = rejected_counts(expected["rejected_probes"])
+    assert all(counts[reason] > 0 for reason in REJECT_REASONS), counts
+    events = expected["trip_events"]
+    assert events.height > 1000
+    assert set(events["booking"].drop_nulls().cast(pl.String)) == {
+        "street_hail",
+        "app_booking",
+        "other",
+    }
+    # LABELLED_PROBES_SQL is both sides at once: every delivered row once, NULL = kept.
+    sql = LABELLED_PROBES_SQL.replace(PROBE_TABLE_PLACEHOLDER, table)
+    parameters = parameters_used_by(
+        sql, cell_demand_parameters(DAY, CENTRAL_TOKYO, CleaningRules(), 15)
+    )
+    labelled = run_on_duckdb(database, PROJECT, sql, parameters)
+    assert labelled.height == simulated_day.height
+    assert labelled["reason"].null_count() == expected["clean_probes"].height
+    labels = Counter(labelled["reason"].drop_nulls().to_list())
+    assert {reason: labels.get(reason, 0) for reason in REJECT_REASONS} == counts
+
+
+def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Path) -> None:
+    """Small days full of faults, over every mesh level and many thresholds: the same
+    rows kept, the same rows rejected with the same reason, the same trip events."""
+    database = tmp_path / "bigquery.duckdb"
+    levels = ("half", "quarter", "third", "second")
+    reasons: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    for seed in range(8):
+        day = DAY + timedelta(days=seed)
+        area = ServiceArea(35.67, 35.69, 139.75, 139.78, mesh_level=levels[seed % 4])
+        rules = CleaningRules(
+            max_implied_speed_kmh=(150.0, 90.0)[seed % 2],
+            max_occupied_minutes=20.0,
+            max_dispatched_minutes=10.0,
+            clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
+            max_jump_run_minutes=(10.0, 3.0)[seed % 2],
+            trips=TripRules(
+                max_vacant_gap_pings=(1, 0, 2)[seed % 3],
+                max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
+                min_fare_pings=(2, 1, 3)[seed % 3],
+                min_fare_seconds=(0.0, 120.0)[seed % 2],
+                max_pickup_gap_s=(300.0, 90.0)[seed % 2],
+            ),
+            max_speed_kmh=(200.0, 100.0)[seed % 2],
+            status_mapping=STATUS_MAPPING,
+        )
+        raw = pl.concat([random_hostile_day(seed, day, area), late_night_taxi(day)])
+        table = f"{PROJECT}.probes.pings_random"  # one name: one transpiled query per stage
+        load_table(database, table, as_bigquery_rows(raw, day, integer_ids=seed % 2 == 0))
+
+        expected = assert_stages_equal(database, table, raw, day, area, rules)
+
+        reasons.update(rejected_counts(expected["rejected_probes"]))
+        events.update(expected["trip_events"].select(pl.concat_str("event", "booking")).to_series())
+    assert all(reasons[reason] > 0 for reason in REJECT_REASONS), reasons
+    assert {"pickupstreet_hail", "dropoffother"} <= set(events), events

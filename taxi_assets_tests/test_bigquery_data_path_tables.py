@@ -1,0 +1,246 @@
+"""The data path's BigQuery tables, written on DuckDB: the same scripts, partition by partition.
+
+``BigQueryDataPath`` runs each write as one BigQuery script (CREATE TABLE IF NOT EXISTS,
+then DELETE + INSERT of the day's partition in a transaction). Here its one method that
+talks to BigQuery runs the same script on a DuckDB file instead: every statement
+transpiled by sqlglot, bound to the very ``QueryParameter`` values it was given.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+import sqlglot
+from dagster_gcp import BigQueryResource
+from google.cloud import bigquery
+from polars.testing import assert_frame_equal
+
+from taxi_assets.assets.cleaning import quarantine_share_result, rows_conserved_result
+from taxi_assets.checks import contract_check_result
+from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
+from taxi_assets.contracts import CleanProbes, RejectedProbes, TripEvents
+from taxi_assets.demand import aggregate_cell_demand
+from taxi_assets.frames import CELL_DEMAND_SCHEMA
+from taxi_assets.quarantine import QuarantineLimits
+from taxi_assets.service_area import CENTRAL_TOKYO
+from taxi_assets.sources.base import ProbeSourceError
+from taxi_assets.sources.bigquery import (
+    BigQueryProbeSource,
+    QueryParameter,
+    conform_stage,
+    parameter_names,
+)
+from taxi_assets.sources.bigquery_data_path import STAGE_SCHEMAS, BigQueryDataPath
+from taxi_assets.sources.simulated import SimulatedProbeSource
+from taxi_assets.trips import derive_trip_events
+from taxi_assets_tests.test_bigquery_source import (
+    DAY,
+    PROJECT,
+    DuckDBProbeSource,
+    as_bigquery_rows,
+    as_duckdb,
+    hostile_rows,
+    load_table,
+    materialize_cell_demand,
+)
+
+PROBES_TABLE = f"{PROJECT}.probes.pings"
+DATASET = f"{PROJECT}.data_path"
+
+
+@functools.cache
+def duckdb_script(sql: str) -> list[tuple[str, frozenset[str]]]:
+    """Each statement of a BigQuery script as DuckDB SQL, with the parameters it uses."""
+    statements = [s.sql(dialect="bigquery") for s in sqlglot.parse(sql, read="bigquery")]
+    return [(as_duckdb(text), parameter_names(text)) for text in statements]
+
+
+class DuckDBDataPath(BigQueryDataPath):
+    """The BigQuery data path with its one BigQuery call running on a DuckDB file."""
+
+    duckdb_file: str
+
+    def _run(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
+        given = {
+            p.name: p.values if isinstance(p, bigquery.ArrayQueryParameter) else p.value
+            for p in parameters
+        }
+        assert parameter_names(sql) == set(given)
+        result = pl.DataFrame()
+        with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            # A table that does not exist must fail, as in BigQuery, not be looked up
+            # among the test's Python variables.
+            con.execute("SET python_enable_replacements = false")
+            con.execute(f"ATTACH '{self.duckdb_file}' AS \"{PROJECT}\"")
+            for text, names in duckdb_script(sql):
+                relation = con.sql(text, params={name: given[name] for name in names})
+                if relation is not None:  # a query, not DDL or DML
+                    result = pl.from_arrow(relation.to_arrow_table())
+        return result
+
+
+def table_day(database: Path, table: str, day: date) -> pl.DataFrame:
+    """Every row of one partition, read directly (the test may read whole days)."""
+    project, dataset, name = table.split(".")
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"ATTACH '{database}' AS \"{project}\" (READ_ONLY)")
+        relation = con.sql(
+            f'SELECT * EXCLUDE (service_day) FROM "{project}"."{dataset}"."{name}" '
+            "WHERE service_day = $day",
+            params={"day": day},
+        )
+        frame = pl.from_arrow(relation.to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def in_order(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(pl.all(), nulls_last=True)
+
+
+@pytest.fixture(scope="module")
+def two_days() -> dict[date, pl.DataFrame]:
+    """Two simulated 20-taxi days, the first with the hand-made hostile pings."""
+    source = SimulatedProbeSource(fleet_size=20, seed=3)
+    return {
+        DAY: pl.concat([source.read_probes(DAY).probes, hostile_rows(DAY)]),
+        DAY + timedelta(days=1): source.read_probes(DAY + timedelta(days=1)).probes,
+    }
+
+
+def write_day(path: BigQueryDataPath, day: date, rules: CleaningRules) -> None:
+    path.write_clean_and_rejected(day, CENTRAL_TOKYO, rules)
+    path.write_trip_events(day, CENTRAL_TOKYO, rules)
+    path.write_cell_demand(day, CENTRAL_TOKYO, rules, 15)
+
+
+def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
+    two_days: dict[date, pl.DataFrame], tmp_path: Path
+) -> None:
+    database = tmp_path / "bigquery.duckdb"
+    raw = pl.concat(as_bigquery_rows(p, d, integer_ids=False) for d, p in two_days.items())
+    load_table(database, PROBES_TABLE, raw)
+    with duckdb.connect(str(database)) as con:  # the deployment creates the dataset
+        con.execute("CREATE SCHEMA data_path")
+    path = DuckDBDataPath(
+        bigquery=BigQueryResource(project=PROJECT),
+        probes_table=PROBES_TABLE,
+        dataset=DATASET,
+        sample_rows=500,
+        duckdb_file=str(database),
+    )
+    rules = CleaningRules()
+    next_day = DAY + timedelta(days=1)
+    for day in (DAY, next_day, DAY):  # the first day twice: a re-run replaces it
+        write_day(path, day, rules)
+
+    for day, probes in two_days.items():
+        result = clean_probes(probes, day, CENTRAL_TOKYO, rules)
+        trips = derive_trip_events(result.clean, rules.trips)
+        expected = {
+            "clean_probes": result.clean,
+            "rejected_probes": result.rejected,
+            "trip_events": trips,
+            "cell_demand": aggregate_cell_demand(result.clean, trips, day, CENTRAL_TOKYO, 15),
+        }
+        for stage, want in expected.items():
+            stored = conform_stage(
+                table_day(database, path.table(stage), day), STAGE_SCHEMAS[stage]
+            )
+            assert_frame_equal(in_order(stored), in_order(want), check_exact=True)
+
+        # The checks come from SQL aggregates, not from the rows.
+        counts = path.day_counts(day)
+        assert counts.raw_rows == probes.height
+        assert counts.kept_rows == result.clean.height
+        assert counts.rejected == rejected_counts(result.rejected)
+        conserved = rows_conserved_result(counts.raw_rows, counts.kept_rows, counts.rejected_rows)
+        assert conserved.passed
+        share = quarantine_share_result(counts.rejected, counts.raw_rows, QuarantineLimits())
+        assert share.metadata["raw_rows"].value == probes.height
+
+    # Contracts run on a bounded sample of the partition.
+    for stage, contract in (
+        ("clean_probes", CleanProbes),
+        ("rejected_probes", RejectedProbes),
+        ("trip_events", TripEvents),
+    ):
+        sample = path.sample(stage, DAY)
+        assert 0 < sample.height <= 500
+        assert contract_check_result(contract, sample, stage).passed
+    # cell_demand, a small dense grid, is what the model's features read back.
+    stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
+    assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))
+
+
+class DuckDBWarehouseSource(DuckDBProbeSource):
+    """The BigQuery source on DuckDB, with the data path written as tables there too."""
+
+    def warehouse_data_path(self) -> BigQueryDataPath:
+        return DuckDBDataPath(
+            bigquery=self.bigquery,
+            probes_table=self.probes_table,
+            dataset=DATASET,
+            sample_rows=300,
+            duckdb_file=self.duckdb_file,
+        )
+
+
+def test_the_assets_write_their_day_into_the_bigquery_tables(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """In BigQuery mode the assets keep their names and lineage, write the day by SQL,
+    pass their checks from SQL counts and samples, and store only bounded samples."""
+    simulator = SimulatedProbeSource(fleet_size=30, seed=7)
+    probes = simulator.read_probes(DAY).probes
+    database = tmp_path / "bigquery.duckdb"
+    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY))
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE SCHEMA data_path")
+    source = DuckDBWarehouseSource(
+        bigquery=BigQueryResource(project=PROJECT),
+        probes_table=PROBES_TABLE,
+        weather_table=f"{PROJECT}.probes.weather",
+        duckdb_file=str(database),
+    )
+
+    in_polars, _ = materialize_cell_demand(simulator, tmp_path / "p", instance)
+    in_bigquery, metadata = materialize_cell_demand(source, tmp_path / "bq", instance)
+
+    assert metadata["computed_in"].value == "bigquery"
+    assert_frame_equal(in_bigquery, in_polars)
+    expected = clean_probes(probes, DAY, CENTRAL_TOKYO)
+    stored = table_day(database, f"{DATASET}.clean_probes", DAY)
+    assert stored.height == expected.clean.height > 300
+    # Only bounded samples reach the run's storage: no asset pulled the day.
+    for asset in ("raw_probes", "clean_probes", "rejected_probes", "trip_events"):
+        assert pl.read_parquet(tmp_path / "bq" / asset / f"{DAY}.parquet").height <= 300
+    events = instance.get_latest_materialization_event(dg.AssetKey("clean_probes"))
+    assert events is not None
+    clean_metadata = events.asset_materialization.metadata
+    assert clean_metadata["rows"].value == expected.clean.height
+    assert clean_metadata["raw_rows"].value == probes.height
+
+
+def test_the_data_path_needs_its_own_writer() -> None:
+    source = BigQueryProbeSource(
+        bigquery=BigQueryResource(project=PROJECT),
+        probes_table=PROBES_TABLE,
+        weather_table=f"{PROJECT}.probes.weather",
+        data_path_dataset=DATASET,
+    )
+    with pytest.raises(ProbeSourceError, match="needs data_path_writer"):
+        source.warehouse_data_path()
+    writer = BigQueryResource(project=PROJECT)
+    path = source.model_copy(update={"data_path_writer": writer}).warehouse_data_path()
+    assert path.table("trip_events") == f"{DATASET}.trip_events"
+    assert path.bigquery is writer
