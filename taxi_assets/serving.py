@@ -19,9 +19,11 @@ read does not hold:
   dispatched for ``max_dispatched_minutes``) is judged on its whole run when the run
   started inside the look-back or the vehicle pinged within ``LOOKBACK_SLACK`` of the
   look-back's start. A vehicle silent there (a night taxi resting through the day) brings
-  its own look-back: its pings of the margin before its last ping (:func:`live_look_back`,
-  a per-vehicle state of two timestamps). Only a vehicle silent twice, there and again at
-  its own look-back's start, can have a stuck run judged shorter than on the whole day.
+  its own look-back: its last ping before the read and the minutes before it
+  (:func:`live_look_back`, found from a per-vehicle state of two timestamps), so a run
+  going on from that ping is seen to span the whole gap. Only a vehicle whose last ping
+  there is itself rejected (a GPS jump, outside the area) can have a stuck run judged
+  shorter than on the whole day.
 - ``clock_skew``: the share of a vehicle's pings stamped outside the day is taken over the
   read, not the day; a vehicle near the threshold (5%) can be judged differently.
 - meter debouncing compares a vacant gap with the vehicle's median ping interval over the
@@ -112,9 +114,17 @@ def lookback_margin(rules: CleaningRules) -> timedelta:
 
 def live_look_back(rules: CleaningRules) -> LookBack:
     """The per-vehicle look-back of the tick's read: a vehicle silent for longer than
-    ``LOOKBACK_SLACK`` at the read's start also brings its pings of the ``lookback_margin``
-    before its last ping (a night taxi's meter stuck on across its daytime rest)."""
-    return LookBack(margin=lookback_margin(rules), silence=LOOKBACK_SLACK)
+    ``LOOKBACK_SLACK`` at the read's start (a night taxi resting through the day) also
+    brings its pings of the minutes before its last ping there.
+
+    Those minutes cover the short rules (a GPS step, the pickup gap) around that last ping.
+    A stuck meter needs no more: a run that goes on from that ping into the window already
+    spans more than ``lookback_margin`` (over ``max_occupied_minutes``), as on the whole day.
+    """
+    short_minutes = max(rules.max_jump_run_minutes, rules.trips.max_pickup_gap_s / 60)
+    return LookBack(
+        margin=timedelta(minutes=short_minutes) + LOOKBACK_SLACK, silence=LOOKBACK_SLACK
+    )
 
 
 def live_read_window(

@@ -20,6 +20,11 @@ partitions, where they would look like normal pings of another day. Partitioning
 ``DATE(ts)`` would also make a Tokyo day straddle two UTC dates. Every query filters on
 ``service_day = @day``, so BigQuery scans one partition.
 
+The live 5-minute tick does not pull the day: ``read_probes_window`` runs
+``READ_PROBES_WINDOW_SQL`` (``ts >= @start AND ts < @end`` on the day's partition, plus the
+earlier pings of vehicles silent at @start), so it pulls the hours its window and look-back
+hold (``taxi_assets.serving``).
+
 The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_h
 FLOAT64``, partitioned by DAY on ``hour_start``.
 

@@ -230,7 +230,9 @@ class LandingFolderProbeSource(ProbeSource):
             ids_and_times = pl.Schema({"vehicle_id": pl.String, "ts": pl.Datetime("us", "UTC")})
             state = pl.concat(
                 collect_file(
-                    scan.select("vehicle_id", "ts").filter(pl.col("ts") < end), path, ids_and_times
+                    scan.select("vehicle_id", "ts").filter(pl.col("ts") < _utc_end(end)),
+                    path,
+                    ids_and_times,
                 )
                 if scan is not None
                 else whole[path].select(ids_and_times.names())
