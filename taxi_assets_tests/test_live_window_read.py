@@ -61,9 +61,18 @@ def landing_parquet(tmp_path: Path, day: pl.DataFrame) -> ProbeSource:
     """The day as two parquet files that split it in time, as an uploader's batches do."""
     folder = tmp_path / "landing" / "probes" / DAY.isoformat()
     noon = datetime(2026, 4, 21, 12, tzinfo=TOKYO).astimezone(UTC)
-    _write(day.filter(pl.col("ts") < noon), folder / "a.parquet", "parquet")
-    _write(day.filter(pl.col("ts") >= noon), folder / "b.parquet", "parquet")
+    morning = pl.col("ts").dt.convert_time_zone("UTC") < noon
+    _write(day.filter(morning), folder / "a.parquet", "parquet")
+    _write(day.filter(~morning), folder / "b.parquet", "parquet")
     return LandingFolderProbeSource(landing_dir=str(tmp_path / "landing"))
+
+
+def landing_parquet_integer_ids(tmp_path: Path, day: pl.DataFrame) -> ProbeSource:
+    """A feed with INT64 ids in Tokyo time: the scan reads them as the text conform gives."""
+    as_delivered = day.with_columns(
+        pl.col("vehicle_id").cast(pl.Int64), pl.col("ts").dt.convert_time_zone("Asia/Tokyo")
+    )
+    return landing_parquet(tmp_path, as_delivered)
 
 
 def landing_csv(tmp_path: Path, day: pl.DataFrame) -> ProbeSource:
@@ -79,7 +88,9 @@ def on_bigquery(tmp_path: Path, day: pl.DataFrame) -> ProbeSource:
     return duckdb_source(database)
 
 
-@pytest.mark.parametrize("source", [landing_parquet, landing_csv, on_bigquery])
+@pytest.mark.parametrize(
+    "source", [landing_parquet, landing_parquet_integer_ids, landing_csv, on_bigquery]
+)
 @pytest.mark.parametrize("look_back", [LOOK_BACK, None], ids=["look_back", "window_only"])
 def test_a_source_reads_the_window_and_look_back_of_the_day(
     tmp_path: Path, source, look_back: LookBack | None

@@ -131,13 +131,6 @@ def silent_vehicles(
     )
 
 
-def look_back_range(start: datetime, silent: pl.DataFrame) -> pl.Expr:
-    """Rows a file scan must decode for :func:`select_window` before it can tell vehicles
-    apart: those stamped from the earliest look-back on (a predicate on ``ts`` only)."""
-    earliest = silent["read_from"].min() if silent.height else None
-    return pl.col("ts") >= (_utc(start) if earliest is None else min(earliest, _utc(start)))
-
-
 def select_window(
     probes: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, silent: pl.DataFrame
 ) -> pl.DataFrame:

@@ -25,7 +25,6 @@ from taxi_assets.sources.base import (
     ProbeSourceError,
     cast_keeping_track,
     examples,
-    look_back_range,
     refused_ids_message,
     select_window,
     silent_vehicles,
@@ -75,12 +74,19 @@ def scan_by_time(path: UPath) -> pl.LazyFrame | None:
     if path.protocol not in ("", "file") or path.suffix.lower() != ".parquet":
         return None
     try:
-        ts_type = pl.read_parquet_schema(path.path).get("ts")
+        schema = pl.read_parquet_schema(path.path)
     except Exception as error:  # polars raises several kinds; all mean "unreadable file"
         raise ProbeSourceError(f"{path}: cannot be read as parquet: {error}") from error
+    ts_type = schema.get("ts")
     if not (isinstance(ts_type, pl.Datetime) and ts_type.time_zone is not None):
         return None
-    scan = pl.scan_parquet(path.path)
+    # Text or integer ids cast to text are the ids conform() gives (integers as decimal
+    # text), so vehicles can be told apart before the rows are conformed; other types
+    # (floats holding integers) are read whole.
+    id_type = schema.get("vehicle_id")
+    if id_type is None or not (id_type == pl.String or id_type.is_integer()):
+        return None
+    scan = pl.scan_parquet(path.path).with_columns(pl.col("vehicle_id").cast(pl.String))
     if ts_type.time_zone != "UTC":
         scan = scan.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
     return scan
@@ -92,11 +98,20 @@ def _utc_end(end: datetime) -> datetime:
     return end.astimezone(UTC)
 
 
-def collect_file(scan: pl.LazyFrame, path: UPath, schema: pl.Schema) -> pl.DataFrame:
+def collect_file(
+    scan: pl.LazyFrame,
+    path: UPath,
+    schema: pl.Schema,
+    start: datetime,
+    end: datetime,
+    silent: pl.DataFrame,
+) -> pl.DataFrame:
+    """The rows of a scanned file :func:`select_window` keeps, conformed to ``schema``."""
     try:
-        return conform(scan.collect(), schema, path)
+        frame = select_window(scan, start, end, silent)
     except pl.exceptions.PolarsError as error:
         raise ProbeSourceError(f"{path}: cannot be read as parquet: {error}") from error
+    return conform(frame, schema, path)
 
 
 def conform(frame: pl.DataFrame, schema: pl.Schema, path: UPath) -> pl.DataFrame:
@@ -227,28 +242,24 @@ class LandingFolderProbeSource(ProbeSource):
             schema={"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")}
         )
         if look_back is not None:
-            ids_and_times = pl.Schema({"vehicle_id": pl.String, "ts": pl.Datetime("us", "UTC")})
+            # The per-vehicle state reads two columns, unconformed: ids are text already.
             state = pl.concat(
-                collect_file(
-                    scan.select("vehicle_id", "ts").filter(pl.col("ts") < _utc_end(end)),
-                    path,
-                    ids_and_times,
-                )
-                if scan is not None
-                else whole[path].select(ids_and_times.names())
-                for path, scan in scans.items()
+                [
+                    scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"))
+                    .filter(pl.col("ts") < _utc_end(end))
+                    .collect()
+                    if scan is not None
+                    else whole[path].select("vehicle_id", "ts")
+                    for path, scan in scans.items()
+                ]
             )
             silent = silent_vehicles(state, start, end, look_back)
-        needed = look_back_range(start, silent) & (pl.col("ts") < _utc_end(end))
+        # The window's rows, then the silent vehicles' earlier rows, selected in the scan;
+        # only they are conformed (the files' checks run on the rows read).
         frames = [
-            select_window(
-                collect_file(scan.filter(needed), path, RAW_PROBES_SCHEMA)
-                if scan is not None
-                else whole[path],
-                start,
-                end,
-                silent,
-            )
+            collect_file(scan, path, RAW_PROBES_SCHEMA, start, end, silent)
+            if scan is not None
+            else select_window(whole[path], start, end, silent)
             for path, scan in scans.items()
         ]
         origin = {
