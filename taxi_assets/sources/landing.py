@@ -222,9 +222,10 @@ class LandingFolderProbeSource(ProbeSource):
         self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
     ) -> ProbeDelivery:
         """The day's pings of the window and look-back (``ProbeSource.read_probes_window``):
-        parquet files are scanned with a predicate on ``ts`` (:func:`scan_by_time`), twice:
-        ids and times up to ``end`` for the silent vehicles, then the rows from the earliest
-        look-back on. The state is taken over all the day's files, which may split time."""
+        parquet files are scanned (:func:`scan_by_time`) twice: ids and times up to ``end``
+        for the silent vehicles, then only the window's rows and those vehicles' earlier
+        rows, selected in the scan and conformed. The state is taken over all the day's
+        files, which may split time; CSV files are read whole and sliced."""
         root = UPath(self.landing_dir)
         files = probe_files_for_day(root, day)
         if not files:
