@@ -6,6 +6,35 @@ data) and the next two (horizons 0, 1, 2): at 10:00 it covers 10:00-10:15, 10:15
 features come from the last complete buckets before the bucket in progress, read live from
 the probe source and put through the same cleaning, trip and demand functions as the
 nightly path, and from stored ``cell_demand`` for yesterday and last week.
+
+The tick reads only pings stamped in [read start, tick) (:func:`live_read_window`): the
+live window (the 3 hours the recent features need) plus a look-back
+(:func:`lookback_margin`) long enough for the rules that judge a ping by its vehicle's other
+pings. On the window's buckets the tick's demand then equals the demand of the whole day
+seen so far (every ping stamped before the tick, as the nightly path would clean it), and
+the nightly demand of the finished day, except where a rule's answer depends on pings the
+read does not hold:
+
+- ``stuck_status``: a meter stuck on for longer than ``max_occupied_minutes`` (or
+  dispatched for ``max_dispatched_minutes``) is judged on its whole run when the run
+  started inside the look-back or the vehicle pinged within ``LOOKBACK_SLACK`` of the
+  look-back's start. A vehicle silent there (a night taxi resting through the day) brings
+  its own look-back: its last ping before the read and the minutes before it
+  (:func:`live_look_back`, found from a per-vehicle state of two timestamps), so a run
+  going on from that ping is seen to span the whole gap. Only a vehicle whose last ping
+  there is itself rejected (a GPS jump, outside the area) can have a stuck run judged
+  shorter than on the whole day.
+- ``clock_skew``: the share of a vehicle's pings stamped outside the day is taken over the
+  read, not the day; a vehicle near the threshold (5%) can be judged differently.
+- meter debouncing compares a vacant gap with the vehicle's median ping interval over the
+  read, not the day: on an irregular feed a median that differs can bridge a flap or not.
+- pings within a few minutes of the read's start are judged with fewer neighbours (GPS
+  jumps, pickups, short fares): the look-back keeps them hours away from the window.
+- as before, the finished day adds what only later pings show (a stuck run that goes on,
+  the pings after a track's last ping, late deliveries), so the nightly demand of the
+  buckets just before the tick can still differ from the tick's.
+
+``taxi_assets_tests/test_serving.py`` checks the equality on simulated days.
 """
 
 from __future__ import annotations
@@ -31,6 +60,7 @@ from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.guidance import GuidanceParams, opportunity
 from taxi_assets.model.training import TrainedModel
 from taxi_assets.service_area import ServiceArea
+from taxi_assets.sources.base import LookBack, window_with_look_back
 from taxi_assets.trips import derive_trip_events
 
 FORECAST_COLUMNS = (
@@ -64,6 +94,51 @@ def live_window(tick: datetime, bucket_minutes: int) -> tuple[datetime, datetime
     return end - history_buckets_needed(bucket_minutes) * timedelta(minutes=bucket_minutes), end
 
 
+# How long a vehicle may be silent at the read's start and still be judged on the plain
+# window and look-back; a vehicle silent longer gets its own look-back (``LookBack``).
+LOOKBACK_SLACK = timedelta(minutes=30)
+
+
+def lookback_margin(rules: CleaningRules) -> timedelta:
+    """How far before the live window the tick reads: the longest span a per-vehicle rule
+    measures (a stuck meter's run, a GPS step, the pickup gap) plus ``LOOKBACK_SLACK``, so
+    that every rule judges the window's pings on the pings it would see on the whole day."""
+    longest_minutes = max(
+        rules.max_occupied_minutes,
+        rules.max_dispatched_minutes,
+        rules.max_jump_run_minutes,
+        rules.trips.max_pickup_gap_s / 60,
+    )
+    return timedelta(minutes=longest_minutes) + LOOKBACK_SLACK
+
+
+def live_look_back(rules: CleaningRules) -> LookBack:
+    """The per-vehicle look-back of the tick's read: a vehicle silent for longer than
+    ``LOOKBACK_SLACK`` at the read's start (a night taxi resting through the day) also
+    brings its pings of the minutes before its last ping there.
+
+    Those minutes cover the short rules (a GPS step, the pickup gap) around that last ping.
+    A stuck meter needs no more: a run that goes on from that ping into the window already
+    spans more than ``lookback_margin`` (over ``max_occupied_minutes``), as on the whole day.
+    """
+    short_minutes = max(rules.max_jump_run_minutes, rules.trips.max_pickup_gap_s / 60)
+    return LookBack(
+        margin=timedelta(minutes=short_minutes) + LOOKBACK_SLACK, silence=LOOKBACK_SLACK
+    )
+
+
+def live_read_window(
+    tick: datetime, bucket_minutes: int, rules: CleaningRules
+) -> tuple[datetime, datetime]:
+    """[start, end) of the pings the tick reads (UTC): the live window and its look-back,
+    up to the tick (pings stamped at or after it are not there yet)."""
+    window_start, _ = live_window(tick, bucket_minutes)
+    return (
+        (window_start - lookback_margin(rules)).astimezone(UTC),
+        tick.astimezone(UTC),
+    )
+
+
 def days_touched(start: datetime, end: datetime) -> list[date]:
     """Tokyo days overlapping [start, end]."""
     first, last = start.astimezone(TOKYO).date(), end.astimezone(TOKYO).date()
@@ -79,20 +154,27 @@ def live_cell_demand(
 ) -> pl.DataFrame:
     """Cell demand of the live window's complete buckets from the raw pings seen by ``tick``.
 
+    ``raw_by_day`` holds, per service day the read touches, that day's delivery: the pings
+    of :func:`live_read_window` and :func:`live_look_back` (``ProbeSource.read_probes_window``)
+    or more (the whole day); only those pings are used, so both give the same answer.
     Each day goes through ``clean_probes``, ``derive_trip_events`` (with the same trip
-    rules) and ``aggregate_cell_demand`` exactly as in the nightly path; pings stamped at
-    or after the tick are not there yet and are dropped first.
+    rules) and ``aggregate_cell_demand`` exactly as in the nightly path. Where that equals
+    the whole day's demand and where it may not: see the module docstring.
     """
     start, end = live_window(tick, bucket_minutes)
-    tick_utc = tick.astimezone(UTC)
+    read_start, read_end = live_read_window(tick, bucket_minutes, rules)
     parts = []
     for day, raw in sorted(raw_by_day.items()):
-        seen = raw.filter(pl.col("ts") < tick_utc)
+        seen = window_with_look_back(raw, read_start, read_end, live_look_back(rules))
         if seen.height == 0:
             continue  # nothing delivered for that day yet: unknown (null), not zero demand
         cleaned = clean_probes(seen, day, area, rules).clean
+        events = derive_trip_events(cleaned, rules.trips)
+        # Buckets tile the day, so a ping or event stamped in [start, end) is counted in a
+        # window bucket and no other: the look-back's only feed the rules, not the counts.
+        in_window = (pl.col("ts") >= start) & (pl.col("ts") < end)
         demand = aggregate_cell_demand(
-            cleaned, derive_trip_events(cleaned, rules.trips), day, area, bucket_minutes
+            cleaned.filter(in_window), events.filter(in_window), day, area, bucket_minutes
         )
         parts.append(
             demand.filter((pl.col("bucket_start") >= start) & (pl.col("bucket_start") < end))

@@ -25,12 +25,16 @@ from taxi_assets.serving import (
     forecast_tick,
     history_days,
     live_cell_demand,
+    live_look_back,
+    live_read_window,
     live_window,
+    lookback_margin,
     target_bucket,
 )
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.trips import derive_trip_events
+from taxi_assets.trips import TripRules, derive_trip_events
 from taxi_assets_tests.conftest import SMALL_FLEET
+from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 
 YESTERDAY, TODAY = date(2026, 4, 27), date(2026, 4, 28)  # a Monday and a Tuesday
 RULES = CleaningRules()
@@ -170,6 +174,135 @@ def test_live_demand_is_the_nightly_demand_of_the_window(
     # every count of every bucket agrees with the nightly path.
     assert_frame_equal(live.sort("cell", "bucket_start"), between(nightly, start, end))
     assert live["street_hail_pickups"].sum() > 0
+
+
+# The tick reads only its window and a look-back -----------------------------------------------
+
+
+def test_the_tick_reads_its_window_and_the_look_back_the_rules_need() -> None:
+    tick = tokyo(TODAY, 14, 7)
+    # The window starts at 11:00; a stuck meter is judged over 180 minutes, plus the slack.
+    assert live_read_window(tick, 15, RULES) == (utc(tokyo(TODAY, 7, 30)), utc(tick))
+    longer = CleaningRules(max_occupied_minutes=300.0)
+    assert lookback_margin(longer) == timedelta(minutes=330)
+    # The pickup gap counts too when it is the longest span.
+    slow_feed = CleaningRules(trips=TripRules(max_pickup_gap_s=4 * 3600.0))
+    assert lookback_margin(slow_feed) == timedelta(hours=4, minutes=30)
+
+
+def day_so_far_demand(raw_by_day: dict[date, pl.DataFrame], tick: datetime) -> pl.DataFrame:
+    """The live window's demand from every ping of each day stamped before the tick, cleaned
+    as the nightly path cleans a day: what the tick computed before it read a window."""
+    start, end = live_window(tick, 15)
+    parts = []
+    for day, raw in sorted(raw_by_day.items()):
+        seen = raw.filter(pl.col("ts") < utc(tick))
+        if seen.height:
+            parts.append(between(nightly_demand(seen, day), start, end))
+    return pl.concat(parts).sort("cell", "bucket_start")
+
+
+@pytest.fixture(scope="module")
+def stuck_city() -> SimulatedProbeSource:
+    # Many stuck meters (3-6 h spells) and skewed clocks, so the rules the look-back serves
+    # are exercised in every window.
+    return SimulatedProbeSource(
+        fleet_size=SMALL_FLEET, seed=11, stuck_status_rate=0.25, clock_skew_rate=0.05
+    )
+
+
+@pytest.mark.parametrize(
+    "tick",
+    [tokyo(TODAY, 14, 7), tokyo(TODAY, 19, 0), tokyo(TODAY, 1, 10)],
+    ids=["afternoon", "evening", "window_across_midnight"],
+)
+def test_the_windowed_tick_equals_the_whole_day_so_far(
+    stuck_city: SimulatedProbeSource, tick: datetime
+) -> None:
+    read_start, read_end = live_read_window(tick, 15, RULES)
+    look_back = live_look_back(RULES)
+    days = days_touched(read_start, read_end)
+    windowed = {
+        day: stuck_city.read_probes_window(day, read_start, read_end, look_back).probes
+        for day in days
+    }
+    whole = {day: stuck_city.read_probes(day).probes for day in days}
+    assert sum(f.height for f in windowed.values()) < sum(f.height for f in whole.values())
+
+    live = live_cell_demand(windowed, utc(tick), CENTRAL_TOKYO, RULES, 15)
+
+    assert_frame_equal(live.sort("cell", "bucket_start"), day_so_far_demand(whole, tick))
+    # The whole day as delivered gives the same answer: only the read window is used.
+    assert_frame_equal(live, live_cell_demand(whole, utc(tick), CENTRAL_TOKYO, RULES, 15))
+    # Stuck meters were quarantined in the window, so the look-back did matter.
+    start, end = live_window(tick, 15)
+    stuck_in_window = sum(
+        clean_probes(raw.filter(pl.col("ts") < utc(tick)), day, CENTRAL_TOKYO, RULES)
+        .rejected.filter(
+            (pl.col("reason") == "stuck_status") & (pl.col("ts") >= start) & (pl.col("ts") < end)
+        )
+        .height
+        for day, raw in whole.items()
+    )
+    assert stuck_in_window > 0
+
+
+STUCK_VEHICLE = "stuck-1"
+
+
+def stuck_meter(first_minute: float, silent_until: float | None = None) -> pl.DataFrame:
+    """One taxi, meter on from ``first_minute`` to 14:06 Tokyo, one ping a minute (none
+    between ``first_minute`` and ``silent_until``), barely moving, inside the area."""
+    minutes = 14 * 60 + 7 - first_minute
+    rows = track(
+        STUCK_VEHICLE, TODAY, ["occupied"] * int(minutes), first_minute, 1.0, step_deg=1e-5
+    )
+    if silent_until is not None:
+        rows = [rows[0]] + [row for row in rows if row[1] >= at_minute(TODAY, silent_until)]
+    return raw_probes(rows)
+
+
+def test_a_stuck_meter_that_began_before_the_window_is_judged_as_on_the_whole_day() -> None:
+    tick = utc(tokyo(TODAY, 14, 7))
+    # On since 10:00: the run is 4 h long at the tick, 1 h of it before the window (11:00).
+    raw = {TODAY: stuck_meter(10 * 60)}
+
+    live = live_cell_demand(raw, tick, CENTRAL_TOKYO, RULES, 15)
+
+    assert_frame_equal(live.sort("cell", "bucket_start"), day_so_far_demand(raw, tick))
+    assert live["occupied_taxis"].sum() == 0  # quarantined as stuck_status, as at night
+
+
+def test_a_stuck_meter_silent_at_the_read_start_brings_its_own_look_back() -> None:
+    tick = utc(tokyo(TODAY, 14, 7))
+    # On at 07:00 (before the read's start, 07:30), then silent until 11:10: the whole day
+    # sees a 7-hour run; the plain read would see 11:10-14:06, under 180 minutes.
+    raw = {TODAY: stuck_meter(7 * 60, silent_until=11 * 60 + 10)}
+    read_start, read_end = live_read_window(tick, 15, RULES)
+    # A read without the vehicle's look-back keeps it occupied in 12 buckets (11:00-13:45).
+    plain = {TODAY: raw[TODAY].filter(pl.col("ts") >= read_start)}
+    assert live_cell_demand(plain, tick, CENTRAL_TOKYO, RULES, 15)["occupied_taxis"].sum() == 12
+
+    live = live_cell_demand(raw, tick, CENTRAL_TOKYO, RULES, 15)
+
+    assert_frame_equal(live.sort("cell", "bucket_start"), day_so_far_demand(raw, tick))
+    assert live["occupied_taxis"].sum() == 0
+
+
+def test_a_clock_skew_share_taken_before_the_read_is_where_the_tick_may_differ() -> None:
+    tick = utc(tokyo(TODAY, 14, 7))
+    # A taxi vacant 06:00-14:06 that replayed 30 pings of yesterday: 30 of its 516 pings
+    # (5.8%) lie outside the day, so the whole day quarantines it as a skewed clock; the
+    # replays are stamped before the read (07:30 on), so the tick keeps it.
+    rows = track(STUCK_VEHICLE, TODAY, ["vacant"] * 486, 6 * 60, 1.0, step_deg=1e-5)
+    replays = track(STUCK_VEHICLE, YESTERDAY, ["vacant"] * 30, 9 * 60, 1.0, step_deg=1e-5)
+    raw = {TODAY: raw_probes(rows + replays)}
+
+    live = live_cell_demand(raw, tick, CENTRAL_TOKYO, RULES, 15)
+
+    assert day_so_far_demand(raw, tick)["vacant_taxis"].sum() == 0
+    # The documented difference: that taxi counted vacant in each window bucket (11:00 on).
+    assert live["vacant_taxis"].sum() == 12
 
 
 def busiest_hailing_vehicle(raw: pl.DataFrame, day: date, start: datetime, end: datetime) -> int:

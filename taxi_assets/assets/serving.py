@@ -34,6 +34,8 @@ from taxi_assets.serving import (
     forecast_from_features,
     history_days,
     live_cell_demand,
+    live_look_back,
+    live_read_window,
     live_window,
     tick_features,
 )
@@ -99,9 +101,18 @@ def demand_forecast(
     model = artifacts.load_model(pointer["model_version"])
     area = settings.service_area()
     window_start, target = live_window(tick, settings.bucket_minutes)
-    days = days_touched(window_start, tick)
-    raw = {day: read_from_source(lambda d=day: probe_source.read_probes(d)).probes for day in days}
-    live = live_cell_demand(raw, tick, area, settings.cleaning_rules(), settings.bucket_minutes)
+    rules = settings.cleaning_rules()
+    # Only the window and the look-back the per-vehicle rules need, not the day so far.
+    read_start, read_end = live_read_window(tick, settings.bucket_minutes, rules)
+    raw = {
+        day: read_from_source(
+            lambda d=day: probe_source.read_probes_window(
+                d, read_start, read_end, live_look_back(rules)
+            )
+        ).probes
+        for day in days_touched(read_start, read_end)
+    }
+    live = live_cell_demand(raw, tick, area, rules, settings.bucket_minutes)
     history = [stored.read("cell_demand", day.isoformat()) for day in history_days(tick)]
     found = [frame for frame in history if frame is not None]
     if len(found) < len(history):
@@ -152,6 +163,8 @@ def demand_forecast(
             "mean_opportunity": float(now["opportunity"].mean() or 0.0),
             "forecast_horizons": ", ".join(str(h) for h in FORECAST_HORIZONS),
             "live_buckets": live["bucket_start"].n_unique(),
+            "pings_read": sum(frame.height for frame in raw.values()),
+            "read_start": dg.MetadataValue.timestamp(read_start),
             "history_days_found": len(found),
             "seconds": round(seconds, 3),
             "tick_path": dg.MetadataValue.path(str(path)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import dagster as dg
@@ -86,6 +86,96 @@ def refused_ids_message(where: str, name: str, refused: pl.Series) -> str:
     )
 
 
+@dataclass(frozen=True)
+class LookBack:
+    """What a window read adds for vehicles silent at its start (see ``taxi_assets.serving``).
+
+    A vehicle that pinged before the window's start but whose first ping in the window
+    comes more than ``silence`` after it was silent there: the rules that judge a ping by
+    its vehicle's earlier pings (a stuck meter's run, a GPS step, a pickup's gap) would see
+    its track begin at that ping. For such a vehicle the read also holds its pings of the
+    ``margin`` before its last ping before the window, as the whole day would show them.
+    """
+
+    margin: timedelta
+    silence: timedelta
+
+
+def _utc(instant: datetime) -> datetime:
+    if instant.tzinfo is None:
+        raise ValueError(f"{instant} needs a time zone (UTC or an offset)")
+    return instant.astimezone(UTC)
+
+
+def silent_vehicles(
+    pings: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, look_back: LookBack
+) -> pl.DataFrame:
+    """Per vehicle silent at ``start`` (:class:`LookBack`), from its delivery's ``vehicle_id``
+    and ``ts``: ``read_from``, the start of its look-back. One row per such vehicle."""
+    start, end = _utc(start), _utc(end)
+    ts = pl.col("ts")
+    return (
+        pings.lazy()
+        .select("vehicle_id", "ts")
+        .filter(ts < end)
+        .group_by("vehicle_id")
+        .agg(last_before=ts.filter(ts < start).max(), first_from=ts.filter(ts >= start).min())
+        .filter(
+            pl.col("last_before").is_not_null()
+            & pl.col("vehicle_id").is_not_null()
+            & (pl.col("first_from") - start > look_back.silence)
+        )
+        .select("vehicle_id", read_from=pl.col("last_before") - look_back.margin)
+        .sort("vehicle_id")
+        .collect()
+    )
+
+
+def select_window(
+    probes: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, silent: pl.DataFrame
+) -> pl.DataFrame:
+    """The rows stamped in [start, end), then the earlier rows of the ``silent`` vehicles
+    from their ``read_from`` on (:func:`silent_vehicles`)."""
+    start, end = _utc(start), _utc(end)
+    ts = pl.col("ts")
+    window = probes.lazy().filter((ts >= start) & (ts < end))
+    if silent.height == 0:
+        return window.collect()
+    earlier = (
+        probes.lazy()
+        .filter((ts < start) & pl.col("vehicle_id").is_in(silent["vehicle_id"].implode()))
+        .join(silent.lazy(), on="vehicle_id", how="inner", maintain_order="left")
+        .filter(ts >= pl.col("read_from"))
+        .drop("read_from")
+    )
+    return pl.concat([earlier, window]).collect()
+
+
+def window_with_look_back(
+    probes: pl.DataFrame | pl.LazyFrame,
+    start: datetime,
+    end: datetime,
+    look_back: LookBack | None,
+) -> pl.DataFrame:
+    """The rows of ``probes`` (UTC ``ts``) stamped in [start, end) and, with ``look_back``,
+    the earlier rows of the vehicles silent at ``start`` (:class:`LookBack`)."""
+    silent = (
+        silent_vehicles(probes, start, end, look_back)
+        if look_back is not None
+        else pl.DataFrame(schema={"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")})
+    )
+    return select_window(probes, start, end, silent)
+
+
+def window_origin(origin: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
+    """A delivery's origin, saying which window of the day it holds."""
+    return {
+        **origin,
+        "window_start": _utc(start).isoformat(),
+        "window_end": _utc(end).isoformat(),
+    }
+
+
 class ProbeSourceError(ValueError):
     """Input from outside the platform is unusable; the message names the file, column or
     setting at fault so the person on call can fix the input rather than the code."""
@@ -113,6 +203,18 @@ class ProbeSource(dg.ConfigurableResource):
 
     @abstractmethod
     def read_probes(self, day: date) -> ProbeDelivery: ...
+
+    def read_probes_window(
+        self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
+    ) -> ProbeDelivery:
+        """The pings of ``day``'s delivery stamped in [start, end) and, with ``look_back``,
+        the earlier pings of the vehicles silent at ``start`` (:func:`window_with_look_back`):
+        what the 5-minute tick reads instead of the whole day. Sources that can filter where
+        the pings live (BigQuery, parquet row-group statistics) override this; this default
+        reads the day and slices it, so every source gives the same rows."""
+        delivery = self.read_probes(day)
+        probes = window_with_look_back(delivery.probes, start, end, look_back)
+        return ProbeDelivery(probes, window_origin(delivery.origin, start, end))
 
     @abstractmethod
     def read_weather(self, day: date) -> pl.DataFrame:

@@ -20,6 +20,11 @@ partitions, where they would look like normal pings of another day. Partitioning
 ``DATE(ts)`` would also make a Tokyo day straddle two UTC dates. Every query filters on
 ``service_day = @day``, so BigQuery scans one partition.
 
+The live 5-minute tick does not pull the day: ``read_probes_window`` runs
+``READ_PROBES_WINDOW_SQL`` (``ts >= @start AND ts < @end`` on the day's partition, plus the
+earlier pings of vehicles silent at @start), so it pulls the hours its window and look-back
+hold (``taxi_assets.serving``).
+
 The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_h
 FLOAT64``, partitioned by DAY on ``hour_start``.
 
@@ -47,7 +52,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import polars as pl
@@ -71,6 +76,7 @@ from taxi_assets.frames import (
 from taxi_assets.mesh import CELLS_PER_FIRST_MESH, cols_per_degree, rows_per_degree
 from taxi_assets.service_area import ServiceArea
 from taxi_assets.sources.base import (
+    LookBack,
     ProbeDelivery,
     ProbeSource,
     ProbeSourceError,
@@ -78,11 +84,13 @@ from taxi_assets.sources.base import (
     examples,
     refused_ids_message,
     vehicle_ids_as_text,
+    window_origin,
 )
 from taxi_assets.sources.bigquery_sql import (
     CELL_DEMAND_SQL,
     PROBE_TABLE_PLACEHOLDER,
     READ_PROBES_SQL,
+    READ_PROBES_WINDOW_SQL,
     READ_WEATHER_SQL,
     WEATHER_TABLE_PLACEHOLDER,
     physics_parameter_values,
@@ -121,6 +129,28 @@ def validate_table_name(name: str) -> str:
 def probe_day_parameters(day: date) -> list[QueryParameter]:
     """Parameters of ``READ_PROBES_SQL``: the partition to read."""
     return [bigquery.ScalarQueryParameter("day", "DATE", day)]
+
+
+def probe_window_parameters(
+    day: date, start: datetime, end: datetime, look_back: LookBack | None
+) -> list[QueryParameter]:
+    """Parameters of ``READ_PROBES_WINDOW_SQL``: the partition, the window and the look-back
+    (none: a silence no vehicle can have, so no vehicle gets one)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError(f"window {start} .. {end} needs aware datetimes (UTC or an offset)")
+    margin_us = silence_us = 0
+    if look_back is not None:
+        margin_us = look_back.margin // timedelta(microseconds=1)
+        silence_us = look_back.silence // timedelta(microseconds=1)
+    else:
+        silence_us = (end - start) // timedelta(microseconds=1)
+    return [
+        *probe_day_parameters(day),
+        bigquery.ScalarQueryParameter("start", "TIMESTAMP", start.astimezone(UTC)),
+        bigquery.ScalarQueryParameter("end", "TIMESTAMP", end.astimezone(UTC)),
+        bigquery.ScalarQueryParameter("margin_us", "INT64", margin_us),
+        bigquery.ScalarQueryParameter("silence_us", "INT64", silence_us),
+    ]
 
 
 def weather_day_parameters(day: date) -> list[QueryParameter]:
@@ -361,6 +391,21 @@ class BigQueryProbeSource(ProbeSource):
             "partition": f"service_day={day.isoformat()}",
         }
         return ProbeDelivery(probes, origin)
+
+    def read_probes_window(
+        self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
+    ) -> ProbeDelivery:
+        """The day's pings of the window and look-back, selected in BigQuery
+        (``READ_PROBES_WINDOW_SQL``, ``ts >= @start``): the tick pulls hours, not the day."""
+        parameters = probe_window_parameters(day, start, end, look_back)
+        raw = self._query(self._sql(READ_PROBES_WINDOW_SQL), parameters)
+        probes = conform(raw, RAW_PROBES_SCHEMA, self.probes_table)
+        origin = {
+            "source": "bigquery",
+            "table": self.probes_table,
+            "partition": f"service_day={day.isoformat()}",
+        }
+        return ProbeDelivery(probes, window_origin(origin, start, end))
 
     def read_weather(self, day: date) -> pl.DataFrame:
         raw = self._query(self._sql(READ_WEATHER_SQL), weather_day_parameters(day))

@@ -57,6 +57,34 @@ WHERE hour_start >= @day_start AND hour_start < @day_end
 ORDER BY hour_start
 """
 
+# The live tick's read (``ProbeSource.read_probes_window``, ``sources.base.LookBack``): of the
+# day's partition, the pings stamped in [@start, @end), and for every vehicle silent at
+# @start (its first ping from @start on comes more than @silence_us after it) its earlier
+# pings from @margin_us before its last ping before @start. The partition is scanned (a
+# time filter does not prune a partition clustered by vehicle), but only those rows are
+# pulled: hours of pings, not the day so far.
+READ_PROBES_WINDOW_SQL = f"""
+WITH seen AS (
+  SELECT * EXCEPT (service_day)
+  FROM `{PROBE_TABLE_PLACEHOLDER}`
+  WHERE service_day = @day AND ts < @end
+),
+silent AS (
+  SELECT
+    vehicle_id,
+    MAX(IF(ts < @start, UNIX_MICROS(ts), NULL)) - @margin_us AS read_from_us
+  FROM seen
+  WHERE vehicle_id IS NOT NULL
+  GROUP BY vehicle_id
+  HAVING MAX(IF(ts < @start, UNIX_MICROS(ts), NULL)) IS NOT NULL
+    AND MIN(IF(ts >= @start, UNIX_MICROS(ts), NULL)) - UNIX_MICROS(@start) > @silence_us
+)
+SELECT seen.*
+FROM seen
+LEFT JOIN silent ON seen.vehicle_id = silent.vehicle_id
+WHERE seen.ts >= @start OR UNIX_MICROS(seen.ts) >= silent.read_from_us
+"""
+
 
 def _haversine_km(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
     """SQL of ``cleaning.haversine_km``, operation for operation."""

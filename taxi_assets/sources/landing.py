@@ -11,7 +11,7 @@ written by the uploader and are ignored.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
 from pydantic import Field
@@ -19,14 +19,18 @@ from upath import UPath
 
 from taxi_assets.frames import RAW_PROBES_SCHEMA, WEATHER_SCHEMA
 from taxi_assets.sources.base import (
+    LookBack,
     ProbeDelivery,
     ProbeSource,
     ProbeSourceError,
     cast_keeping_track,
     examples,
     refused_ids_message,
+    select_window,
+    silent_vehicles,
     text_column,
     vehicle_ids_as_text,
+    window_origin,
 )
 
 LANDING_SUFFIXES = (".parquet", ".csv")
@@ -61,6 +65,53 @@ def read_table_file(path: UPath) -> pl.DataFrame:
     except Exception as error:  # polars raises several kinds; all mean "unreadable file"
         kind = "parquet" if suffix == ".parquet" else "UTF-8 CSV"
         raise ProbeSourceError(f"{path}: cannot be read as {kind}: {error}") from error
+
+
+def scan_by_time(path: UPath) -> pl.LazyFrame | None:
+    """A lazy scan of a local parquet file whose ``ts`` is a zoned timestamp (in UTC), so
+    that a filter on ``ts`` skips the row groups whose statistics lie outside it; None for
+    any other file (CSV, text timestamps, a bucket URL), which is read whole."""
+    if path.protocol not in ("", "file") or path.suffix.lower() != ".parquet":
+        return None
+    try:
+        schema = pl.read_parquet_schema(path.path)
+    except Exception as error:  # polars raises several kinds; all mean "unreadable file"
+        raise ProbeSourceError(f"{path}: cannot be read as parquet: {error}") from error
+    ts_type = schema.get("ts")
+    if not (isinstance(ts_type, pl.Datetime) and ts_type.time_zone is not None):
+        return None
+    # Text or integer ids cast to text are the ids conform() gives (integers as decimal
+    # text), so vehicles can be told apart before the rows are conformed; other types
+    # (floats holding integers) are read whole.
+    id_type = schema.get("vehicle_id")
+    if id_type is None or not (id_type == pl.String or id_type.is_integer()):
+        return None
+    scan = pl.scan_parquet(path.path).with_columns(pl.col("vehicle_id").cast(pl.String))
+    if ts_type.time_zone != "UTC":
+        scan = scan.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
+    return scan
+
+
+def _utc_end(end: datetime) -> datetime:
+    if end.tzinfo is None:
+        raise ValueError(f"{end} needs a time zone (UTC or an offset)")
+    return end.astimezone(UTC)
+
+
+def collect_file(
+    scan: pl.LazyFrame,
+    path: UPath,
+    schema: pl.Schema,
+    start: datetime,
+    end: datetime,
+    silent: pl.DataFrame,
+) -> pl.DataFrame:
+    """The rows of a scanned file :func:`select_window` keeps, conformed to ``schema``."""
+    try:
+        frame = select_window(scan, start, end, silent)
+    except pl.exceptions.PolarsError as error:
+        raise ProbeSourceError(f"{path}: cannot be read as parquet: {error}") from error
+    return conform(frame, schema, path)
 
 
 def conform(frame: pl.DataFrame, schema: pl.Schema, path: UPath) -> pl.DataFrame:
@@ -166,6 +217,59 @@ class LandingFolderProbeSource(ProbeSource):
             **{f"rows_from_{p.name}": f.height for p, f in zip(files, frames, strict=True)},
         }
         return ProbeDelivery(probes, origin)
+
+    def read_probes_window(
+        self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
+    ) -> ProbeDelivery:
+        """The day's pings of the window and look-back (``ProbeSource.read_probes_window``):
+        parquet files are scanned (:func:`scan_by_time`) twice: ids and times up to ``end``
+        for the silent vehicles, then only the window's rows and those vehicles' earlier
+        rows, selected in the scan and conformed. The state is taken over all the day's
+        files, which may split time; CSV files are read whole and sliced."""
+        root = UPath(self.landing_dir)
+        files = probe_files_for_day(root, day)
+        if not files:
+            raise ProbeSourceError(
+                f"no probe files for {day} under {root / 'probes' / day.isoformat()} "
+                f"(expected *.parquet or *.csv)"
+            )
+        scans = {path: scan_by_time(path) for path in files}
+        whole = {
+            path: conform(read_table_file(path), RAW_PROBES_SCHEMA, path)
+            for path, scan in scans.items()
+            if scan is None
+        }
+        silent = pl.DataFrame(
+            schema={"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")}
+        )
+        if look_back is not None:
+            # The per-vehicle state reads two columns, unconformed: ids are text already.
+            state = pl.concat(
+                [
+                    scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"))
+                    .filter(pl.col("ts") < _utc_end(end))
+                    .collect()
+                    if scan is not None
+                    else whole[path].select("vehicle_id", "ts")
+                    for path, scan in scans.items()
+                ]
+            )
+            silent = silent_vehicles(state, start, end, look_back)
+        # The window's rows, then the silent vehicles' earlier rows, selected in the scan;
+        # only they are conformed (the files' checks run on the rows read).
+        frames = [
+            collect_file(scan, path, RAW_PROBES_SCHEMA, start, end, silent)
+            if scan is not None
+            else select_window(whole[path], start, end, silent)
+            for path, scan in scans.items()
+        ]
+        origin = {
+            "source": "landing_folder",
+            "files": len(files),
+            "file_list": "\n".join(str(p) for p in files),
+            "silent_vehicles": silent.height,
+        }
+        return ProbeDelivery(pl.concat(frames, how="vertical"), window_origin(origin, start, end))
 
     def read_weather(self, day: date) -> pl.DataFrame:
         root = UPath(self.landing_dir) / "weather"
