@@ -23,9 +23,10 @@ The assets use it when the BigQuery probe source has ``data_path_dataset`` (and 
 rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
 the sample as their partition (so ``clean_probes_statistics`` describes a sample);
 ``cell_demand`` is written here and read back (a small dense grid) for the features and the
-forecast. Not done yet: ``resources.production_resources`` does not read settings for the
-dataset and the writer's key, and the debouncing counts of ``trip_events`` (flaps bridged,
-pickups skipped) are not computed in SQL.
+forecast. In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
+``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS`` turn it on (``resources.py``). Not done yet:
+the debouncing counts of ``trip_events`` (flaps bridged, pickups skipped) are not computed
+in SQL.
 
 Credentials are those of a writer service account on the data path's dataset
 (``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
