@@ -28,6 +28,7 @@ from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
 from taxi_assets.contracts import CleanProbes, RejectedProbes, TripEvents
 from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
+from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.quarantine import QuarantineLimits
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.sources.base import ProbeSourceError
@@ -52,6 +53,10 @@ from taxi_assets_tests.test_bigquery_source import (
 )
 
 PROBES_TABLE = f"{PROJECT}.probes.pings"
+# The metadata both modes record; in BigQuery mode the Polars path's values come from SQL.
+METADATA_COMPARED = ("trip_events",)
+# Keys that describe the stored frame (a bounded sample in BigQuery mode), not the day.
+STORED_FRAME_KEYS = {"preview", "path", "bytes", "stored_rows", "dagster/row_count"}
 DATASET = f"{PROJECT}.data_path"
 
 
@@ -200,10 +205,11 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
 ) -> None:
     """In BigQuery mode the assets keep their names and lineage, write the day by SQL,
     pass their checks from SQL counts and samples, and store only bounded samples."""
-    simulator = SimulatedProbeSource(fleet_size=30, seed=7)
+    # A real feed's traits (meter flaps, re-entries): the trip rules' counts are not zero.
+    simulator = SimulatedProbeSource(fleet_size=30, seed=7, feed_profile="real_60s")
     probes = simulator.read_probes(DAY).probes
     database = tmp_path / "bigquery.duckdb"
-    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY))
+    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY, integer_ids=False))
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE SCHEMA data_path")
     source = DuckDBWarehouseSource(
@@ -214,6 +220,10 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     )
 
     in_polars, _ = materialize_cell_demand(simulator, tmp_path / "p", instance)
+    polars_metadata = {
+        asset: latest_materialization_metadata(instance, asset, DAY.isoformat())
+        for asset in METADATA_COMPARED
+    }
     in_bigquery, metadata = materialize_cell_demand(source, tmp_path / "bq", instance)
 
     assert metadata["computed_in"].value == "bigquery"
@@ -229,6 +239,15 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     clean_metadata = events.asset_materialization.metadata
     assert clean_metadata["rows"].value == expected.clean.height
     assert clean_metadata["raw_rows"].value == probes.height
+    # The UI shows the same metadata, with the same values, in both modes.
+    for asset in METADATA_COMPARED:
+        in_sql = latest_materialization_metadata(instance, asset, DAY.isoformat())
+        in_polars_run = polars_metadata[asset]
+        same = set(in_polars_run) - STORED_FRAME_KEYS
+        assert same <= set(in_sql), same - set(in_sql)
+        assert {k: in_sql[k] for k in same} == {k: in_polars_run[k] for k in same}, asset
+    trip_rules = polars_metadata["trip_events"]
+    assert trip_rules["debounced_vacant_gaps"] > 0 and trip_rules["gap_skipped_pickups"] > 0
 
 
 def test_the_data_path_needs_its_own_writer() -> None:

@@ -23,10 +23,10 @@ The assets use it when the BigQuery probe source has ``data_path_dataset`` (and 
 rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
 the sample as their partition (so ``clean_probes_statistics`` describes a sample);
 ``cell_demand`` is written here and read back (a small dense grid) for the features and the
-forecast. In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
-``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS`` turn it on (``resources.py``). Not done yet:
-the debouncing counts of ``trip_events`` (flaps bridged, pickups skipped) are not computed
-in SQL.
+forecast. The trip events' write also returns what the trip rules changed (flaps bridged,
+short fares dropped, pickups skipped for the gap, boundary re-entries), counted in SQL
+over the same stages. In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
+``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS`` turn it on (``resources.py``).
 
 Credentials are those of a writer service account on the data path's dataset
 (``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
@@ -73,8 +73,10 @@ from taxi_assets.sources.bigquery_sql import (
     LABEL_CTES,
     LABELLED_CTE,
     PROBE_TABLE_PLACEHOLDER,
-    TRIP_CTES,
     TRIP_EVENTS_COLUMNS,
+    TRIP_EVENTS_CTE,
+    TRIP_RULE_COUNTS_SELECT,
+    TRIP_STATE_CTES,
     compose,
 )
 
@@ -168,17 +170,32 @@ CLEAN_AND_REJECTED_SCRIPT = (
     + "DROP TABLE day_judged_pings;\n"
 )
 
+# The trip rules run once over the day's clean pings (a temporary table): the events are
+# written from it, and the script's last statement returns what the rules changed
+# (TRIP_RULE_COUNTS_SELECT), so the asset shows the Polars path's metadata.
+_DAY_TRIP_STARTS = "\ntrip_starts AS (SELECT * FROM day_trip_starts)"
 TRIP_EVENTS_SCRIPT = (
     create_table_sql("trip_events")
+    + "CREATE TEMP TABLE day_trip_starts AS\n"
+    + compose(
+        [
+            f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})",
+            TRIP_STATE_CTES,
+        ],
+        "SELECT * FROM trip_starts",
+    )
+    + ";\n"
     + "BEGIN TRANSACTION;\n"
     + _replace_partition(
         "trip_events",
         compose(
-            [f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})", TRIP_CTES],
+            [_DAY_TRIP_STARTS, TRIP_EVENTS_CTE],
             f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n",
         ),
     )
     + "COMMIT TRANSACTION;\n"
+    + compose([_DAY_TRIP_STARTS], TRIP_RULE_COUNTS_SELECT)
+    + ";\n"
 )
 
 CELL_DEMAND_SCRIPT = (
@@ -230,10 +247,39 @@ GROUP BY event, booking
 """
 
 
+def summary_sql(stage: str) -> str:
+    """Vehicles, cells and the time range of the day's partition of ``stage``: what the
+    Polars path's metadata reports of the whole frame."""
+    return (
+        "SELECT COUNT(DISTINCT vehicle_id) AS vehicles, COUNT(DISTINCT cell) AS cells, "
+        f"MIN(ts) AS ts_min, MAX(ts) AS ts_max\n"
+        f"FROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day\n"
+    )
+
+
 def sample_sql(stage: str) -> str:
     """A bounded, deterministic sample of the day's partition of ``stage``."""
     columns = ", ".join(STAGE_SCHEMAS[stage])
     return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+
+
+def trip_rule_parameters(
+    day: date, area: ServiceArea, rules: CleaningRules
+) -> list[QueryParameter]:
+    """The data path's parameters and the edge distance of a boundary re-entry."""
+    return [
+        *cell_demand_parameters(day, area, rules, 15),
+        bigquery.ScalarQueryParameter("boundary_km", "FLOAT64", rules.trips.boundary_km),
+    ]
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Distinct vehicles and cells of a day's partition, and its first and last ``ts``."""
+
+    vehicles: int
+    cells: int
+    times: pl.DataFrame  # one ``ts`` column: the first and the last (nulls when empty)
 
 
 @dataclass(frozen=True)
@@ -299,8 +345,13 @@ class BigQueryDataPath(dg.ConfigurableResource):
     def write_clean_and_rejected(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
         self._execute(CLEAN_AND_REJECTED_SCRIPT, cell_demand_parameters(day, area, rules, 15))
 
-    def write_trip_events(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
-        self._execute(TRIP_EVENTS_SCRIPT, cell_demand_parameters(day, area, rules, 15))
+    def write_trip_events(
+        self, day: date, area: ServiceArea, rules: CleaningRules
+    ) -> dict[str, int]:
+        """Writes the day's trip events; returns what the trip rules changed, under the
+        keys of ``trips.TripDerivation.metadata``."""
+        rows = self._execute(TRIP_EVENTS_SCRIPT, trip_rule_parameters(day, area, rules))
+        return {name: int(rows[name].item()) for name in rows.columns}
 
     def write_cell_demand(
         self, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
@@ -318,6 +369,19 @@ class BigQueryDataPath(dg.ConfigurableResource):
             else:
                 by_part[part] = int(n)
         return DayCounts(raw_rows=by_part["raw"], kept_rows=by_part["clean"], rejected=rejected)
+
+    def summary(self, stage: str, day: date) -> StageSummary:
+        """The day's distinct vehicles and cells and time range of ``stage``, from SQL."""
+        rows = self._execute(
+            summary_sql(stage), [bigquery.ScalarQueryParameter("day", "DATE", day)]
+        )
+        times = pl.DataFrame({"ts": [rows["ts_min"].item(), rows["ts_max"].item()]})
+        times = times.cast({"ts": rows.schema["ts_min"]}) if times["ts"].dtype == pl.Null else times
+        return StageSummary(
+            vehicles=int(rows["vehicles"].item()),
+            cells=int(rows["cells"].item()),
+            times=conform_stage(times, pl.Schema({"ts": pl.Datetime("us", "UTC")})),
+        )
 
     def sample(self, stage: str, day: date) -> pl.DataFrame:
         """At most ``sample_rows`` rows of the day's partition, in the stage's schema."""
