@@ -9,6 +9,7 @@ transpiled by sqlglot, bound to the very ``QueryParameter`` values it was given.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -184,6 +185,30 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
         sample = path.sample(stage, DAY)
         assert 0 < sample.height <= 500
         assert contract_check_result(contract, sample, stage).passed
+    # With room for several vehicles, the sample is whole vehicles in the MD5 order of
+    # their ids, as many as fit (computed here independently, with hashlib).
+    roomy = path.model_copy(update={"sample_rows": 5_000})
+    stored = table_day(database, path.table("clean_probes"), DAY)
+    per_vehicle = dict(stored.group_by("vehicle_id").len().iter_rows())
+    expected_vehicles, rows = [], 0
+    for vehicle in sorted(per_vehicle, key=lambda v: (hashlib.md5(v.encode()).hexdigest(), v)):
+        if rows + per_vehicle[vehicle] > 5_000 and expected_vehicles:
+            break
+        expected_vehicles.append(vehicle)
+        rows += per_vehicle[vehicle]
+    sample = roomy.sample("clean_probes", DAY)
+    assert 1 < len(expected_vehicles) < len(per_vehicle)
+    assert dict(sample.group_by("vehicle_id").len().iter_rows()) == {
+        vehicle: per_vehicle[vehicle] for vehicle in expected_vehicles
+    }
+    assert_frame_equal(roomy.sample("clean_probes", DAY), sample)  # deterministic
+    raw_sample = roomy.raw_sample(DAY)
+    assert 0 < raw_sample.height <= 5_000
+    raw_per_vehicle = dict(two_days[DAY].group_by("vehicle_id").len().iter_rows())
+    assert all(
+        raw_per_vehicle[vehicle] == n
+        for vehicle, n in raw_sample.group_by("vehicle_id").len().iter_rows()
+    )
     # cell_demand, a small dense grid, is what the model's features read back.
     stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
     assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))

@@ -14,8 +14,9 @@ Each write is one script: ``CREATE TABLE IF NOT EXISTS`` (outside the transactio
 BigQuery allows no DDL on permanent tables inside one), then ``DELETE`` the day's
 partition and ``INSERT`` it again inside one transaction, so re-running a day replaces it
 and a failed run leaves the previous version. The checks read SQL aggregates (row counts,
-counts per reason) and contracts run on a bounded sample (``sample_rows``), so no run
-pod pulls a day of pings.
+counts per reason) and contracts run on a bounded sample (``sample_rows``: whole
+vehicles in the MD5 order of their ids, :func:`whole_vehicles_sample`), so no run pod
+pulls a day of pings.
 
 The assets use it when the BigQuery probe source has ``data_path_dataset`` (and its own
 ``data_path_writer``): ``raw_probes`` counts the day by SQL and stores a bounded sample;
@@ -93,7 +94,7 @@ _CLUSTER_BY = {
     "trip_events": "cell",
     "cell_demand": "cell",
 }
-# The order a bounded sample is taken in: whole vehicles (or cells), deterministic.
+# The order a bounded sample's rows come back in (cell_demand's sample: its first cells).
 _SAMPLE_ORDER = {
     "clean_probes": "vehicle_id, ts",
     "rejected_probes": "vehicle_id, ts, reason",
@@ -231,13 +232,42 @@ RAW_ROWS_SQL = f"""
 SELECT COUNT(*) AS n FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day
 """
 
-RAW_SAMPLE_SQL = f"""
-SELECT * EXCEPT (service_day)
-FROM `{PROBE_TABLE_PLACEHOLDER}`
-WHERE service_day = @day
-ORDER BY vehicle_id, ts
+
+def whole_vehicles_sample(day_rows: str, columns: str, order: str) -> str:
+    """A bounded sample of whole vehicles: vehicles in the order of the MD5 of their id,
+    taken while their rows fit in ``@sample_rows`` (the first one always, cut at the
+    limit if it alone is larger). Deterministic, spread over the fleet rather than the
+    lowest ids, and a vehicle's track is whole, so the sample shows real tracks. MD5 as
+    hex, because sqlglot carries ``TO_HEX(MD5(..))`` to DuckDB's ``md5`` (the same hex)
+    while DuckDB has no ``FARM_FINGERPRINT``. ``day_rows`` is a query of the day's rows
+    with a ``sample_key`` column (the id as text, '' for a missing one)."""
+    return f"""
+WITH day_rows AS ({day_rows}),
+vehicles AS (
+  SELECT sample_key, COUNT(*) AS n, TO_HEX(MD5(sample_key)) AS vehicle_hash
+  FROM day_rows GROUP BY sample_key
+),
+chosen AS (
+  SELECT sample_key FROM (
+    SELECT sample_key, n, SUM(n) OVER (ORDER BY vehicle_hash, sample_key
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+    FROM vehicles
+  )
+  WHERE running <= @sample_rows OR running = n
+)
+SELECT {columns} FROM day_rows
+WHERE sample_key IN (SELECT sample_key FROM chosen)
+ORDER BY {order}
 LIMIT @sample_rows
 """
+
+
+RAW_SAMPLE_SQL = whole_vehicles_sample(
+    f"SELECT *, COALESCE(CAST(vehicle_id AS STRING), '') AS sample_key "
+    f"FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day",
+    "* EXCEPT (service_day, sample_key)",
+    "vehicle_id, ts",
+)
 
 TRIP_COUNTS_SQL = f"""
 SELECT event, booking, COUNT(*) AS n
@@ -258,9 +288,13 @@ def summary_sql(stage: str) -> str:
 
 
 def sample_sql(stage: str) -> str:
-    """A bounded, deterministic sample of the day's partition of ``stage``."""
+    """A bounded, deterministic sample of the day's partition of ``stage``: whole
+    vehicles (:func:`whole_vehicles_sample`), or for cell_demand its first cells."""
     columns = ", ".join(STAGE_SCHEMAS[stage])
-    return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+    if "vehicle_id" not in STAGE_SCHEMAS[stage]:
+        return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+    keyed = _day_of(stage, f"{columns}, COALESCE(vehicle_id, '') AS sample_key")
+    return whole_vehicles_sample(keyed, columns, _SAMPLE_ORDER[stage])
 
 
 def trip_rule_parameters(
@@ -400,7 +434,7 @@ class BigQueryDataPath(dg.ConfigurableResource):
         return int(rows.item())
 
     def raw_sample(self, day: date) -> pl.DataFrame:
-        """At most ``sample_rows`` delivered rows of the day (whole vehicles first), in
+        """At most ``sample_rows`` delivered rows of the day (whole vehicles), in
         RAW_PROBES_SCHEMA; a column the table lacks or mistypes fails as ``read_probes``."""
         rows = self._execute(RAW_SAMPLE_SQL, self._sample_parameters(day))
         return conform(rows, RAW_PROBES_SCHEMA, self.probes_table)
