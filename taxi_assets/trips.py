@@ -27,7 +27,7 @@ BOOKING_BY_PREVIOUS_STATUS = {
     "dispatched": "app_booking",
     "off_duty": "other",
 }
-_KM_PER_DEG_LAT = 111.195  # mean Earth radius x pi/180
+KM_PER_DEG_LAT = 111.195  # mean Earth radius x pi/180
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,10 @@ def debounce_meter(clean: pl.DataFrame | pl.LazyFrame, rules: TripRules) -> pl.D
 def _km_to_edge(area: ServiceArea) -> pl.Expr:
     lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
     lat, lon = pl.col("lat"), pl.col("lon")
-    km_per_deg_lon = _KM_PER_DEG_LAT * lat.radians().cos()
+    km_per_deg_lon = KM_PER_DEG_LAT * lat.radians().cos()
     return pl.min_horizontal(
-        (lat - lat_min) * _KM_PER_DEG_LAT,
-        (lat_max - lat) * _KM_PER_DEG_LAT,
+        (lat - lat_min) * KM_PER_DEG_LAT,
+        (lat_max - lat) * KM_PER_DEG_LAT,
         (lon - lon_min) * km_per_deg_lon,
         (lon_max - lon) * km_per_deg_lon,
     )

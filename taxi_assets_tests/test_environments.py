@@ -6,6 +6,7 @@ import base64
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from taxi_assets.resources import PRODUCTION_SETTINGS, SettingsError, resources_for_environment
@@ -127,3 +128,54 @@ def test_invalid_feed_settings_are_named_together() -> None:
     assert "TAXI_ASSETS_SIM_PROFILE='paris' is unknown" in message
     with pytest.raises(SettingsError, match="TAXI_ASSETS_STATUS_MAPPING is not JSON"):
         resources_for_environment({"TAXI_ASSETS_STATUS_MAPPING": "0=vacant"})
+
+
+def test_production_with_the_data_path_settings_builds_the_bigquery_mode() -> None:
+    env = production_env(
+        TAXI_ASSETS_BQ_DATA_PATH_DATASET="tokyo-taxi.data_path",
+        TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS=service_account_key("path@tokyo-taxi.iam"),
+    )
+    source = resources_for_environment(env)["probe_source"]
+    assert source.data_path_dataset == "tokyo-taxi.data_path"
+    # Its own key, as a reference Dagster resolves in the run: never the value.
+    assert source.data_path_writer.gcp_credentials == dg.EnvVar(
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
+    )
+    assert source.bigquery.gcp_credentials == dg.EnvVar("TAXI_ASSETS_BQ_READER_CREDENTIALS")
+    path = source.warehouse_data_path()
+    assert path.bigquery is source.data_path_writer
+    assert path.table("clean_probes") == "tokyo-taxi.data_path.clean_probes"
+    assert path.probes_table == "tokyo-taxi.probes.gps_pings"
+    # Without the settings, the assets pull the day and compute it in Polars.
+    assert resources_for_environment(production_env())["probe_source"].warehouse_data_path() is None
+
+
+def test_a_half_configured_data_path_names_the_missing_setting() -> None:
+    writer_key = service_account_key("path@tokyo-taxi.iam")
+    cases = {
+        "TAXI_ASSETS_BQ_DATA_PATH_DATASET is set but "
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS is missing": {
+            "TAXI_ASSETS_BQ_DATA_PATH_DATASET": "tokyo-taxi.data_path"
+        },
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS is set but "
+        "TAXI_ASSETS_BQ_DATA_PATH_DATASET is missing": {
+            "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS": writer_key
+        },
+        "TAXI_ASSETS_BQ_DATA_PATH_DATASET='tokyo-taxi.data_path.clean' is not a BigQuery "
+        "dataset id": {
+            "TAXI_ASSETS_BQ_DATA_PATH_DATASET": "tokyo-taxi.data_path.clean",
+            "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS": writer_key,
+        },
+        "TAXI_ASSETS_BQ_READER_CREDENTIALS and TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS "
+        "are the same service account": {
+            "TAXI_ASSETS_BQ_DATA_PATH_DATASET": "tokyo-taxi.data_path",
+            "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS": service_account_key(
+                "reader@tokyo-taxi.iam", secret="another-private-key"
+            ),
+        },
+    }
+    for expected, overrides in cases.items():
+        with pytest.raises(SettingsError) as raised:
+            resources_for_environment(production_env(**overrides))
+        assert expected in str(raised.value), str(raised.value)
+        assert "PRIVATE KEY" not in str(raised.value) and "another-private" not in str(raised.value)

@@ -133,6 +133,7 @@ def _clean_in_warehouse(
         f"{warehouse.table('clean_probes')}; rejected "
         + ", ".join(f"{reason}={n:,}" for reason, n in counts.rejected.items() if n)
     )
+    summary = warehouse.summary("clean_probes", day)
     samples = {stage: warehouse.sample(stage, day) for stage in ("clean_probes", "rejected_probes")}
     stored = {
         "stored": "a bounded sample; the day is in BigQuery",
@@ -145,6 +146,12 @@ def _clean_in_warehouse(
             "rows": counts.kept_rows,
             "raw_rows": counts.raw_rows,
             "kept_share": counts.kept_rows / counts.raw_rows if counts.raw_rows else 0.0,
+            "vehicles": summary.vehicles,
+            "cells": summary.cells,
+            # Arrival order is the delivered frame's row order: a BigQuery table has none
+            # (nor does a query result without ORDER BY), so there is nothing to count.
+            "out_of_order_rows": dg.MetadataValue.null(),
+            **time_range_metadata(summary.times),
             "stored_rows": samples["clean_probes"].height,
             "table": warehouse.table("clean_probes"),
             **stored,
