@@ -25,7 +25,13 @@ any vacant taxi within 3 km and where a taxi cruises hardly matters (README).
 
     python bench/bench_guidance.py [--start 2026-05-12 --days 3 --fleet 1000]
 
-Cell demand of the training window is cached as in bench_model.py.
+Cell demand of the training window is cached as in bench_model.py. For quick experiments,
+``--runs 0,o20`` simulates only some runs (0, m20, m100, o20, o100), ``--forecast-cache``
+keeps the model's day forecasts next to that cache, and the guidance's knobs
+(``--vacant-presence``, ``--target-radius``, ``--guidance-reach-km``, ``--move-margin``,
+``--competitor-prior``) override its defaults, e.g.
+
+    python bench/bench_guidance.py --days 1 --forecast-cache --runs 0,o20,o100
 """
 
 from __future__ import annotations
@@ -141,8 +147,8 @@ def main() -> None:
     parser.add_argument(
         "--guidance-reach-km",
         type=float,
-        default=None,
-        help="GuidanceParams.hail_reach_km (default: --hail-reach-km; 0: per-cell values)",
+        default=GuidanceParams.hail_reach_km,
+        help="GuidanceParams.hail_reach_km (0: per cell; the simulator's is --hail-reach-km)",
     )
     parser.add_argument("--move-margin", type=float, default=GuidanceParams.move_margin)
     parser.add_argument("--vacant-presence", type=float, default=GuidanceParams.vacant_presence)
@@ -174,9 +180,7 @@ def main() -> None:
     params = GuidanceParams(
         competitor_prior=args.competitor_prior,
         target_radius_cells=args.target_radius,
-        hail_reach_km=args.hail_reach_km
-        if args.guidance_reach_km is None
-        else args.guidance_reach_km,
+        hail_reach_km=args.guidance_reach_km,
         move_margin=args.move_margin,
         vacant_presence=args.vacant_presence,
     )
