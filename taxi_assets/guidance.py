@@ -54,7 +54,7 @@ second taxi sent to a cell expects less than the first, and taxis of neighbourin
 not all chase the same hotspot. Each taxi is valued by its own catch, as a driver would; a
 fleet-wide objective (its catch minus what it takes from the others) keeps nearly every taxi
 where it is, since moving mostly shares the same hails out differently. Targets reach
-``target_radius_cells`` (5, about 2.5 km) each way: a taxi dropped off in a quiet quarter
+``target_radius_cells`` (6, about 3 km) each way: a taxi dropped off in a quiet quarter
 must see where the fares are, as the drivers who are not guided drift back towards them.
 ``move_margin`` (default 0) makes a move beat staying by a share first; it lowered the
 guided taxis' catch in the closed loop, since a moving taxi can still be hailed where it was.
@@ -124,7 +124,7 @@ class GuidanceParams:
     """A route decides where to cruise every this many minutes (the forecast tick)."""
     step_radius_cells: int = 2
     """How far (cells, each way) one step of a route may move."""
-    target_radius_cells: int = 5
+    target_radius_cells: int = 6
     """How far (cells, each way) the single best target and the allocation look: far
     enough that a taxi dropped off in a quiet quarter sees where the fares are."""
     road_speed_kmh: tuple[float, ...] = DEFAULT_ROAD_SPEED_KMH
