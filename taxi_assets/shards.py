@@ -1,0 +1,150 @@
+"""The data path in shards of vehicles, so that a big day never sits in memory whole.
+
+Every cleaning, trip and supply rule looks at one vehicle's pings only (and one day), so
+cleaning the vehicles in groups and putting the groups back together is exact. The groups
+are contiguous ranges of the vehicle ids in their sort order: the clean probes of the
+shards, concatenated in order, are the day's clean probes sorted by (vehicle_id, ts) as
+:func:`~taxi_assets.cleaning.clean_probes` returns them, bit for bit. Rejected pings go
+back to arrival order by their row number in the day. Pings without a vehicle id (all
+quarantined) travel with the last shard.
+
+Each shard reads only its own vehicles' pings from a lazy source (a parquet scan), so the
+peak memory is one shard's working set plus what the caller keeps (the bench keeps only
+cell_demand; the cleaning asset keeps the day's clean and rejected probes to store them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import reduce
+
+import polars as pl
+
+from taxi_assets.cleaning import CleaningResult, CleaningRules, as_raw_lazy, clean_delivered
+from taxi_assets.demand import COUNT_COLUMNS, aggregate_cell_demand
+from taxi_assets.service_area import ServiceArea
+from taxi_assets.trips import derive_trips
+
+# The default (shards=0) cuts a day into shards of about this many pings: a shard's
+# working set is roughly 150 bytes per ping, so ~0.6 GiB, and a day of 1,000 taxis
+# (2.8 million pings) stays one shard.
+PINGS_PER_SHARD = 4_000_000
+_ARRIVAL = "_arrival"  # a ping's row number in the whole day
+
+
+def shard_count(pings: int, shards: int = 0) -> int:
+    """How many shards a day of ``pings`` is cut into: ``shards`` when positive, else one
+    per PINGS_PER_SHARD pings (at least one)."""
+    if not isinstance(shards, int) or shards < 0:
+        raise ValueError(
+            f"vehicle_shards must be a whole number >= 0 (0: automatic), got {shards!r}"
+        )
+    return shards or max(1, -(-pings // PINGS_PER_SHARD))
+
+
+def vehicle_ranges(pings_per_vehicle: pl.DataFrame, shards: int) -> list[pl.Series]:
+    """The distinct non-null vehicle ids in sort order, cut into at most ``shards``
+    contiguous groups of about equal ping counts (``pings_per_vehicle``: vehicle_id, len)."""
+    counts = pings_per_vehicle.drop_nulls("vehicle_id").sort("vehicle_id")
+    if counts.height == 0:
+        return [counts["vehicle_id"]]
+    total = counts["len"].sum()
+    # A vehicle goes to the shard its first ping falls in, by cumulative pings.
+    pings = counts["len"].cast(pl.Int64)
+    group = (pings.cum_sum() - pings) * shards // max(total, 1)
+    return [
+        part["vehicle_id"]
+        for part in counts.with_columns(_group=group).partition_by("_group", maintain_order=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard's share of the day: its number, its vehicles, and their cleaned pings."""
+
+    index: int  # 0-based
+    count: int  # shards of the day
+    vehicles: int
+    raw_rows: int
+    result: CleaningResult
+    rejected_arrival: pl.Series  # the day's row number of each row of result.rejected
+
+
+def _shard_frames(
+    raw: pl.DataFrame | pl.LazyFrame, shards: int
+) -> Iterator[tuple[int, int, pl.Series, pl.DataFrame]]:
+    """(index, count, vehicle ids, pings with their day row number) per shard."""
+    source = as_raw_lazy(raw).with_row_index(_ARRIVAL)
+    per_vehicle = source.group_by("vehicle_id").len().collect()
+    count = shard_count(int(per_vehicle["len"].sum()), shards)
+    ranges = vehicle_ranges(per_vehicle, count)
+    for index, ids in enumerate(ranges):
+        mine = pl.col("vehicle_id").is_in(ids.implode())
+        if index == len(ranges) - 1:
+            mine = mine | pl.col("vehicle_id").is_null()
+        yield index, len(ranges), ids, source.filter(mine).collect()
+
+
+def clean_in_shards(
+    raw: pl.DataFrame | pl.LazyFrame,
+    day: date,
+    area: ServiceArea,
+    rules: CleaningRules = CleaningRules(),  # noqa: B008 - frozen, so a shared default is safe
+    shards: int = 0,
+) -> Iterator[Shard]:
+    """The day cleaned shard by shard (see the module doc); ``shards`` as in shard_count."""
+    for index, count, ids, frame in _shard_frames(raw, shards):
+        arrival, raw_rows = frame[_ARRIVAL], frame.height
+        result, rejected_rows = clean_delivered(frame.drop(_ARRIVAL), day, area, rules)
+        # Nothing of this shard stays referenced here while the caller works on it or
+        # while the next shard is read: the peak is one shard, not two.
+        del frame
+        shard = Shard(index, count, ids.len(), raw_rows, result, arrival.gather(rejected_rows))
+        del result, arrival, rejected_rows
+        yield shard
+        del shard
+
+
+def combine_shards(shards: list[Shard]) -> CleaningResult:
+    """The day's CleaningResult from its shards, equal to clean_probes on the whole day."""
+    arrival = pl.concat([s.rejected_arrival for s in shards])
+    rejected = pl.concat([s.result.rejected for s in shards]).with_columns(arrival.alias(_ARRIVAL))
+    return CleaningResult(
+        clean=pl.concat([s.result.clean for s in shards], rechunk=False),
+        rejected=rejected.sort(_ARRIVAL).drop(_ARRIVAL),
+        out_of_order_rows=sum(s.result.out_of_order_rows for s in shards),
+    )
+
+
+def sum_cell_demand(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Dense cell_demand frames of disjoint sets of vehicles, added up. Every count is
+    additive: events trivially, and the distinct vacant/occupied taxis of a cell and
+    bucket because no vehicle is in two parts."""
+    first = parts[0]
+    for part in parts[1:]:
+        if not part.select("cell", "bucket_start").equals(first.select("cell", "bucket_start")):
+            raise ValueError("sum_cell_demand: the parts do not share one cell x bucket grid")
+    return first.with_columns(
+        reduce(lambda a, b: a + b, (part[c] for part in parts)).alias(c) for c in COUNT_COLUMNS
+    )
+
+
+def cell_demand_in_shards(
+    raw: pl.DataFrame | pl.LazyFrame,
+    day: date,
+    area: ServiceArea,
+    rules: CleaningRules = CleaningRules(),  # noqa: B008 - frozen, so a shared default is safe
+    bucket_minutes: int = 15,
+    shards: int = 0,
+) -> pl.DataFrame:
+    """Raw pings to cell_demand, shard by shard, keeping only each shard's cell_demand:
+    equal to aggregate_cell_demand(clean, derive_trip_events(clean)) of the whole day."""
+    parts = []
+    for shard in clean_in_shards(raw, day, area, rules, shards):
+        clean = shard.result.clean
+        events = derive_trips(clean, rules.trips).events
+        parts.append(aggregate_cell_demand(clean, events, day, area, bucket_minutes))
+        del shard, clean, events  # before the next shard is read
+    return sum_cell_demand(parts)
