@@ -178,11 +178,12 @@ def as_raw_lazy(raw: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
 
 def _reason(*rules: tuple[pl.Expr, str]) -> pl.Expr:
     """The first reason whose condition holds (null when none does)."""
+    # Enum literals: a chain of text literals builds a text column first, 30x slower.
     condition, reason = rules[0]
-    chain = pl.when(condition).then(pl.lit(reason))
+    chain = pl.when(condition).then(pl.lit(reason, dtype=RejectReason))
     for condition, reason in rules[1:]:
-        chain = chain.when(condition).then(pl.lit(reason))
-    return chain.otherwise(None).cast(RejectReason).alias("reason")
+        chain = chain.when(condition).then(pl.lit(reason, dtype=RejectReason))
+    return chain.otherwise(pl.lit(None, dtype=RejectReason)).alias("reason")
 
 
 def _row_rules(
