@@ -105,7 +105,10 @@ def machine() -> str:
         if line.startswith("MemTotal")
     )
     memory = f"{mem_kib / 2**20:.1f} GiB"
-    return f"nproc={os.cpu_count()}  cpu={cpu}  memory={memory}  polars={pl.__version__}"
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"nproc={os.cpu_count()}  cpu={cpu}  memory={memory}  load={load}  polars={pl.__version__}"
+    )
 
 
 def main() -> None:
@@ -256,6 +259,7 @@ def main() -> None:
         secs = {r[2].split("/")[0]: r[3] for r in rows if r[0] == fleet and r[3]}
         if "polars" in secs and "duckdb" in secs:
             print(f"fleet {fleet}: polars {secs['duckdb'] / secs['polars']:.2f}x duckdb's pings/s")
+    print(f"load average at the end: {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
     if any(r[6] == "NO" for r in rows):
         sys.exit("cell_demand differs between engines (see MISMATCH above)")
 

@@ -33,6 +33,7 @@ from taxi_assets.trips import derive_trips
 # working set is roughly 150 bytes per ping, so ~0.6 GiB, and a day of 1,000 taxis
 # (2.8 million pings) stays one shard.
 PINGS_PER_SHARD = 4_000_000
+ENCODE_SLICE_PINGS = 2_000_000  # the day is read and encoded this many pings at a time
 _ARRIVAL = "_arrival"  # a ping's row number in the whole day
 
 
@@ -89,10 +90,18 @@ def _encoded_day(
     starts = [0]
     for ids in ranges[:-1]:
         starts.append(starts[-1] + ids.len())
-    encoded = (
-        source.with_row_index(_ARRIVAL).with_columns(codes.encode()).collect(engine="streaming")
-    )
-    return codes, starts, encoded
+    # Encoded slice by slice: only one slice is ever in memory as text (collecting the whole
+    # day at once, even with the streaming engine, held it all: peak 1.7 instead of 0.9 GiB
+    # at 5,000 taxis).
+    total = int(per_vehicle["len"].sum())
+    parts = [
+        source.slice(offset, ENCODE_SLICE_PINGS)
+        .with_row_index(_ARRIVAL, offset=offset)
+        .with_columns(codes.encode())
+        .collect()
+        for offset in range(0, max(total, 1), ENCODE_SLICE_PINGS)
+    ]
+    return codes, starts, pl.concat(parts, rechunk=False)
 
 
 def _shard_frames(

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taxi_assets import shards as shards_module
 from taxi_assets.cleaning import CleaningResult, clean_probes
 from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.service_area import CENTRAL_TOKYO
@@ -43,10 +44,12 @@ def faulty_day() -> pl.DataFrame:
     return simulate_day(CityConfig(fleet_size=80, seed=5, feed_profile="real_60s"), DAY).probes
 
 
-@pytest.mark.parametrize("shards", [1, 3, 7])
+@pytest.mark.parametrize(("shards", "slice_pings"), [(1, None), (3, None), (7, 10_007)])
 def test_sharded_cleaning_and_demand_equal_the_whole_day(
-    faulty_day: pl.DataFrame, shards: int
+    faulty_day: pl.DataFrame, shards: int, slice_pings: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if slice_pings:  # the day read and encoded in many slices, as a big day is
+        monkeypatch.setattr(shards_module, "ENCODE_SLICE_PINGS", slice_pings)
     whole = clean_probes(faulty_day, DAY, AREA)
     parts = list(clean_in_shards(faulty_day.lazy(), DAY, AREA, shards=shards))
     assert [p.index for p in parts] == list(range(shards))
