@@ -18,8 +18,9 @@ time.
 
 Both environments: the feed's ``TAXI_ASSETS_WEATHER_SOURCE`` (``probe_source`` or
 ``none``), ``TAXI_ASSETS_STATUS_MAPPING`` (JSON: its status words to probe statuses),
-``TAXI_ASSETS_VALIDATION_DIR`` (its schemas and drift thresholds) and
-``TAXI_ASSETS_DRIFT_LOOKBACK_DAYS`` (how far back drift may look for a validated day).
+``TAXI_ASSETS_VALIDATION_DIR`` (its schemas and drift thresholds),
+``TAXI_ASSETS_DRIFT_LOOKBACK_DAYS`` (how far back drift may look for a validated day) and
+``TAXI_ASSETS_VEHICLE_SHARDS`` (shards of vehicles the cleaning runs in; 0: automatic).
 
 ``production`` (see :data:`PRODUCTION_SETTINGS` and docs/deployment.md): probes from
 BigQuery, partitions and artifacts in a GCS bucket, each through its own service account.
@@ -59,6 +60,7 @@ ENVIRONMENTS = ("local", "production")
 PROBE_SOURCES = ("simulator", "landing")
 STATUS_MAPPING_ENV = "TAXI_ASSETS_STATUS_MAPPING"
 DRIFT_LOOKBACK_ENV = "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS"
+VEHICLE_SHARDS_ENV = "TAXI_ASSETS_VEHICLE_SHARDS"
 
 
 class SettingsError(ValueError):
@@ -229,6 +231,11 @@ def _shared_settings(problems: _Problems | None = None) -> dict[str, Any]:
         )
     else:
         pipeline["weather_source"] = weather
+    if problems.text(VEHICLE_SHARDS_ENV):
+        shards = problems.integer(VEHICLE_SHARDS_ENV, 0)
+        if shards < 0:
+            problems.add(f"{VEHICLE_SHARDS_ENV}={shards} must be 0 (automatic) or more")
+        pipeline["vehicle_shards"] = max(shards, 0)
     mapping = _status_mapping(problems)
     if mapping is not None:
         pipeline["status_mapping"] = mapping

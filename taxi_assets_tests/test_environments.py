@@ -96,6 +96,7 @@ def test_the_feeds_settings_come_from_the_given_variables_in_both_environments(
         "TAXI_ASSETS_STATUS_MAPPING": '{"0": "vacant", "1": "occupied", "GEISHA": "off_duty"}',
         "TAXI_ASSETS_VALIDATION_DIR": str(tmp_path),
         "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "3",
+        "TAXI_ASSETS_VEHICLE_SHARDS": "5",
     }
     for env in ({"TAXI_ASSETS_SIM_PROFILE": "real_60s", **feed}, production_env(**feed)):
         resources = resources_for_environment(env)
@@ -103,6 +104,7 @@ def test_the_feeds_settings_come_from_the_given_variables_in_both_environments(
         assert settings.weather_source == "none"
         assert dict(settings.cleaning_rules().status_mapping)["geisha"] == "off_duty"
         assert validation.folder() == tmp_path and validation.drift_lookback_days == 3
+        assert settings.vehicle_shards == 5
     assert (
         resources_for_environment({"TAXI_ASSETS_SIM_PROFILE": "real_60s"})[
             "probe_source"
@@ -119,6 +121,7 @@ def test_invalid_feed_settings_are_named_together() -> None:
                 "TAXI_ASSETS_STATUS_MAPPING": '{"0": "empty"}',
                 "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "0",
                 "TAXI_ASSETS_SIM_PROFILE": "paris",
+                "TAXI_ASSETS_VEHICLE_SHARDS": "-2",
             }
         )
     message = str(raised.value)
@@ -126,6 +129,7 @@ def test_invalid_feed_settings_are_named_together() -> None:
     assert "TAXI_ASSETS_STATUS_MAPPING: status_mapping: '0' maps to 'empty'" in message
     assert "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS=0 must be at least 1" in message
     assert "TAXI_ASSETS_SIM_PROFILE='paris' is unknown" in message
+    assert "TAXI_ASSETS_VEHICLE_SHARDS=-2 must be 0 (automatic) or more" in message
     with pytest.raises(SettingsError, match="TAXI_ASSETS_STATUS_MAPPING is not JSON"):
         resources_for_environment({"TAXI_ASSETS_STATUS_MAPPING": "0=vacant"})
 
