@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from taxi_assets.cleaning import clean_probes
-from taxi_assets.demand import vacant_presence
+from taxi_assets.demand import vacant_presence, vacant_presence_by_cell
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.simulation.feed import FEED_PROFILES
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         presence = vacant_presence(clean, args.day)
         seconds = time.perf_counter() - started
+        # The pair the guidance multiplies: taxis seen x presence is the vacant taxi-time.
+        cells = vacant_presence_by_cell(clean, args.day)
         print(
             f"{profile:26s} vacant presence {presence:.3f}  "
+            f"vacant taxi-hours {cells['vacant_minutes'].sum() / 60:,.0f}  "
+            f"vacant taxis seen (cell x bucket) {cells['vacant_taxis'].sum():,}  "
             f"({clean.height:,} clean pings, measured in {seconds:.2f} s)"
         )
 
