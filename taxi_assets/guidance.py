@@ -20,7 +20,8 @@ noisy forecast to the newcomer. Finite everywhere: an empty cell with no taxis o
 taxis seen in a cell during a bucket, most of them passing through; the hails of a moment are
 shared by the taxis there at that moment. The routes and the allocation count
 ``vacant_presence`` (0.17 in the simulated city: its vacant taxi-time per bucket over the
-distinct vacant taxis seen) of them. Counting every taxi seen as present (1.0) multiplied
+distinct vacant taxis seen; ``demand.vacant_presence`` measures a feed's own, recorded on
+``cell_demand``) of them. Counting every taxi seen as present (1.0) multiplied
 the competitors where taxis pass, which is where the hails are, and sent guided taxis away
 from the demand: in the closed loop (README, Benchmarks) guided taxis then found fewer
 hails per vacant hour than unguided ones. (``opportunity`` stored with the forecast keeps

@@ -19,6 +19,7 @@ import polars as pl
 from upath import UPath
 
 from taxi_assets.frames import RAW_PROBES_SCHEMA, WEATHER_SCHEMA
+from taxi_assets.guidance import GuidanceParams
 from taxi_assets.job_runs import assets_in_groups, execute_job, failed_steps, run_job
 from taxi_assets.jobs import DATA_PATH_GROUPS, VALIDATION_GROUP, data_path_job, validation_job
 from taxi_assets.sources.base import ProbeSourceError
@@ -84,6 +85,33 @@ def landing_problems(
     return problems
 
 
+def vacant_presence_line(instance: dg.DagsterInstance, days: Sequence[date]) -> str:
+    """The guidance's vacant presence measured on the feed's days (cell_demand's metadata):
+    the deployment sets ``GuidanceConfig.vacant_presence`` from it (the default is the
+    simulator's)."""
+    measured = []
+    for day in days:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("cell_demand"), asset_partitions=[day.isoformat()]
+            ),
+            limit=1,
+            ascending=False,
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        value = materialization.metadata.get("vacant_presence") if materialization else None
+        if value is not None:
+            measured.append(float(value.value))
+    if not measured:
+        return "vacant presence: not measured (no vacant pings in these days)"
+    mean = sum(measured) / len(measured)
+    return (
+        f"vacant presence {mean:.3f} (days {min(measured):.3f}..{max(measured):.3f}): set "
+        f"GuidanceConfig.vacant_presence on cruising_guidance to it (default "
+        f"{GuidanceParams.vacant_presence}, the simulator's)"
+    )
+
+
 def onboard_feed(
     instance: dg.DagsterInstance,
     defs: dg.Definitions,
@@ -132,6 +160,8 @@ def onboard_feed(
                 + ", ".join(failed_steps(result))
             )
         return 1
+
+    print("  " + vacant_presence_line(instance, days))
 
     print(f"3/4 Schemas and drift thresholds from the feed's own days, into {validation_dir}")
     onboarded = onboard_validation_folder(

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 from taxi_assets.assets import cleaning as cleaning_assets
 from taxi_assets.cleaning import clean_probes
 from taxi_assets.definitions import ASSET_MODULES
+from taxi_assets.demand import vacant_presence
 from taxi_assets.frames import RAW_PROBES_SCHEMA
 from taxi_assets.jobs import DATA_PATH_GROUPS
 from taxi_assets.partitions import daily_partitions
@@ -95,6 +96,10 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
         metadata["cell_demand"]["street_hail_pickups"].value == demand["street_hail_pickups"].sum()
     )
     assert metadata["cell_demand"]["cells"].value == 1520
+    # The guidance's vacant presence measured on the day's clean probes, a number to plot.
+    presence = metadata["cell_demand"]["vacant_presence"]
+    assert isinstance(presence, dg.FloatMetadataValue)
+    assert presence.value == pytest.approx(vacant_presence(clean, date.fromisoformat(DAY)))
     assert metadata["raw_probes"]["vehicles"].value > 0
     assert "ts_min" in metadata["clean_probes"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -98,6 +99,10 @@ def test_a_feed_with_every_real_trait_goes_from_landing_files_to_a_forecast_by_t
     out = capsys.readouterr().out
     assert onboarded == 0, out
     assert "every file of 6 day(s) reads cleanly" in out and "changes to review" in out
+    # The feed's own vacant presence, for GuidanceConfig: 60 s pings hold a taxi passing
+    # through for a minute, so a little above the 15 s simulator's 0.17 (0.21 at 60 taxis).
+    presence = re.search(r"vacant presence (\d\.\d+) \(days", out)
+    assert presence and 0.15 < float(presence.group(1)) < 0.3, out
     assert {p.name for p in validation.iterdir()} >= {
         "clean_probes.json",
         "cell_demand.json",

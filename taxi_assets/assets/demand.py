@@ -8,7 +8,7 @@ import polars as pl
 
 from taxi_assets.checks import contract_check_result, contract_check_spec
 from taxi_assets.contracts import CellDemand, TripEvents
-from taxi_assets.demand import aggregate_cell_demand, demand_summary
+from taxi_assets.demand import aggregate_cell_demand, demand_summary, vacant_presence
 from taxi_assets.metadata import preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.pictures import cell_demand_picture
@@ -142,11 +142,17 @@ def cell_demand(
         .sort(["street_hail_pickups", "cell"], descending=[True, False])
         .head(10)
     )
+    # The guidance's GuidanceConfig.vacant_presence, measured on this day's pings (in the
+    # BigQuery mode from the stored sample of whole vehicles: a ratio, so a sample will do).
+    presence = vacant_presence(
+        clean_probes, day, bucket_minutes, settings.cleaning_rules().trips.max_pickup_gap_s
+    )
     yield dg.Output(
         demand,
         metadata={
             "rows": demand.height,
             "computed_in": computed_in,
+            **({"vacant_presence": presence} if presence is not None else {}),
             "cells": demand["cell"].n_unique(),
             **demand_summary(demand),
             "buckets": demand["bucket_start"].n_unique(),

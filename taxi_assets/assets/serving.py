@@ -211,7 +211,8 @@ class GuidanceConfig(dg.Config):
         gt=0,
         le=1,
         description="Share of a bucket a vacant taxi seen in a cell is there: the forecast's "
-        "vacant taxis times this compete at once.",
+        "vacant taxis times this compete at once. The default is the simulator's; set your "
+        "feed's, cell_demand's metadata vacant_presence (demand.vacant_presence).",
     )
     hail_reach_km: float = Field(
         default=GuidanceParams.hail_reach_km,
