@@ -1,9 +1,12 @@
 """Benchmark: raw probes -> cell_demand in Polars, one DuckDB SQL query, and pandas.
 
-For each fleet size one simulated day is generated once and saved to parquet; each engine
-then runs in its own subprocess (so its peak RSS is its own), reads the parquet, and is
-timed from the loaded frame/table to cell_demand. Every engine's cell_demand is checked
-equal to the Polars one; a mismatch fails the run.
+For each fleet size one simulated day is generated once, in its own subprocess, and saved
+to parquet; each engine then runs in its own subprocess (so its peak RSS is its own).
+DuckDB and pandas load the parquet first and are timed from the loaded table/frame to
+cell_demand ("read s" apart). Polars runs the data path in shards of vehicles
+(taxi_assets.shards, ``--shards``, 0 = the automatic count) and reads each shard's pings
+from the parquet itself, so its "seconds" include the reading. Every engine's cell_demand
+is checked equal to the Polars one; a mismatch fails the run.
 
     python bench/bench_data_path.py --fleet 1000 --fleet 5000 --engines polars duckdb
 """
@@ -43,19 +46,17 @@ def simulate_to_parquet(fleet_size: int, day: date, path: str) -> int:
     return probes.height
 
 
-def run_engine(engine: str, probes_path: str, out_path: str, day: date) -> dict:
+def run_engine(engine: str, probes_path: str, out_path: str, day: date, shards: int = 0) -> dict:
     """Inside the child: read, run, write cell_demand; report timings and own peak RSS."""
     t0 = time.perf_counter()
+    used_shards = None
     if engine == "polars":
-        from taxi_assets.cleaning import clean_probes
-        from taxi_assets.demand import aggregate_cell_demand
-        from taxi_assets.trips import derive_trip_events
+        from taxi_assets.shards import cell_demand_in_shards, shard_count
 
-        raw = pl.read_parquet(probes_path)
+        raw = pl.scan_parquet(probes_path)
+        used_shards = shard_count(raw.select(pl.len()).collect().item(), shards)
         t1 = time.perf_counter()
-        result = clean_probes(raw, day, AREA)
-        events = derive_trip_events(result.clean)
-        demand = aggregate_cell_demand(result.clean, events, day, AREA)
+        demand = cell_demand_in_shards(raw, day, AREA, shards=used_shards)
     elif engine == "duckdb":
         import duckdb
         from data_path_duckdb import duckdb_cell_demand
@@ -85,6 +86,7 @@ def run_engine(engine: str, probes_path: str, out_path: str, day: date) -> dict:
         "read_s": t1 - t0,
         "work_s": t2 - t1,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "shards": used_shards,
     }
 
 
@@ -103,7 +105,10 @@ def machine() -> str:
         if line.startswith("MemTotal")
     )
     memory = f"{mem_kib / 2**20:.1f} GiB"
-    return f"nproc={os.cpu_count()}  cpu={cpu}  memory={memory}  polars={pl.__version__}"
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"nproc={os.cpu_count()}  cpu={cpu}  memory={memory}  load={load}  polars={pl.__version__}"
+    )
 
 
 def main() -> None:
@@ -121,6 +126,13 @@ def main() -> None:
         "memory they never touch, so only pandas is capped)",
     )
     parser.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="vehicle shards of the Polars engine (0: automatic, one per "
+        "taxi_assets.shards.PINGS_PER_SHARD pings)",
+    )
+    parser.add_argument(
         "--worker", nargs=3, metavar=("ENGINE", "PROBES", "OUT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--simulate", nargs=2, metavar=("FLEET", "OUT"), help=argparse.SUPPRESS)
@@ -129,7 +141,7 @@ def main() -> None:
         if args.worker[0] == "pandas":
             cap = int(args.pandas_max_gib * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        print(json.dumps(run_engine(*args.worker, args.day)))
+        print(json.dumps(run_engine(*args.worker, args.day, args.shards)))
         return
     if args.simulate:
         print(simulate_to_parquet(int(args.simulate[0]), args.day, args.simulate[1]))
@@ -170,6 +182,8 @@ def main() -> None:
                     str(args.day),
                     "--pandas-max-gib",
                     str(args.pandas_max_gib),
+                    "--shards",
+                    str(args.shards),
                     "--worker",
                     engine,
                     probes_path,
@@ -214,11 +228,12 @@ def main() -> None:
                             f"MISMATCH {engine} vs polars at fleet {fleet}:\n{diff}",
                             file=sys.stderr,
                         )
+                label = f"polars/{stats['shards']}" if engine == "polars" else engine
                 rows.append(
                     (
                         fleet,
                         pings,
-                        engine,
+                        label,
                         stats["work_s"],
                         stats["read_s"],
                         stats["peak_rss_mib"],
@@ -227,17 +242,24 @@ def main() -> None:
                 )
                 print(f"  {engine}: {stats}", flush=True)
     header = (
-        f"{'fleet':>6} {'pings':>12} {'engine':>7} {'seconds':>8} {'pings/s':>12} "
+        f"{'fleet':>6} {'pings':>12} {'engine':>9} {'seconds':>8} {'pings/s':>12} "
         f"{'read s':>7} {'peak RSS MiB':>13}  equal-to-polars"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for fleet, pings, engine, secs, read_s, rss, equal in rows:
-        head = f"{fleet:>6} {pings:>12,} {engine:>7}"
+        head = f"{fleet:>6} {pings:>12,} {engine:>9}"
         if secs is None:
             print(f"{head} {'-':>8} {'-':>12} {'-':>7} {'-':>13}  {equal}")
         else:
             rate = pings / secs
             print(f"{head} {secs:>8.2f} {rate:>12,.0f} {read_s:>7.2f} {rss:>13,.0f}  {equal}")
+    print("(polars/N: the Polars data path in N vehicle shards, its seconds include reading)")
+    # Throughput ratios within this run (the machine is shared: compare within a run).
+    for fleet in fleets:
+        secs = {r[2].split("/")[0]: r[3] for r in rows if r[0] == fleet and r[3]}
+        if "polars" in secs and "duckdb" in secs:
+            print(f"fleet {fleet}: polars {secs['duckdb'] / secs['polars']:.2f}x duckdb's pings/s")
+    print(f"load average at the end: {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
     if any(r[6] == "NO" for r in rows):
         sys.exit("cell_demand differs between engines (see MISMATCH above)")
 

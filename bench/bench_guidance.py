@@ -25,7 +25,13 @@ any vacant taxi within 3 km and where a taxi cruises hardly matters (README).
 
     python bench/bench_guidance.py [--start 2026-05-12 --days 3 --fleet 1000]
 
-Cell demand of the training window is cached as in bench_model.py.
+Cell demand of the training window is cached as in bench_model.py. For quick experiments,
+``--runs 0,o20`` simulates only some runs (0, m20, m100, o20, o100), ``--forecast-cache``
+keeps the model's day forecasts next to that cache, and the guidance's knobs
+(``--vacant-presence``, ``--target-radius``, ``--guidance-reach-km``, ``--move-margin``,
+``--competitor-prior``) override its defaults, e.g.
+
+    python bench/bench_guidance.py --days 1 --forecast-cache --runs 0,o20,o100
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ RUNS = (
     ("oracle 20%", 0.2, "oracle"),
     ("oracle 100%", 1.0, "oracle"),
 )
+# Short names for --runs (quick experiments run only some of them).
+RUN_KEYS = {"0": "adoption 0%", "m20": "model 20%", "m100": "model 100%", "o20": "oracle 20%"}
+RUN_KEYS["o100"] = "oracle 100%"
 METRICS = (
     ("street_hails_per_vacant_hour", "hails/vac h", "{:.3f}"),
     ("occupancy_rate", "occupancy", "{:.3f}"),
@@ -91,6 +100,24 @@ def day_forecasts(model, day: date, demand: dict, weather: dict) -> dict:
         key[0]: frame.drop("bucket_start")
         for key, frame in forecast.partition_by("bucket_start", as_dict=True).items()
     }
+
+
+def cached_forecasts(model, day: date, demand: dict, weather: dict, folder: Path | None) -> dict:
+    """``day_forecasts``, stored in ``folder`` and read back from there when given."""
+    path = folder / f"{day}.parquet" if folder is not None else None
+    if path is not None and path.exists():
+        frame = pl.read_parquet(path)
+        return {
+            key[0]: part.drop("bucket_start")
+            for key, part in frame.partition_by("bucket_start", as_dict=True).items()
+        }
+    forecasts = day_forecasts(model, day, demand, weather)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pl.concat(
+            frame.with_columns(bucket_start=pl.lit(key)) for key, frame in forecasts.items()
+        ).write_parquet(path)
+    return forecasts
 
 
 def spread(values: list[float | None], fmt: str) -> str:
@@ -117,7 +144,30 @@ def main() -> None:
         default=1.0,
         help="CityConfig.street_hail_reach_km of every run (the city default is 3 km)",
     )
+    parser.add_argument(
+        "--guidance-reach-km",
+        type=float,
+        default=GuidanceParams.hail_reach_km,
+        help="GuidanceParams.hail_reach_km (0: per cell; the simulator's is --hail-reach-km)",
+    )
+    parser.add_argument("--move-margin", type=float, default=GuidanceParams.move_margin)
+    parser.add_argument("--vacant-presence", type=float, default=GuidanceParams.vacant_presence)
+    parser.add_argument(
+        "--runs",
+        default=",".join(RUN_KEYS),
+        help=f"comma-separated runs to simulate, of {','.join(RUN_KEYS)} (default: all)",
+    )
+    parser.add_argument(
+        "--forecast-cache",
+        action="store_true",
+        help="store the model's day forecasts under bench/results and reuse them (experiments)",
+    )
     args = parser.parse_args()
+    unknown = set(args.runs.split(",")) - set(RUN_KEYS)
+    if unknown:
+        parser.error(f"--runs: unknown {sorted(unknown)}, expected some of {sorted(RUN_KEYS)}")
+    chosen = {RUN_KEYS[key] for key in args.runs.split(",")}
+    runs = [run for run in RUNS if run[0] in chosen]
     started = time.perf_counter()
     print(machine())
     days = [args.start + timedelta(days=i) for i in range(args.days)]
@@ -128,25 +178,37 @@ def main() -> None:
         f"ticks every 5 min  street hail reach {args.hail_reach_km} km"
     )
     params = GuidanceParams(
-        competitor_prior=args.competitor_prior, target_radius_cells=args.target_radius
+        competitor_prior=args.competitor_prior,
+        target_radius_cells=args.target_radius,
+        hail_reach_km=args.guidance_reach_km,
+        move_margin=args.move_margin,
+        vacant_presence=args.vacant_presence,
     )
     print(
         f"guidance: competitor_prior {params.competitor_prior}  target radius "
-        f"{params.target_radius_cells} cells"
+        f"{params.target_radius_cells} cells  hail reach {params.hail_reach_km} km  "
+        f"move margin {params.move_margin}  vacant presence {params.vacant_presence}"
     )
     cache = DayCache.at(RESULTS_DIR / "model_cache", args.fleet, args.seed)
     first = training_days[0] - timedelta(days=HISTORY_DAYS)
     window = [first + timedelta(days=i) for i in range((days[-1] - first).days + 1)]
     demand = {d: cache.cell_demand(d) for d in window}
     weather = {d: cache.weather(d) for d in window}
-    rows = pl.concat([day_features(d, demand, weather) for d in training_days])
-    model = train_model(rows, TrainingParams(iterations=args.iterations, supply_iterations=20))
-    print(f"model trained: {time.perf_counter() - started:.0f} s", flush=True)
+    forecast_dir = cache.folder / (
+        f"forecasts-{training_days[0]}-{len(training_days)}d-{args.iterations}trees"
+    )
+    model = None
+    if not (args.forecast_cache and all((forecast_dir / f"{d}.parquet").exists() for d in days)):
+        rows = pl.concat([day_features(d, demand, weather) for d in training_days])
+        model = train_model(rows, TrainingParams(iterations=args.iterations, supply_iterations=20))
+        print(f"model trained: {time.perf_counter() - started:.0f} s", flush=True)
 
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in RUNS}
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
     for day in days:
         t0 = time.perf_counter()
-        forecasts = day_forecasts(model, day, demand, weather)
+        forecasts = cached_forecasts(
+            model, day, demand, weather, forecast_dir if args.forecast_cache else None
+        )
         truth = cache.true_demand(day)
         sources = {
             "model": forecasts,
@@ -157,7 +219,7 @@ def main() -> None:
             for kind, frames in sources.items()
         }
         print(f"{day}: forecasts in {time.perf_counter() - t0:.0f} s", flush=True)
-        for name, adoption, kind in RUNS:
+        for name, adoption, kind in runs:
             t1 = time.perf_counter()
             config = CityConfig(
                 fleet_size=args.fleet,
@@ -182,7 +244,7 @@ def main() -> None:
     print()
     header = f"{'run':<13} {'group':<9}" + "".join(f" {label:>24}" for _, label, _ in METRICS)
     print(header + f" {'served':>22} {'unserved':>18}")
-    for name, _, _ in RUNS:
+    for name, _, _ in runs:
         per_day = results[name]
         for group in ("guided", "unguided"):
             if per_day[0]["groups"][group]["taxis"] == 0:
@@ -204,27 +266,39 @@ def main() -> None:
             for d in results[run]
         ]
 
-    model_lift, oracle_lift = lift("model 20%"), lift("oracle 20%")
-    mean = sum(model_lift) / len(model_lift)
-    oracle_mean = sum(oracle_lift) / len(oracle_lift)
-    served_0 = sum(d["served"] for d in results["adoption 0%"])
-    served_100 = sum(d["served"] for d in results["model 100%"])
-    share = mean / oracle_mean if oracle_mean > 0 else float("nan")
     print()
-    print(
-        f"guided vs unguided hails per vacant hour at 20%: model {mean:+.1%} "
-        f"[{min(model_lift):+.1%}, {max(model_lift):+.1%}]  (goal >= +15%: "
-        f"{'met' if mean >= 0.15 else 'NOT met'})"
-    )
-    print(
-        f"oracle policy lift at 20%: {oracle_mean:+.1%} [{min(oracle_lift):+.1%}, "
-        f"{max(oracle_lift):+.1%}]; model / oracle lift {share:.2f}  (goal >= 0.80: "
-        f"{'met' if oracle_mean > 0 and share >= 0.8 else 'NOT met'})"
-    )
-    print(
-        f"served requests, {len(days)} days: adoption 0% {served_0}, model 100% {served_100}  "
-        f"(goal no fewer: {'met' if served_100 >= served_0 else 'NOT met'})"
-    )
+    served = {name: sum(d["served"] for d in per_day) for name, per_day in results.items()}
+    if "model 20%" in results:
+        model_lift = lift("model 20%")
+        mean = sum(model_lift) / len(model_lift)
+        print(
+            f"guided vs unguided hails per vacant hour at 20%: model {mean:+.1%} "
+            f"[{min(model_lift):+.1%}, {max(model_lift):+.1%}]  (goal >= +15%: "
+            f"{'met' if mean >= 0.15 else 'NOT met'})"
+        )
+    if "oracle 20%" in results:
+        oracle_lift = lift("oracle 20%")
+        oracle_mean = sum(oracle_lift) / len(oracle_lift)
+        line = (
+            f"oracle policy lift at 20%: {oracle_mean:+.1%} [{min(oracle_lift):+.1%}, "
+            f"{max(oracle_lift):+.1%}]"
+        )
+        if "model 20%" in results:
+            share = mean / oracle_mean if oracle_mean > 0 else float("nan")
+            line += (
+                f"; model / oracle lift {share:.2f}  (goal >= 0.80: "
+                f"{'met' if oracle_mean > 0 and share >= 0.8 else 'NOT met'})"
+            )
+        print(line)
+    if "adoption 0%" in served:
+        for name in ("model 100%", "oracle 100%"):
+            if name in served:
+                goal = "met" if served[name] >= served["adoption 0%"] else "NOT met"
+                note = f"  (goal no fewer: {goal})" if name == "model 100%" else ""
+                print(
+                    f"served requests, {len(days)} days: adoption 0% {served['adoption 0%']}, "
+                    f"{name} {served[name]}{note}"
+                )
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -172,17 +172,18 @@ def _same_vehicle(offset: int) -> pl.Expr:
     return (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-offset)).fill_null(False)
 
 
-def _as_raw_lazy(raw: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+def as_raw_lazy(raw: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     return raw.lazy().select(pl.col(c).cast(t) for c, t in RAW_PROBES_SCHEMA.items())
 
 
 def _reason(*rules: tuple[pl.Expr, str]) -> pl.Expr:
     """The first reason whose condition holds (null when none does)."""
+    # Enum literals: a chain of text literals builds a text column first, 30x slower.
     condition, reason = rules[0]
-    chain = pl.when(condition).then(pl.lit(reason))
+    chain = pl.when(condition).then(pl.lit(reason, dtype=RejectReason))
     for condition, reason in rules[1:]:
-        chain = chain.when(condition).then(pl.lit(reason))
-    return chain.otherwise(None).cast(RejectReason).alias("reason")
+        chain = chain.when(condition).then(pl.lit(reason, dtype=RejectReason))
+    return chain.otherwise(pl.lit(None, dtype=RejectReason)).alias("reason")
 
 
 def _row_rules(
@@ -357,6 +358,25 @@ def _jump_flags(
     return jump.alias("_jump")
 
 
+def _in_vehicle_time_order(keyed: pl.DataFrame, vehicles: int) -> pl.DataFrame:
+    """``keyed`` (vehicle codes 0..vehicles-1, rows in arrival order) sorted by
+    (vehicle_id, ts, _ROW), nulls last.
+
+    A sort on those three columns costs more than all the rules after it; one Int64 key
+    (vehicle code x the day's time span + time offset, nulls after every value) sorted
+    stably gives the same order, ties left in arrival order, several times faster. A frame
+    whose time span is too wide for the key (absurd stamps) takes the three-column sort.
+    """
+    us = pl.col("ts").dt.epoch("us")
+    first, last = keyed.select(first=us.min(), last=us.max()).row(0)
+    span = 0 if first is None else last - first + 1  # offsets 0..span-1, null ts: span
+    if (vehicles + 1) * (span + 1) >= 2**62:
+        return keyed.sort(["vehicle_id", "ts", _ROW], nulls_last=True)
+    code = pl.col("vehicle_id").cast(pl.Int64).fill_null(vehicles)
+    key = code * (span + 1) + (us - (first or 0)).fill_null(span)
+    return keyed.sort(key, maintain_order=True)
+
+
 def _split(frame: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(rejected rows with their reason, rows still alive) for one stage of rules."""
     judged = frame.with_columns(reason)
@@ -375,26 +395,61 @@ def clean_probes(
 
     Every raw row ends in exactly one of the two outputs (rows in = clean + rejected).
     """
+    result, _ = clean_delivered(as_raw_lazy(raw).collect(), day, area, rules)
+    return result
+
+
+def clean_delivered(
+    delivered: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
+) -> tuple[CleaningResult, pl.Series]:
+    """:func:`clean_probes` of a frame already in RAW_PROBES_SCHEMA, and the row numbers
+    (in ``delivered``) of the rejected rows, in the order of ``result.rejected``."""
+    codes = DayCodes.of(delivered["vehicle_id"], delivered["status"])
+    return clean_encoded(delivered.with_columns(codes.encode()), codes, day, area, rules)
+
+
+@dataclass(frozen=True)
+class DayCodes:
+    """Per-day integer codes of the text columns, in the text's sort order.
+
+    The rules sort, group and compare neighbours on ``vehicle_id``, and carry every column
+    through each stage: on text that costs 2-3x more than on integers, so they see codes,
+    and the outputs are rebuilt from the codes (one code per distinct text: lossless)."""
+
+    ids: pl.Series  # distinct non-null vehicle ids, sorted; a vehicle's code is its position
+    words: pl.Series  # distinct non-null status words, sorted
+
+    @classmethod
+    def of(cls, vehicle_ids: pl.Series, statuses: pl.Series) -> DayCodes:
+        return cls(_codes(vehicle_ids)[0], _codes(statuses)[0])
+
+    def encode(self) -> list[pl.Expr]:
+        """vehicle_id and status as UInt32 codes (null stays null)."""
+        return [
+            pl.col(name).replace_strict(values, _codes_of(values), default=None)
+            for name, values in (("vehicle_id", self.ids), ("status", self.words))
+        ]
+
+
+def _codes_of(values: pl.Series) -> pl.Series:
+    return pl.int_range(values.len(), dtype=pl.UInt32, eager=True)
+
+
+def clean_encoded(
+    coded: pl.DataFrame, codes: DayCodes, day: date, area: ServiceArea, rules: CleaningRules
+) -> tuple[CleaningResult, pl.Series]:
+    """:func:`clean_delivered` of a frame whose vehicle_id and status are ``codes``
+    (rows in arrival order): the codes may cover more vehicles than the frame holds, so a
+    caller cleaning a day in shards of vehicles encodes the day once."""
     day_start, day_end = day_window_utc(day)
     ts = pl.col("ts")
     outside_day = ~((ts >= day_start) & (ts < day_end))
 
-    delivered = _as_raw_lazy(raw).collect()
-    # The rules sort, group and compare neighbours on `vehicle_id`, and carry every column
-    # through each stage: on text that costs 2-3x more than on integers, so they see per-day
-    # integer codes (in the text's sort order) and the outputs are rebuilt from the text.
-    ids, id_codes = _codes(delivered["vehicle_id"])
-    words, word_codes = _codes(delivered["status"])
-    keyed = (
-        delivered.lazy()
-        .with_columns(
-            pl.col("vehicle_id").replace_strict(ids, id_codes, default=None),
-            pl.col("status").replace_strict(words, word_codes, default=None),
-        )
-        .with_row_index(_ROW)
-        .sort(["vehicle_id", "ts", _ROW], nulls_last=True)
-        .collect()
-    )
+    ids, words = codes.ids, codes.words
+    id_codes, word_codes = _codes_of(ids), _codes_of(words)
+    keyed = coded.with_row_index(_ROW)
+    delivered_status = keyed["status"]  # by arrival: the quarantine keeps the delivered word
+    keyed = _in_vehicle_time_order(keyed, ids.len())
     mapped_status = _status_of_code(words, word_codes, rules)
     staged = keyed.with_columns(
         _row_rules(
@@ -454,13 +509,21 @@ def clean_probes(
     clean = alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
     clean = clean.with_columns(ids.gather(clean["vehicle_id"]).alias("vehicle_id"))
     # The quarantine keeps each row exactly as delivered, in arrival order.
-    reasons = pl.concat([part.select(_ROW, "reason") for part in rejected_parts]).sort(_ROW)
-    rejected_all = delivered[reasons[_ROW]].with_columns(reasons["reason"])
-    return CleaningResult(
+    kept_as_delivered = [_ROW, *(c for c in RAW_COLUMNS if c != "status"), "reason"]
+    rejected = pl.concat([part.select(kept_as_delivered) for part in rejected_parts]).sort(_ROW)
+    rows = rejected[_ROW]
+    rejected_all = rejected.select(
+        ids.gather(rejected["vehicle_id"]).alias("vehicle_id"),
+        *(c for c in RAW_COLUMNS if c not in ("vehicle_id", "status")),
+        words.gather(delivered_status.gather(rows)).alias("status"),
+        "reason",
+    )
+    result = CleaningResult(
         clean=clean.cast(dict(CLEAN_PROBES_SCHEMA)),
         rejected=rejected_all.cast(dict(REJECTED_PROBES_SCHEMA)),
         out_of_order_rows=int(out_of_order_rows or 0),
     )
+    return result, rows
 
 
 def rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:

@@ -16,6 +16,21 @@ smoothing pseudo-count of competitors the supply forecast does not see (taxis pa
 other guided taxis): without it a quiet cell the model expects empty would hand its whole,
 noisy forecast to the newcomer. Finite everywhere: an empty cell with no taxis offers 0.
 
+**Competitors present, not taxis seen.** ``expected_vacant_taxis`` counts the distinct vacant
+taxis seen in a cell during a bucket, most of them passing through; the hails of a moment are
+shared by the taxis there at that moment. The routes and the allocation count
+``vacant_presence`` (0.17 in the simulated city: its vacant taxi-time per bucket over the
+distinct vacant taxis seen) of them. Counting every taxi seen as present (1.0) multiplied
+the competitors where taxis pass, which is where the hails are, and sent guided taxis away
+from the demand: in the closed loop (README, Benchmarks) guided taxis then found fewer
+hails per vacant hour than unguided ones. (``opportunity`` stored with the forecast keeps
+the plain count: it is the per-cell figure the forecast's users already read.)
+
+**Reach.** ``hail_reach_km`` > 0 values a position by the hails of every cell within that
+road distance, each shared by the vacant taxis within reach of it (a taxi takes a hail while
+passing, not only in its own cell). Measured in the closed loop it did worse than the
+per-cell value (README), so the default is 0.
+
 The former ``hails - vacant taxis`` subtracted a count of taxis seen in a bucket from a count
 of hails; where taxis gather (which is where hails are) taxis outnumber hails, so the busiest
 cells always lost. A ratio compares like with like.
@@ -38,7 +53,11 @@ taxis already sent there, from its own cell or any other, each one more competit
 second taxi sent to a cell expects less than the first, and taxis of neighbouring cells do
 not all chase the same hotspot. Each taxi is valued by its own catch, as a driver would; a
 fleet-wide objective (its catch minus what it takes from the others) keeps nearly every taxi
-where it is, since moving mostly shares the same hails out differently.
+where it is, since moving mostly shares the same hails out differently. Targets reach
+``target_radius_cells`` (6, about 3 km) each way: a taxi dropped off in a quiet quarter
+must see where the fares are, as the drivers who are not guided drift back towards them.
+``move_margin`` (default 0) makes a move beat staying by a share first; it lowered the
+guided taxis' catch in the closed loop, since a moving taxi can still be hailed where it was.
 """
 
 from __future__ import annotations
@@ -105,8 +124,9 @@ class GuidanceParams:
     """A route decides where to cruise every this many minutes (the forecast tick)."""
     step_radius_cells: int = 2
     """How far (cells, each way) one step of a route may move."""
-    target_radius_cells: int = 3
-    """How far (cells, each way) the single best target and the allocation look."""
+    target_radius_cells: int = 6
+    """How far (cells, each way) the single best target and the allocation look: far
+    enough that a taxi dropped off in a quiet quarter sees where the fares are."""
     road_speed_kmh: tuple[float, ...] = DEFAULT_ROAD_SPEED_KMH
     """Road speed per Tokyo hour 0..23."""
     detour_factor: float = 1.3
@@ -115,6 +135,18 @@ class GuidanceParams:
     """Width of the forecast's buckets."""
     max_taxis_per_cell: int = 200
     """Vacant taxis of one cell the allocation splits at most (the rest follow the last)."""
+    hail_reach_km: float = 0.0
+    """Road distance within which a vacant taxi takes a street hail: > 0 values a position
+    by the hails of every cell within it, each shared by the vacant taxis within it of that
+    cell. 0 (default, better in the closed loop) values a cell by its own hails and taxis."""
+    vacant_presence: float = 0.17
+    """Share of a bucket a vacant taxi counted in a cell (``expected_vacant_taxis``: the
+    distinct vacant taxis seen there in the bucket, most of them passing through) spends
+    there: the forecast's vacant taxis times this are the competitors present at once. The
+    simulated city's is 0.17 (vacant taxi-time over distinct vacant taxis seen, per bucket);
+    1 counts every taxi seen as present all the time."""
+    move_margin: float = 0.0
+    """A move must promise this share more than staying to be taken (hysteresis)."""
 
     def __post_init__(self) -> None:
         def require(ok: bool, name: str, expected: str) -> None:
@@ -141,6 +173,9 @@ class GuidanceParams:
         require(self.detour_factor >= 1, "detour_factor", "must be >= 1")
         require(1 <= self.bucket_minutes <= 1440, "bucket_minutes", "must be in [1, 1440]")
         require(self.max_taxis_per_cell >= 1, "max_taxis_per_cell", "must be >= 1")
+        require(0 <= self.hail_reach_km <= 5, "hail_reach_km", "must be in [0, 5] km")
+        require(self.move_margin >= 0, "move_margin", "must be >= 0")
+        require(0 < self.vacant_presence <= 1, "vacant_presence", "must be in (0, 1]")
 
     @property
     def steps(self) -> int:
@@ -218,6 +253,7 @@ def horizon_for_arrival(forecast: pl.DataFrame, arrival_bucket: int) -> int:
 
 def _cell_rates(
     forecast: pl.DataFrame,
+    area: ServiceArea,
     cells: pl.DataFrame,
     buckets: list[int],
     params: GuidanceParams,
@@ -237,24 +273,51 @@ def _cell_rates(
             forecast.filter(pl.col("horizon") == horizon).select(
                 pl.col("cell").cast(pl.Int64),
                 _hails().alias(f"l{bucket}"),
-                _vacant().alias(f"v{bucket}"),
+                (_vacant() * params.vacant_presence).alias(f"v{bucket}"),
             ),
             on="cell",
             how="left",
         )
     prior, width = params.competitor_prior, float(params.bucket_minutes)
-    return rates.with_columns(pl.col(f"^[lv]{b}$").fill_null(0.0) for b in buckets).with_columns(
-        *(
-            (pl.col(f"l{b}") / (pl.col(f"v{b}") + 1.0 + prior) / width).alias(f"arrive{b}")
-            for b in buckets
-        ),
-        *(
-            (pl.col(f"l{b}") / (pl.max_horizontal(pl.col(f"v{b}"), 1.0) + prior) / width).alias(
-                f"home{b}"
-            )
-            for b in buckets
-        ),
+    rates = rates.with_columns(pl.col(f"^[lv]{b}$").fill_null(0.0) for b in buckets)
+    pairs = reach_pairs(cells, area, params)
+    # Competitors of the hails of a cell: the vacant taxis of every cell within reach of it.
+    covered = (
+        pairs.join(rates.select("cell", *(f"v{b}" for b in buckets)), on="cell")
+        .group_by("near")
+        .agg(pl.col(f"v{b}").sum().alias(f"n{b}") for b in buckets)
     )
+    near = rates.select("cell", *(f"l{b}" for b in buckets)).join(
+        covered.rename({"near": "cell"}), on="cell", how="left"
+    )
+    # A taxi in a cell collects, of the hails of every cell within its reach, the share of
+    # one competitor more (arriving) or the one it is already (home: a cell's own vacant
+    # taxis count it, so at least 1 of them is it).
+    smoothed = (
+        pairs.join(near.rename({"cell": "near"}), on="near", how="left")
+        .join(rates.select("cell", *(pl.col(f"v{b}").alias(f"own{b}") for b in buckets)), on="cell")
+        .group_by("cell")
+        .agg(
+            *(
+                (pl.col(f"l{b}") / (pl.col(f"n{b}") + 1.0 + prior))
+                .sum()
+                .truediv(width)
+                .alias(f"arrive{b}")
+                for b in buckets
+            ),
+            *(
+                (
+                    pl.col(f"l{b}")
+                    / (pl.col(f"n{b}") + (1.0 - pl.col(f"own{b}")).clip(lower_bound=0.0) + prior)
+                )
+                .sum()
+                .truediv(width)
+                .alias(f"home{b}")
+                for b in buckets
+            ),
+        )
+    )
+    return rates.join(smoothed, on="cell", how="left")
 
 
 def _collected(
@@ -274,17 +337,34 @@ def _collected(
 # Moves -------------------------------------------------------------------------------------
 
 
+def cell_km(area: ServiceArea) -> tuple[float, float]:
+    """(height, width) of one cell of ``area`` in km, at the area's middle latitude."""
+    lat_mid = (sum(area.row_range) / 2) / rows_per_degree(area.mesh_level)
+    km_per_row = KM_PER_DEGREE_LATITUDE / rows_per_degree(area.mesh_level)
+    km_per_col = (
+        KM_PER_DEGREE_LATITUDE * math.cos(math.radians(lat_mid)) / cols_per_degree(area.mesh_level)
+    )
+    return km_per_row, km_per_col
+
+
+def reach_pairs(cells: pl.DataFrame, area: ServiceArea, params: GuidanceParams) -> pl.DataFrame:
+    """Every (cell, near) of ``cells`` whose centres are within ``hail_reach_km`` by road:
+    a taxi cruising in ``cell`` can take the street hails of ``near`` (itself included)."""
+    radius = math.floor(params.hail_reach_km / (params.detour_factor * min(cell_km(area))))
+    return (
+        moves_within(cells, area, radius, 1.0, params)
+        .filter(pl.col("distance_km") <= params.hail_reach_km)
+        .select("cell", near="target_cell")
+    )
+
+
 def moves_within(
     cells: pl.DataFrame, area: ServiceArea, radius: int, speed_kmh: float, params: GuidanceParams
 ) -> pl.DataFrame:
     """Every (cell, target_cell) within ``radius`` cells each way, both in ``cells`` (a
     subset of ``area.cells()``), with the road distance between their centres and the
     minutes it takes at ``speed_kmh``."""
-    lat_mid = (sum(area.row_range) / 2) / rows_per_degree(area.mesh_level)
-    km_per_row = KM_PER_DEGREE_LATITUDE / rows_per_degree(area.mesh_level)
-    km_per_col = (
-        KM_PER_DEGREE_LATITUDE * math.cos(math.radians(lat_mid)) / cols_per_degree(area.mesh_level)
-    )
+    km_per_row, km_per_col = cell_km(area)
     steps = pl.DataFrame({"step": pl.int_range(-radius, radius + 1, eager=True)})
     offsets = steps.select(d_row="step").join(steps.select(d_col="step"), how="cross")
     return (
@@ -335,7 +415,7 @@ def _plan(
     allocation."""
     segments = arrival_segments(tick, params)
     buckets = [bucket for bucket, _, _ in segments]
-    rates = _cell_rates(forecast, cells, buckets, params)
+    rates = _cell_rates(forecast, area, cells, buckets, params)
     speed = params.speed_kmh(tick)
     step = float(params.step_minutes)
 
@@ -414,7 +494,14 @@ def _plan(
             .otherwise(_collected("arrive", pl.col("travel_minutes"), horizon, segments))
         )
     )
-    best = _best_per_cell(candidates, "exposure").select(
+    # A move must beat staying by the margin (hysteresis): it ranks discounted by it.
+    margin = 1.0 + params.move_margin
+    ranked = candidates.with_columns(
+        rank=pl.when(pl.col("target_cell") == pl.col("cell"))
+        .then(pl.col("exposure"))
+        .otherwise(-(1.0 - (1.0 - (-pl.col("exposure")).exp()) / margin).log())
+    )
+    best = _best_per_cell(ranked, "rank").select(
         "cell",
         "target_cell",
         target_distance_km="distance_km",
@@ -433,19 +520,21 @@ def _plan(
 def _allocate(
     candidates: pl.DataFrame,
     taxis: pl.DataFrame,
+    pairs: pl.DataFrame,
     segments: list[tuple[int, float, float]],
     params: GuidanceParams,
 ) -> pl.DataFrame:
     """``allocation`` per cell: the vacant taxis of every cell split across their candidate
-    targets, all cells at once, so taxis of neighbouring cells sent to one target see each
-    other (see the module docstring).
+    targets, all cells at once, so taxis sent to targets within reach of the same hails see
+    each other (see the module docstring).
 
-    Every cell's own vacant taxis are allocated (staying is one of the targets), so a
-    target's competitors are the vacant taxis forecast there beyond its own, the prior, and
-    every taxi allocated to it. The next taxi goes where it expects the most; that falls
-    with every taxi a target gets, so a lazy priority queue (rescoring an entry only when
-    its target got a taxi since) finds the same allocation as rescoring everything after
-    each taxi. The loop is over taxis, a few thousand a tick, not rows.
+    Every cell's own vacant taxis are allocated (staying is one of the targets), so the
+    competitors of a cell's hails are the vacant taxis forecast within reach of it beyond
+    those, the prior, and every taxi allocated to a target within reach of it. The next taxi
+    goes where it expects the most; that falls with every taxi sent within reach, so a lazy
+    priority queue (rescoring an entry only when a target near its own got a taxi since)
+    finds the same allocation as rescoring everything after each taxi. The loop is over
+    taxis, a few thousand a tick, not rows.
     """
     buckets = [bucket for bucket, _, _ in segments]
     origins = taxis.filter(pl.col("vacant_taxis") > 0)
@@ -454,27 +543,59 @@ def _allocate(
         return pl.DataFrame(
             schema={"cell": pl.Int64, "allocation": pl.List(pl.Struct(_ALLOCATION_FIELDS))}
         )
-    targets = (
-        moving.unique("target_cell")
-        .select("target_cell", *(f"^[lv]{b}$" for b in buckets))
+    target_cells = moving.select("target_cell").unique()
+    # The hails a target's taxi can take: those of the cells within reach of the target.
+    reach = pairs.join(target_cells, left_on="cell", right_on="target_cell", how="semi")
+    near_cells = reach.select(cell="near").unique()
+    # Competitors of a near cell's hails not being allocated: the forecast's vacant taxis
+    # within reach of it beyond the taxis allocated here, plus the prior.
+    unallocated = (
+        candidates.unique("target_cell")
+        .select("target_cell", *(f"^v{b}$" for b in buckets))
         .join(taxis.rename({"cell": "target_cell"}), on="target_cell", how="left")
-        .with_columns(pl.col("vacant_taxis").fill_null(0).cast(pl.Float64))
         .select(
-            "target_cell",
-            *(pl.col(f"l{b}").alias(f"hails{i}") for i, b in enumerate(buckets)),
-            *(
-                (
-                    (pl.col(f"v{b}") - pl.col("vacant_taxis")).clip(lower_bound=0.0)
-                    + params.competitor_prior
-                ).alias(f"base{i}")
+            cell="target_cell",
+            **{
+                f"free{i}": (pl.col(f"v{b}") - pl.col("vacant_taxis").fill_null(0)).clip(
+                    lower_bound=0.0
+                )
                 for i, b in enumerate(buckets)
-            ),
+            },
         )
-        .sort("target_cell")
     )
-    target_of = {cell: i for i, cell in enumerate(targets["target_cell"].to_list())}
-    hails = [targets[f"hails{i}"].to_list() for i in range(len(buckets))]
-    base = [targets[f"base{i}"].to_list() for i in range(len(buckets))]
+    near = (
+        pairs.join(near_cells, left_on="near", right_on="cell", how="semi")
+        .join(unallocated, on="cell", how="left")
+        .group_by("near")
+        .agg(pl.col(f"free{i}").fill_null(0.0).sum() for i in range(len(buckets)))
+        .join(
+            candidates.unique("target_cell").select(
+                near="target_cell", **{f"hails{i}": f"l{b}" for i, b in enumerate(buckets)}
+            ),
+            on="near",
+            how="left",
+        )
+        .sort("near")
+    )
+    near_of = {cell: i for i, cell in enumerate(near["near"].to_list())}
+    hails = [near[f"hails{i}"].fill_null(0.0).to_list() for i in range(len(buckets))]
+    base = [
+        [free + params.competitor_prior for free in near[f"free{i}"].to_list()]
+        for i in range(len(buckets))
+    ]
+    target_list = sorted(target_cells["target_cell"].to_list())
+    target_of = {cell: i for i, cell in enumerate(target_list)}
+    covers: list[list[int]] = [[] for _ in target_list]
+    for cell, near_cell in reach.select("cell", "near").iter_rows():
+        if near_cell in near_of:
+            covers[target_of[cell]].append(near_of[near_cell])
+    # Targets sharing a near cell with a target: a taxi sent there changes their value.
+    covered_by: list[list[int]] = [[] for _ in near_of]
+    for t, cells_near in enumerate(covers):
+        for n in cells_near:
+            covered_by[n].append(t)
+    affected = [sorted({u for n in cells_near for u in covered_by[n]}) for cells_near in covers]
+
     # Share of a bucket's hails-per-competitor a taxi collects, arriving after its travel.
     weights = [
         (
@@ -485,55 +606,75 @@ def _allocate(
         ).alias(f"weight{i}")
         for i, (_, seg_start, seg_end) in enumerate(segments)
     ]
-    first_taxi = (
-        1.0
-        - (
-            -pl.sum_horizontal(
-                pl.col(f"weight{i}") * pl.col(f"hails{i}") / (pl.col(f"base{i}") + 1.0)
-                for i in range(len(buckets))
-            )
-        ).exp()
-    )
-    moving = (
-        moving.select("cell", "target_cell", "distance_km", *weights)
-        .join(targets, on="target_cell")
-        .with_columns(first_taxi=first_taxi.round(_TIE_DIGITS))
-        .sort(
-            ["cell", "first_taxi", "distance_km", "target_cell"],
-            descending=[False, True, False, False],
-        )
-        # A few best targets per cell, staying always among them, keep the queue short.
-        .filter(
-            (pl.int_range(pl.len()).over("cell") < _ALLOCATION_TARGETS)
-            | (pl.col("target_cell") == pl.col("cell"))
-        )
-    )
+    moving = moving.select("cell", "target_cell", "distance_km", *weights)
     weight_rows = moving.select(f"weight{i}" for i in range(len(buckets))).rows()
     cand_origin = moving["cell"].to_list()
     cand_target = [target_of[cell] for cell in moving["target_cell"].to_list()]
+    # A move must beat staying by the margin: its value is discounted by it.
+    cand_factor = [
+        1.0 if origin == cell else 1.0 / (1.0 + params.move_margin)
+        for origin, cell in zip(cand_origin, moving["target_cell"].to_list(), strict=True)
+    ]
+    allocated = [0] * len(near_of)
+    version = [0] * len(target_list)
+
+    def exposure(cand: int, extra: int) -> float:
+        cells_near = covers[cand_target[cand]]
+        return sum(
+            w * sum(hails[h][n] / (base[h][n] + allocated[n] + extra) for n in cells_near)
+            for h, w in enumerate(weight_rows[cand])
+            if w
+        )
+
+    def score(cand: int) -> float:
+        return round(cand_factor[cand] * (1.0 - math.exp(-exposure(cand, 1))), _TIE_DIGITS)
+
+    # Before any taxi is sent, a candidate's value is its first taxi's: per bucket, the
+    # target's hails per competitor (one more), computed once per target.
+    alone = pl.DataFrame(
+        {
+            "target_cell": target_list,
+            **{
+                f"alone{h}": [
+                    sum(hails[h][n] / (base[h][n] + 1.0) for n in cells_near)
+                    for cells_near in covers
+                ]
+                for h in range(len(buckets))
+            },
+        },
+        schema_overrides={"target_cell": moving.schema["target_cell"]},
+    )
+    scored = (
+        moving.with_columns(cand=pl.int_range(pl.len()), factor=pl.Series(cand_factor))
+        .join(alone, on="target_cell", how="left")
+        .with_columns(
+            first_taxi=(
+                pl.col("factor")
+                * (
+                    1.0
+                    - (
+                        -pl.sum_horizontal(
+                            pl.col(f"weight{h}") * pl.col(f"alone{h}") for h in range(len(buckets))
+                        )
+                    ).exp()
+                )
+            ).round(_TIE_DIGITS)
+        )
+    ).sort(
+        ["cell", "first_taxi", "distance_km", "target_cell"],
+        descending=[False, True, False, False],
+    )
+    # A few best targets per cell, staying always among them, keep the queue short.
+    kept = scored.filter(
+        (pl.int_range(pl.len()).over("cell") < _ALLOCATION_TARGETS)
+        | (pl.col("target_cell") == pl.col("cell"))
+    )
     cand_distance = moving["distance_km"].to_list()
     target_cell = moving["target_cell"].to_list()
     left = dict(origins.select("cell", "vacant_taxis").iter_rows())
-    guided = [0] * len(target_of)
-    version = [0] * len(target_of)
-
-    def exposure(cand: int, count: int) -> float:
-        t = cand_target[cand]
-        return sum(
-            w * hails[h][t] / (base[h][t] + count) for h, w in enumerate(weight_rows[cand]) if w
-        )
-
-    def marginal(cand: int) -> float:
-        return 1.0 - math.exp(-exposure(cand, guided[cand_target[cand]] + 1))
-
-    def entry(cand: int) -> tuple:
-        value = round(marginal(cand), _TIE_DIGITS)
-        return (-value, cand_distance[cand], target_cell[cand], cand, version[cand_target[cand]])
-
-    # Before any taxi is sent, a candidate's value is its first taxi's, computed above.
     queue = [
         (-value, cand_distance[cand], target_cell[cand], cand, 0)
-        for cand, value in enumerate(moving["first_taxi"].to_list())
+        for cand, value in zip(kept["cand"].to_list(), kept["first_taxi"].to_list(), strict=True)
     ]
     heapq.heapify(queue)
     sent: dict[int, list[float]] = {}
@@ -543,14 +684,20 @@ def _allocate(
             continue
         t = cand_target[cand]
         if seen != version[t]:
-            heapq.heappush(queue, entry(cand))
+            heapq.heappush(
+                queue, (-score(cand), cand_distance[cand], target_cell[cand], cand, version[t])
+            )
             continue
         left[cand_origin[cand]] -= 1
-        guided[t] += 1
-        version[t] += 1
-        sent.setdefault(cand, []).append(-negative)
+        for n in covers[t]:
+            allocated[n] += 1
+        for u in affected[t]:
+            version[u] += 1
+        sent.setdefault(cand, []).append(-negative / cand_factor[cand])
         if left[cand_origin[cand]]:
-            heapq.heappush(queue, entry(cand))
+            heapq.heappush(
+                queue, (-score(cand), cand_distance[cand], target_cell[cand], cand, version[t])
+            )
 
     picked = sorted(sent)
     return (
@@ -561,9 +708,7 @@ def _allocate(
                 "taxis": [len(sent[c]) for c in picked],
                 # What each expects once every taxi is sent, and what the first expected
                 # when it was sent alone.
-                "expected_hails_per_taxi": [
-                    1.0 - math.exp(-exposure(c, guided[cand_target[c]])) for c in picked
-                ],
+                "expected_hails_per_taxi": [1.0 - math.exp(-exposure(c, 0)) for c in picked],
                 "first_taxi_expected_hails": [sent[c][0] for c in picked],
                 "distance_km": [cand_distance[c] for c in picked],
             },
@@ -578,7 +723,11 @@ def _allocate(
 
 
 def _taxis_to_allocate(
-    forecast: pl.DataFrame, cells: pl.DataFrame, vacant_now: pl.DataFrame | None, cap: int
+    forecast: pl.DataFrame,
+    cells: pl.DataFrame,
+    vacant_now: pl.DataFrame | None,
+    cap: int,
+    presence: float,
 ) -> pl.DataFrame:
     if vacant_now is None:
         first = forecast_horizons(forecast)[0]
@@ -586,7 +735,7 @@ def _taxis_to_allocate(
             forecast.filter(pl.col("horizon") == first)
             if "horizon" in forecast.columns
             else forecast
-        ).select(pl.col("cell").cast(pl.Int64), vacant_taxis=_vacant().round())
+        ).select(pl.col("cell").cast(pl.Int64), vacant_taxis=(_vacant() * presence).round())
     else:
         source = vacant_now.select(pl.col("cell").cast(pl.Int64), pl.col("vacant_taxis"))
     return (
@@ -615,13 +764,16 @@ def cruising_guidance(
     (itself when staying is best) and what one taxi expects there and staying; the ``route``
     (ordered cells, up to ``horizon_minutes / step_minutes``) and the hails expected along
     it; and the ``allocation`` of the cell's ``vacant_taxis`` (``vacant_now``, by default
-    the forecast's vacant taxis of the bucket in progress, rounded) across targets. The
+    the vacant taxis present in the bucket in progress, rounded) across targets. The
     same forecast and tick always give the same guidance.
     """
     cells = area.cells()
     plan, candidates = _plan(forecast, area, tick, params, cells, cells)
-    taxis = _taxis_to_allocate(forecast, cells, vacant_now, params.max_taxis_per_cell)
-    allocation = _allocate(candidates, taxis, arrival_segments(tick, params), params)
+    taxis = _taxis_to_allocate(
+        forecast, cells, vacant_now, params.max_taxis_per_cell, params.vacant_presence
+    )
+    pairs = reach_pairs(cells, area, params)
+    allocation = _allocate(candidates, taxis, pairs, arrival_segments(tick, params), params)
     return (
         plan.join(taxis, on="cell", how="left")
         .join(allocation, on="cell", how="left")
@@ -662,7 +814,9 @@ def guidance_for_position(
     cells = area.cells()
     origin = cells.filter(pl.col("cell") == cell)
     row, col = origin["row"].item(), origin["col"].item()
-    reach = max(params.steps * params.step_radius_cells, params.target_radius_cells)
+    # Plus twice the hail reach, so every cell a route can reach sees all its competitors.
+    kernel = math.floor(params.hail_reach_km / (params.detour_factor * min(cell_km(area))))
+    reach = max(params.steps * params.step_radius_cells, params.target_radius_cells) + 2 * kernel
     nearby = cells.filter(
         (pl.col("row") - row).abs() <= reach, (pl.col("col") - col).abs() <= reach
     )

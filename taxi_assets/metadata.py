@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 import dagster as dg
@@ -69,3 +70,8 @@ def latest_materialization_metadata(
         return {}
     metadata = records[0].asset_materialization.metadata
     return {key: getattr(value, "value", value) for key, value in metadata.items()}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -18,11 +18,15 @@ time.
 
 Both environments: the feed's ``TAXI_ASSETS_WEATHER_SOURCE`` (``probe_source`` or
 ``none``), ``TAXI_ASSETS_STATUS_MAPPING`` (JSON: its status words to probe statuses),
-``TAXI_ASSETS_VALIDATION_DIR`` (its schemas and drift thresholds) and
-``TAXI_ASSETS_DRIFT_LOOKBACK_DAYS`` (how far back drift may look for a validated day).
+``TAXI_ASSETS_VALIDATION_DIR`` (its schemas and drift thresholds),
+``TAXI_ASSETS_DRIFT_LOOKBACK_DAYS`` (how far back drift may look for a validated day) and
+``TAXI_ASSETS_VEHICLE_SHARDS`` (shards of vehicles the cleaning runs in; 0: automatic).
 
 ``production`` (see :data:`PRODUCTION_SETTINGS` and docs/deployment.md): probes from
 BigQuery, partitions and artifacts in a GCS bucket, each through its own service account.
+With ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and ``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS``
+(both or neither) the data path runs in BigQuery mode: its tables are written by SQL in
+that dataset by their own writer, and no run pod pulls a raw day.
 Credentials are handed to the resources as ``dg.EnvVar`` references: Dagster resolves
 them inside the run, and the UI, the event log and run configs only ever show the name
 of the variable, never its value.
@@ -56,6 +60,7 @@ ENVIRONMENTS = ("local", "production")
 PROBE_SOURCES = ("simulator", "landing")
 STATUS_MAPPING_ENV = "TAXI_ASSETS_STATUS_MAPPING"
 DRIFT_LOOKBACK_ENV = "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS"
+VEHICLE_SHARDS_ENV = "TAXI_ASSETS_VEHICLE_SHARDS"
 
 
 class SettingsError(ValueError):
@@ -90,12 +95,27 @@ PRODUCTION_SETTINGS = (
         "base64 key of the service account that may write the artifact bucket only",
         secret=True,
     ),
+    Setting(
+        "TAXI_ASSETS_BQ_DATA_PATH_DATASET",
+        "project.dataset where clean_probes, rejected_probes, trip_events and cell_demand "
+        "are written by SQL (BigQuery mode; unset: the run pod pulls the day)",
+        False,
+    ),
+    Setting(
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS",
+        "base64 key of the data path writer service account (with the dataset above)",
+        False,
+        secret=True,
+    ),
 )
+DATA_PATH_DATASET_ENV = "TAXI_ASSETS_BQ_DATA_PATH_DATASET"
+DATA_PATH_WRITER_ENV = "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
 DEFAULT_BQ_LOCATION = "asia-northeast1"
 DEFAULT_GCS_PREFIX = "taxi_assets"
 
 # BigQuery ids: project (letters, digits, hyphens), dataset and table (letters, digits, _).
 _TABLE_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.\w{1,1024}\.[\w-]{1,1024}$", re.ASCII)
+_DATASET_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.\w{1,1024}$", re.ASCII)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
 
@@ -211,6 +231,11 @@ def _shared_settings(problems: _Problems | None = None) -> dict[str, Any]:
         )
     else:
         pipeline["weather_source"] = weather
+    if problems.text(VEHICLE_SHARDS_ENV):
+        shards = problems.integer(VEHICLE_SHARDS_ENV, 0)
+        if shards < 0:
+            problems.add(f"{VEHICLE_SHARDS_ENV}={shards} must be 0 (automatic) or more")
+        pipeline["vehicle_shards"] = max(shards, 0)
     mapping = _status_mapping(problems)
     if mapping is not None:
         pipeline["status_mapping"] = mapping
@@ -269,19 +294,23 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
         for setting in PRODUCTION_SETTINGS
         if setting.secret
     }
-    reader = accounts["TAXI_ASSETS_BQ_READER_CREDENTIALS"]
-    if reader and reader == accounts["TAXI_ASSETS_GCS_WRITER_CREDENTIALS"]:
-        problems.add(
-            "TAXI_ASSETS_BQ_READER_CREDENTIALS and TAXI_ASSETS_GCS_WRITER_CREDENTIALS are the "
-            f"same service account ({reader}): give each its own, with only its own roles"
-        )
+    # One service account per job: two settings holding the same account are refused.
+    for index, (first, email) in enumerate(accounts.items()):
+        for second, other in list(accounts.items())[index + 1 :]:
+            if email and email == other:
+                problems.add(
+                    f"{first} and {second} are the same service account ({email}): give "
+                    "each its own, with only its own roles"
+                )
+    data_path_dataset = _data_path_dataset(problems)
     if problems.text("GOOGLE_APPLICATION_CREDENTIALS"):
         # dagster-gcp's BigQuery resource passes its key through that very variable (a
         # temporary file for the length of a query) and refuses to start when it is set;
         # a process-wide key would also blur which resource acts with which account.
         problems.add(
             "GOOGLE_APPLICATION_CREDENTIALS is set: unset it, each resource has its own key "
-            "(TAXI_ASSETS_BQ_READER_CREDENTIALS, TAXI_ASSETS_GCS_WRITER_CREDENTIALS)"
+            "(TAXI_ASSETS_BQ_READER_CREDENTIALS, TAXI_ASSETS_GCS_WRITER_CREDENTIALS, "
+            f"{DATA_PATH_WRITER_ENV})"
         )
     settings = _shared_settings(problems)
     problems.raise_if_any(
@@ -296,6 +325,21 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
 
     root = f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
     writer = dg.EnvVar("TAXI_ASSETS_GCS_WRITER_CREDENTIALS")
+    project = problems.text("TAXI_ASSETS_GCP_PROJECT")
+    location = problems.text("TAXI_ASSETS_BQ_LOCATION", DEFAULT_BQ_LOCATION)
+    # BigQuery mode: the data path's own writer, so the probe reader stays read-only.
+    data_path = (
+        {
+            "data_path_dataset": data_path_dataset,
+            "data_path_writer": BigQueryResource(
+                project=project,
+                location=location,
+                gcp_credentials=dg.EnvVar(DATA_PATH_WRITER_ENV),
+            ),
+        }
+        if data_path_dataset
+        else {}
+    )
     return {
         "io_manager": PartitionedParquetIOManager(
             base_dir=f"{root}/partitions", gcs_credentials=writer
@@ -304,15 +348,37 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
         "artifacts": ArtifactStore(base_dir=f"{root}/artifacts", gcs_credentials=writer),
         "probe_source": BigQueryProbeSource(
             bigquery=BigQueryResource(
-                project=problems.text("TAXI_ASSETS_GCP_PROJECT"),
-                location=problems.text("TAXI_ASSETS_BQ_LOCATION", DEFAULT_BQ_LOCATION),
+                project=project,
+                location=location,
                 gcp_credentials=dg.EnvVar("TAXI_ASSETS_BQ_READER_CREDENTIALS"),
             ),
             probes_table=problems.text("TAXI_ASSETS_BQ_PROBES_TABLE"),
             weather_table=problems.text("TAXI_ASSETS_BQ_WEATHER_TABLE"),
+            **data_path,
         ),
         **settings,
     }
+
+
+def _data_path_dataset(problems: _Problems) -> str:
+    """The BigQuery mode's dataset, or "" (off); both of its settings or neither."""
+    dataset = problems.text(DATA_PATH_DATASET_ENV)
+    writer = problems.text(DATA_PATH_WRITER_ENV)
+    if dataset and not writer:
+        problems.add(
+            f"{DATA_PATH_DATASET_ENV} is set but {DATA_PATH_WRITER_ENV} is missing: the data "
+            "path's tables need their own writer (the probe reader may not write)"
+        )
+    if writer and not dataset:
+        problems.add(
+            f"{DATA_PATH_WRITER_ENV} is set but {DATA_PATH_DATASET_ENV} is missing: name the "
+            "project.dataset the data path writes, or unset the key"
+        )
+    if dataset and not _DATASET_ID.match(dataset):
+        problems.add(
+            f"{DATA_PATH_DATASET_ENV}={dataset!r} is not a BigQuery dataset id (project.dataset)"
+        )
+    return dataset
 
 
 def _service_account(problems: _Problems, name: str) -> str | None:

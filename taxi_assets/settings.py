@@ -20,6 +20,7 @@ from taxi_assets.quarantine import (
     QuarantineLimits,
 )
 from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
+from taxi_assets.shards import PINGS_PER_SHARD
 from taxi_assets.trips import TripRules
 from taxi_assets.validation.drift import DriftThresholds
 from taxi_assets.validation.schema import VALIDATION_DIR_ENV, configured_validation_dir
@@ -111,6 +112,13 @@ class PipelineSettings(dg.ConfigurableResource):
         "to vacant/occupied/dispatched/off_duty, e.g. {'0': 'vacant', '1': 'occupied'} for "
         "an occupancy flag. The four statuses always map to themselves unless listed; "
         "other values are quarantined as unknown_status.",
+    )
+    vehicle_shards: int = Field(
+        default=0,
+        ge=0,
+        description="The cleaning runs in this many shards of vehicles, read one at a time "
+        "(exact: every rule is per vehicle), so a big day is never in memory whole; 0 "
+        f"(default) is one shard per {PINGS_PER_SHARD:,} pings.",
     )
     max_quarantined_share: float = Field(
         default=DEFAULT_MAX_SHARE,

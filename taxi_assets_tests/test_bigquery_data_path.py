@@ -30,15 +30,17 @@ from taxi_assets.sources.bigquery import (
     conform_stage,
     parameters_used_by,
 )
+from taxi_assets.sources.bigquery_data_path import trip_rule_parameters
 from taxi_assets.sources.bigquery_sql import (
     CLEAN_PROBES_SQL,
     LABELLED_PROBES_SQL,
     PROBE_TABLE_PLACEHOLDER,
     REJECTED_PROBES_SQL,
     TRIP_EVENTS_SQL,
+    TRIP_RULE_COUNTS_SQL,
 )
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.trips import TripRules, derive_trip_events
+from taxi_assets.trips import TripRules, derive_trips
 from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 from taxi_assets_tests.test_bigquery_source import (
     DAY,
@@ -75,13 +77,26 @@ def run_stage(
 
 def polars_stages(
     raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
-) -> dict[str, pl.DataFrame]:
+) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
+    """The Polars path's frames, and the trip rules' counts (trip_events' metadata)."""
     result = clean_probes(raw, day, area, rules)
-    return {
+    trips = derive_trips(result.clean, rules.trips, area)
+    frames = {
         "clean_probes": result.clean,
         "rejected_probes": result.rejected,
-        "trip_events": derive_trip_events(result.clean, rules.trips),
+        "trip_events": trips.events,
     }
+    return frames, trips.metadata()
+
+
+def trip_rule_counts(
+    database: Path, table: str, day: date, area: ServiceArea, rules: CleaningRules
+) -> dict[str, int]:
+    """TRIP_RULE_COUNTS_SQL (the counts BigQueryDataPath's trip script returns) on DuckDB."""
+    sql = TRIP_RULE_COUNTS_SQL.replace(PROBE_TABLE_PLACEHOLDER, table)
+    parameters = parameters_used_by(sql, trip_rule_parameters(day, area, rules))
+    rows = run_on_duckdb(database, PROJECT, sql, parameters)
+    return {name: int(rows[name].item()) for name in rows.columns}
 
 
 def in_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -91,15 +106,17 @@ def in_order(frame: pl.DataFrame) -> pl.DataFrame:
 
 def assert_stages_equal(
     database: Path, table: str, raw: pl.DataFrame, day: date, area: ServiceArea, rules
-) -> dict[str, pl.DataFrame]:
-    expected = polars_stages(raw, day, area, rules)
+) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
+    expected, trip_counts = polars_stages(raw, day, area, rules)
     for stage, want in expected.items():
         got = run_stage(database, table, stage, day, area, rules)
         try:
             assert_frame_equal(in_order(got), in_order(want), check_exact=True)
         except AssertionError as error:
             raise AssertionError(f"{stage} differs from the Polars path: {error}") from None
-    return expected
+    # trip_events' metadata: the same keys and counts in both modes.
+    assert trip_rule_counts(database, table, day, area, rules) == trip_counts, trip_counts
+    return expected, trip_counts
 
 
 def late_night_taxi(day: date) -> pl.DataFrame:
@@ -124,9 +141,10 @@ def test_every_stage_equals_the_polars_path_on_a_simulated_day(
     table = f"{PROJECT}.probes.pings"
     load_table(database, table, as_bigquery_rows(simulated_day, DAY, integer_ids=False))
 
-    expected = assert_stages_equal(
+    expected, trip_counts = assert_stages_equal(
         database, table, simulated_day, DAY, CENTRAL_TOKYO, CleaningRules()
     )
+    assert trip_counts["debounced_vacant_gaps"] + trip_counts["debounced_short_fares"] > 0
 
     counts = rejected_counts(expected["rejected_probes"])
     assert all(counts[reason] > 0 for reason in REJECT_REASONS), counts
@@ -156,6 +174,7 @@ def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Pat
     levels = ("half", "quarter", "third", "second")
     reasons: Counter[str] = Counter()
     events: Counter[str] = Counter()
+    rule_counts: Counter[str] = Counter()
     for seed in range(8):
         day = DAY + timedelta(days=seed)
         area = ServiceArea(35.67, 35.69, 139.75, 139.78, mesh_level=levels[seed % 4])
@@ -179,9 +198,12 @@ def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Pat
         table = f"{PROJECT}.probes.pings_random"  # one name: one transpiled query per stage
         load_table(database, table, as_bigquery_rows(raw, day, integer_ids=seed % 2 == 0))
 
-        expected = assert_stages_equal(database, table, raw, day, area, rules)
+        expected, trip_counts = assert_stages_equal(database, table, raw, day, area, rules)
+        rule_counts.update(trip_counts)
 
         reasons.update(rejected_counts(expected["rejected_probes"]))
         events.update(expected["trip_events"].select(pl.concat_str("event", "booking")).to_series())
     assert all(reasons[reason] > 0 for reason in REJECT_REASONS), reasons
     assert {"pickupstreet_hail", "dropoffother"} <= set(events), events
+    # Every count of the trip rules occurs, so their SQL is compared on real cases.
+    assert all(rule_counts[name] > 0 for name in rule_counts) and len(rule_counts) == 4, rule_counts

@@ -9,6 +9,7 @@ transpiled by sqlglot, bound to the very ``QueryParameter`` values it was given.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
 from taxi_assets.contracts import CleanProbes, RejectedProbes, TripEvents
 from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
+from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.quarantine import QuarantineLimits
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.sources.base import ProbeSourceError
@@ -52,6 +54,12 @@ from taxi_assets_tests.test_bigquery_source import (
 )
 
 PROBES_TABLE = f"{PROJECT}.probes.pings"
+# The metadata both modes record; in BigQuery mode the Polars path's values come from SQL.
+METADATA_COMPARED = ("clean_probes", "trip_events")
+# Keys that describe the stored frame (a bounded sample in BigQuery mode), not the day.
+STORED_FRAME_KEYS = {"preview", "path", "bytes", "stored_rows", "dagster/row_count"}
+# A BigQuery table has no arrival order: the key is there, its value null (not a count).
+NO_ARRIVAL_ORDER = {"out_of_order_rows"}
 DATASET = f"{PROJECT}.data_path"
 
 
@@ -177,6 +185,30 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
         sample = path.sample(stage, DAY)
         assert 0 < sample.height <= 500
         assert contract_check_result(contract, sample, stage).passed
+    # With room for several vehicles, the sample is whole vehicles in the MD5 order of
+    # their ids, as many as fit (computed here independently, with hashlib).
+    roomy = path.model_copy(update={"sample_rows": 5_000})
+    stored = table_day(database, path.table("clean_probes"), DAY)
+    per_vehicle = dict(stored.group_by("vehicle_id").len().iter_rows())
+    expected_vehicles, rows = [], 0
+    for vehicle in sorted(per_vehicle, key=lambda v: (hashlib.md5(v.encode()).hexdigest(), v)):
+        if rows + per_vehicle[vehicle] > 5_000 and expected_vehicles:
+            break
+        expected_vehicles.append(vehicle)
+        rows += per_vehicle[vehicle]
+    sample = roomy.sample("clean_probes", DAY)
+    assert 1 < len(expected_vehicles) < len(per_vehicle)
+    assert dict(sample.group_by("vehicle_id").len().iter_rows()) == {
+        vehicle: per_vehicle[vehicle] for vehicle in expected_vehicles
+    }
+    assert_frame_equal(roomy.sample("clean_probes", DAY), sample)  # deterministic
+    raw_sample = roomy.raw_sample(DAY)
+    assert 0 < raw_sample.height <= 5_000
+    raw_per_vehicle = dict(two_days[DAY].group_by("vehicle_id").len().iter_rows())
+    assert all(
+        raw_per_vehicle[vehicle] == n
+        for vehicle, n in raw_sample.group_by("vehicle_id").len().iter_rows()
+    )
     # cell_demand, a small dense grid, is what the model's features read back.
     stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
     assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))
@@ -200,10 +232,11 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
 ) -> None:
     """In BigQuery mode the assets keep their names and lineage, write the day by SQL,
     pass their checks from SQL counts and samples, and store only bounded samples."""
-    simulator = SimulatedProbeSource(fleet_size=30, seed=7)
+    # A real feed's traits (meter flaps, re-entries): the trip rules' counts are not zero.
+    simulator = SimulatedProbeSource(fleet_size=30, seed=7, feed_profile="real_60s")
     probes = simulator.read_probes(DAY).probes
     database = tmp_path / "bigquery.duckdb"
-    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY))
+    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY, integer_ids=False))
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE SCHEMA data_path")
     source = DuckDBWarehouseSource(
@@ -214,6 +247,10 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     )
 
     in_polars, _ = materialize_cell_demand(simulator, tmp_path / "p", instance)
+    polars_metadata = {
+        asset: latest_materialization_metadata(instance, asset, DAY.isoformat())
+        for asset in METADATA_COMPARED
+    }
     in_bigquery, metadata = materialize_cell_demand(source, tmp_path / "bq", instance)
 
     assert metadata["computed_in"].value == "bigquery"
@@ -229,6 +266,18 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     clean_metadata = events.asset_materialization.metadata
     assert clean_metadata["rows"].value == expected.clean.height
     assert clean_metadata["raw_rows"].value == probes.height
+    # The UI shows the same metadata, with the same values, in both modes.
+    for asset in METADATA_COMPARED:
+        in_sql = latest_materialization_metadata(instance, asset, DAY.isoformat())
+        in_polars_run = polars_metadata[asset]
+        same = set(in_polars_run) - STORED_FRAME_KEYS
+        assert same <= set(in_sql), same - set(in_sql)
+        compared = same - NO_ARRIVAL_ORDER
+        assert {k: in_sql[k] for k in compared} == {k: in_polars_run[k] for k in compared}, asset
+    clean_in_sql = latest_materialization_metadata(instance, "clean_probes", DAY.isoformat())
+    assert clean_in_sql["out_of_order_rows"] is None
+    trip_rules = polars_metadata["trip_events"]
+    assert trip_rules["debounced_vacant_gaps"] > 0 and trip_rules["gap_skipped_pickups"] > 0
 
 
 def test_the_data_path_needs_its_own_writer() -> None:

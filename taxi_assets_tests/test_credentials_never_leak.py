@@ -1,16 +1,19 @@
 """No credential value ever reaches the event log, run metadata, run configs or alerts.
 
 The production resources come from ``production_resources`` with one secret per job: a
-read-only BigQuery probe reader key, a GCS writer key limited to the artifact bucket, and
-the alert sender's webhook URL and SMTP password. All four live only in environment
-variables; the resources hold ``dg.EnvVar`` references that Dagster resolves inside the run.
+read-only BigQuery probe reader key, the data path writer's key (BigQuery mode: the day's
+tables are written by SQL, ``TAXI_ASSETS_BQ_DATA_PATH_*``), a GCS writer key limited to the
+artifact bucket, and the alert sender's webhook URL and SMTP password. All five live only
+in environment variables; the resources hold ``dg.EnvVar`` references that Dagster
+resolves inside the run.
 
-Nothing is faked on the credentials' path: both keys are real RSA service-account keys
+Nothing is faked on the credentials' path: the three keys are real RSA service-account keys
 whose token requests go to loopback token endpoints (one per key), so the test can verify
 that each key really signed its own resource's requests. Only the endpoints are local: the
 storage resources point at the GCS emulator (their ``gcs_endpoint_url`` setting) and the
-probe source runs its BigQuery SQL on DuckDB (``DuckDBProbeSource``), authenticating with
-its ``BigQueryResource`` client all the same. A real day goes raw_probes -> cell_demand on
+probe source and the data path run their BigQuery SQL on DuckDB (``DuckDBProbeSource``,
+``DuckDBDataPath``), each authenticating with its own ``BigQueryResource`` client all the
+same. A real day goes raw_probes -> cell_demand on
 the bucket, a bad weather delivery fails a blocking check, both alert sensors send their
 alerts to a loopback webhook and SMTP server, and then every place a secret could surface
 is searched for every secret (and for distinctive slices of the keys).
@@ -28,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import google.auth.transport.requests
 import polars as pl
 import pytest
@@ -47,6 +51,7 @@ from taxi_assets.definitions import build_definitions
 from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import PRODUCTION_SETTINGS, production_resources
 from taxi_assets.sources.bigquery import BigQueryProbeSource, QueryParameter
+from taxi_assets.sources.bigquery_data_path import BigQueryDataPath
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.storage import PartitionedParquetIOManager, StoredPartitions
 from taxi_assets_tests.conftest import SMALL_FLEET
@@ -64,6 +69,7 @@ from taxi_assets_tests.test_alerts import (
     SMTP_USER,
     write_weather_with_negative_rain,
 )
+from taxi_assets_tests.test_bigquery_data_path_tables import DuckDBDataPath
 from taxi_assets_tests.test_bigquery_source import (
     ALL_ASSETS,
     PROBES_TABLE,
@@ -78,10 +84,28 @@ from taxi_assets_tests.webhook_receiver import WebhookReceiver
 
 READER_EMAIL = "reader@test.iam"
 WRITER_EMAIL = "writer@test.iam"
+DATA_PATH_EMAIL = "data-path@test.iam"
+DATA_PATH_DATASET = f"{PROJECT}.data_path"
 BUCKET = "taxi-artifacts"
 PREFIX = "prod"
 UI = "http://dagster.example.test:3000"
 SECRET_ENV_NAMES = [s.name for s in PRODUCTION_SETTINGS if s.secret]
+
+
+def refresh_token(resource: object) -> None:
+    """Fetch the access token a BigQuery resource's client would send with its first call."""
+    with resource.get_client() as client:  # type: ignore[attr-defined]
+        # google-cloud's clients keep their credentials here; refreshing them is the
+        # token request the first BigQuery call would make.
+        client._credentials.refresh(google.auth.transport.requests.Request())
+
+
+class AuthenticatingDuckDBDataPath(DuckDBDataPath):
+    """``DuckDBDataPath`` that first authenticates with the data path writer's key."""
+
+    def _run(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
+        refresh_token(self.bigquery)
+        return super()._run(sql, parameters)
 
 
 class AuthenticatingDuckDBProbeSource(DuckDBProbeSource):
@@ -93,11 +117,20 @@ class AuthenticatingDuckDBProbeSource(DuckDBProbeSource):
     """
 
     def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
-        with self.bigquery.get_client() as client:
-            # google-cloud's clients keep their credentials here; refreshing them is the
-            # token request the first BigQuery call would make.
-            client._credentials.refresh(google.auth.transport.requests.Request())
+        refresh_token(self.bigquery)
         return super()._query(sql, parameters)
+
+    def warehouse_data_path(self) -> BigQueryDataPath | None:
+        path = super().warehouse_data_path()
+        if path is None:
+            return None
+        return AuthenticatingDuckDBDataPath(
+            bigquery=path.bigquery,  # the writer's resource production_resources built
+            probes_table=path.probes_table,
+            dataset=path.dataset,
+            sample_rows=300,
+            duckdb_file=self.duckdb_file,
+        )
 
 
 @pytest.fixture
@@ -122,6 +155,13 @@ def writer_tokens() -> Iterator[TokenEndpoint]:
 
 
 @pytest.fixture
+def data_path_tokens() -> Iterator[TokenEndpoint]:
+    with loopback_token_endpoint() as endpoint:
+        endpoint.access_token = f"data-path-access-{secrets.token_hex(16)}"
+        yield endpoint
+
+
+@pytest.fixture
 def smtp_password() -> str:
     return f"smtp-{secrets.token_urlsafe(18)}"
 
@@ -134,7 +174,10 @@ def smtp_server(smtp_password: str) -> Iterator[SmtpServer]:
 
 
 def production_env(
-    reader: ServiceAccountKey, writer: ServiceAccountKey, smtp_port: int
+    reader: ServiceAccountKey,
+    writer: ServiceAccountKey,
+    data_path: ServiceAccountKey,
+    smtp_port: int,
 ) -> dict[str, str]:
     """What a deployment sets: the settings, plus the secrets (set separately, below)."""
     return {
@@ -146,6 +189,8 @@ def production_env(
         "TAXI_ASSETS_GCS_BUCKET": BUCKET,
         "TAXI_ASSETS_GCS_PREFIX": PREFIX,
         "TAXI_ASSETS_GCS_WRITER_CREDENTIALS": writer.encoded,
+        "TAXI_ASSETS_BQ_DATA_PATH_DATASET": DATA_PATH_DATASET,
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS": data_path.encoded,
         "TAXI_ASSETS_UI_URL": UI,
         "TAXI_ASSETS_SMTP_HOST": "127.0.0.1",
         "TAXI_ASSETS_SMTP_PORT": str(smtp_port),
@@ -183,10 +228,15 @@ def on_emulator(resources: dict[str, object], emulator: GcsEmulator, database: P
     assert isinstance(source, BigQueryProbeSource)
     assert isinstance(source.bigquery.gcp_credentials, dg.EnvVar)
     assert source.bigquery.gcp_credentials == "TAXI_ASSETS_BQ_READER_CREDENTIALS"
+    assert source.data_path_writer is not None
+    assert isinstance(source.data_path_writer.gcp_credentials, dg.EnvVar)
+    assert source.data_path_writer.gcp_credentials == "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
     local["probe_source"] = AuthenticatingDuckDBProbeSource(
         bigquery=source.bigquery,
         probes_table=source.probes_table,
         weather_table=source.weather_table,
+        data_path_dataset=source.data_path_dataset,
+        data_path_writer=source.data_path_writer,
         duckdb_file=str(database),
     )
     return local
@@ -195,13 +245,14 @@ def on_emulator(resources: dict[str, object], emulator: GcsEmulator, database: P
 def forbidden_strings(
     reader: ServiceAccountKey,
     writer: ServiceAccountKey,
+    data_path: ServiceAccountKey,
     webhook: WebhookReceiver,
     smtp_password: str,
     tokens: Sequence[TokenEndpoint],
 ) -> dict[str, str]:
     """Each secret, and slices of it that a truncated or re-encoded copy would still show."""
     found: dict[str, str] = {}
-    for who, key in (("reader", reader), ("writer", writer)):
+    for who, key in (("reader", reader), ("writer", writer), ("data path writer", data_path)):
         pem = key.info["private_key"]
         body_lines = pem.strip().splitlines()[1:-1]
         found[f"{who} key (base64)"] = key.encoded
@@ -249,6 +300,7 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     emulator: GcsEmulator,
     reader_tokens: TokenEndpoint,
     writer_tokens: TokenEndpoint,
+    data_path_tokens: TokenEndpoint,
     webhook: WebhookReceiver,
     smtp_server: SmtpServer,
     smtp_password: str,
@@ -260,7 +312,8 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     mail_handler, smtp_logins = smtp_server.handler, smtp_server.logins
     reader = service_account_key(reader_tokens.url, READER_EMAIL)
     writer = service_account_key(writer_tokens.url, WRITER_EMAIL)
-    env = production_env(reader, writer, smtp_server.port)
+    data_path = service_account_key(data_path_tokens.url, DATA_PATH_EMAIL)
+    env = production_env(reader, writer, data_path, smtp_server.port)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv(WEBHOOK_URL_ENV, webhook.url)
@@ -272,6 +325,8 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     database = tmp_path / "bigquery.duckdb"
     probes = SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7).read_probes(DAY).probes
     load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY))
+    with duckdb.connect(str(database)) as con:  # the deployment creates the dataset
+        con.execute("CREATE SCHEMA data_path")
     write_weather_with_negative_rain(tmp_path / "landing")
     load_table(
         database,
@@ -314,7 +369,12 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     # The secrets were really used, each by its own resource only.
     reader_claims = verified_claims(reader_tokens, reader)
     assert {claims["iss"] for claims in reader_claims} == {READER_EMAIL}
-    assert len(reader_claims) == 3  # read_probes, cell_demand's query, read_weather
+    # BigQuery mode: the reader only reads the weather; the day stays in BigQuery.
+    assert len(reader_claims) == 1
+    data_path_claims = verified_claims(data_path_tokens, data_path)
+    assert {claims["iss"] for claims in data_path_claims} == {DATA_PATH_EMAIL}
+    # raw rows, raw sample, the clean/rejected write, counts, 2 samples, trips, cell demand...
+    assert len(data_path_claims) >= 8
     writer_claims = verified_claims(writer_tokens, writer)
     assert {claims["iss"] for claims in writer_claims} == {WRITER_EMAIL}
     assert {c["scope"] for c in writer_claims} == {
@@ -399,10 +459,8 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
         for _, _, content in mail_handler.messages
     }
     assert f"[taxi_assets ERROR] Check weather:contract failed for {DAY}" in subjects
-    assert (
-        f"pings for {DAY} from AuthenticatingDuckDBProbeSource"
-        in places["captured output and logging"]
-    )
+    assert f"pings for {DAY} stay in {PROBES_TABLE}" in places["captured output and logging"]
+    assert f"{DATA_PATH_DATASET}.clean_probes" in places["event log"]
     assert "SQLite format 3" in places["instance files (raw)"]
     assert "cell_demand" in places["instance files (raw)"]
     assert "PAR1" in places["bucket objects (raw)"]
@@ -414,7 +472,12 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
         f"{secret} in {place}"
         for place, text in places.items()
         for secret, value in forbidden_strings(
-            reader, writer, webhook, smtp_password, [reader_tokens, writer_tokens]
+            reader,
+            writer,
+            data_path,
+            webhook,
+            smtp_password,
+            [reader_tokens, writer_tokens, data_path_tokens],
         ).items()
         if value in text
     ]

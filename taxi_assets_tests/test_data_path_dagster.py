@@ -11,10 +11,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from taxi_assets.assets import cleaning as cleaning_assets
+from taxi_assets.cleaning import clean_probes
 from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.frames import RAW_PROBES_SCHEMA
 from taxi_assets.jobs import DATA_PATH_GROUPS
 from taxi_assets.partitions import daily_partitions
+from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.settings import PipelineSettings
 from taxi_assets.sources.base import ProbeDelivery, ProbeSource
 from taxi_assets.sources.simulated import SimulatedProbeSource
@@ -101,6 +103,32 @@ def test_one_day_materializes_with_metadata_and_passing_checks(
     assert status is not None
 
 
+def test_the_cleaning_in_vehicle_shards_stores_what_the_whole_day_gives(
+    small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
+) -> None:
+    resources = {**small_city_resources, "settings": PipelineSettings(vehicle_shards=3)}
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.assets("raw_probes", "clean_probes", "rejected_probes"),
+        partition_key=DAY,
+        resources=resources,
+        instance=instance,
+    )
+    expected = clean_probes(stored(data_dir, "raw_probes"), date.fromisoformat(DAY), CENTRAL_TOKYO)
+    assert_frame_equal(stored(data_dir, "clean_probes"), expected.clean)
+    assert_frame_equal(stored(data_dir, "rejected_probes"), expected.rejected)
+    (clean_event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("clean_probes")
+    ]
+    metadata = clean_event.materialization.metadata
+    assert metadata["vehicle_shards"].value == 3 and metadata["peak_rss_mib"].value > 0
+    # Progress is logged per shard.
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    assert [m for m in messages if ": shard " in m and "kept" in m][-1].count("shard 3/3") == 1
+
+
 def test_rematerializing_a_partition_replaces_it_with_the_same_result(
     small_city_resources: dict, instance: dg.DagsterInstance, data_dir: Path
 ) -> None:
@@ -142,14 +170,14 @@ def test_contract_breaking_frame_fails_its_check_and_blocks_downstream(
 def test_cleaning_that_breaks_the_clean_contract_blocks_trips_and_demand(
     small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_clean = cleaning_assets.clean_probe_frame
+    real_clean = cleaning_assets.combine_shards
 
     def clean_with_a_bug(*args, **kwargs):
         result = real_clean(*args, **kwargs)
         broken = result.clean.with_columns(lat=pl.lit(0.0))
         return type(result)(broken, result.rejected, result.out_of_order_rows)
 
-    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_with_a_bug)
+    monkeypatch.setattr(cleaning_assets, "combine_shards", clean_with_a_bug)
     result = materialize_day(small_city_resources, instance)
     assert not result.success
     failed = {
@@ -214,13 +242,13 @@ def test_a_transient_source_error_is_retried(
 def test_cleaning_that_loses_rows_fails_rows_conserved_and_blocks_downstream(
     small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_clean = cleaning_assets.clean_probe_frame
+    real_clean = cleaning_assets.combine_shards
 
     def clean_that_drops_rejects(*args, **kwargs):
         result = real_clean(*args, **kwargs)
         return type(result)(result.clean, result.rejected.head(0), result.out_of_order_rows)
 
-    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_that_drops_rejects)
+    monkeypatch.setattr(cleaning_assets, "combine_shards", clean_that_drops_rejects)
     result = materialize_day(small_city_resources, instance)
     assert not result.success
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]

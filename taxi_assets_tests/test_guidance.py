@@ -127,8 +127,9 @@ def test_taxis_of_a_busy_crowded_cell_stay_rather_than_go_to_quiet_neighbours() 
     assert centre["target_distance_km"] == 0.0
     assert centre["route"] == [CENTRE]
     assert centre["target_expected_hails"] == centre["stay_expected_hails"]
-    # The taxi there is one of the 20 forecast: 20 minutes of a third of 6 / (20 + 1).
-    assert centre["stay_expected_hails"] == pytest.approx(1 - math.exp(-6 / 21 * 20 / 15))
+    # Of the 20 seen there, 20 x 0.17 = 3.4 are there at once, the taxi among them: 20
+    # minutes of a fifteenth of 6 / (3.4 + 1).
+    assert centre["stay_expected_hails"] == pytest.approx(1 - math.exp(-6 / 4.4 * 20 / 15))
     # Its quiet neighbours are sent to it.
     assert row_of(guidance, CORNER)["target_cell"] == CENTRE
 
@@ -141,6 +142,76 @@ def test_a_busy_cell_with_few_taxis_draws_its_neighbours() -> None:
     assert corner["target_expected_hails"] > corner["stay_expected_hails"]
     assert 0 < corner["target_arrival_minutes"] < 5
     assert corner["route"][-1] == CENTRE
+
+
+def test_a_move_must_beat_staying_by_the_margin() -> None:
+    cells = forecast({CENTRE: (5.0, 1.0), CORNER: (0.5, 2.0)})
+    corner = row_of(cruising_guidance(cells, AREA, TICK), CORNER)
+    gain = corner["target_expected_hails"] / corner["stay_expected_hails"] - 1
+
+    below = GuidanceParams(move_margin=0.9 * gain)
+    above = GuidanceParams(move_margin=1.1 * gain)
+
+    one = pl.DataFrame({"cell": [CORNER], "vacant_taxis": [1]})
+    moved = row_of(cruising_guidance(cells, AREA, TICK, below, vacant_now=one), CORNER)
+    held = row_of(cruising_guidance(cells, AREA, TICK, above, vacant_now=one), CORNER)
+    assert moved["target_cell"] == CENTRE
+    assert [t["target_cell"] for t in moved["allocation"]] == [CENTRE]
+    assert held["target_cell"] == CORNER
+    assert [t["target_cell"] for t in held["allocation"]] == [CORNER]
+
+
+def test_taxis_seen_passing_through_are_not_all_competitors_at_once() -> None:
+    # 20 vacant taxis seen in the busy centre during the bucket, 3.4 of them there at once
+    # (vacant_presence 0.17): the centre's 6 hails beat the edge's 1 hail nobody waits for.
+    # Counting all 20 as present hands the centre's hails to 22 taxis and loses to the edge.
+    cells = forecast({CENTRE: (6.0, 20.0), EDGE: (1.0, 0.0)})
+    present = row_of(cruising_guidance(cells, AREA, TICK), CORNER)
+    all_seen = row_of(
+        cruising_guidance(cells, AREA, TICK, GuidanceParams(vacant_presence=1)), CORNER
+    )
+
+    assert present["target_cell"] == CENTRE
+    assert all_seen["target_cell"] == EDGE
+
+
+def test_with_a_hail_reach_a_taxi_goes_between_two_hotspots() -> None:
+    # Per cell, the corner's taxi takes the nearer hotspot; within 1 km of the centre lie
+    # both (cells are 0.46 x 0.56 km, a diagonal step is 0.95 km by road), so with the
+    # reach the centre, which nobody covers, is worth both hotspots' hails.
+    cells = forecast({EDGE: (3.0, 0.0), FAR: (3.0, 0.0)})
+    per_cell = row_of(cruising_guidance(cells, AREA, TICK), CORNER)
+    within_reach = cruising_guidance(cells, AREA, TICK, GuidanceParams(hail_reach_km=1.0))
+
+    assert per_cell["target_cell"] == EDGE
+    assert row_of(within_reach, CORNER)["target_cell"] == CENTRE
+    centre = row_of(within_reach, CENTRE)
+    assert centre["target_cell"] == CENTRE
+    # 20 minutes of the two hotspots' 3 hails, each shared with the prior and the taxi.
+    assert centre["stay_expected_hails"] == pytest.approx(1 - math.exp(-2 * 3 / 2 * 20 / 15))
+    position = guidance_for_position(
+        cells, AREA, 35.676, 139.7505, TICK, GuidanceParams(hail_reach_km=1.0)
+    )
+    assert position["target_cell"] == CENTRE
+
+
+def test_with_a_hail_reach_taxis_sent_near_one_another_share_the_hails() -> None:
+    # Twenty taxis in the corner, 3 hails at the far corner: every target within reach of
+    # those hails shares them, whichever cell the taxis are sent to.
+    cells = forecast({FAR: (3.0, 0.0)})
+    vacant_now = pl.DataFrame({"cell": [CORNER], "vacant_taxis": [20]})
+    guidance = cruising_guidance(
+        cells, AREA, TICK, GuidanceParams(hail_reach_km=1.0), vacant_now=vacant_now
+    )
+    allocation = pl.DataFrame(row_of(guidance, CORNER)["allocation"])
+    assert allocation["taxis"].sum() == 20
+    # Once all are sent, each expects less than the first did alone, and together they
+    # expect no more than the hails (with the prior's share): 3 x 20 / 15 = 4.
+    assert (allocation["expected_hails_per_taxi"] < allocation["first_taxi_expected_hails"]).all()
+    assert (allocation["taxis"] * allocation["expected_hails_per_taxi"]).sum() < 4.0
+    # Without the reach every cell but the far one offers nothing, so all go there.
+    alone = cruising_guidance(cells, AREA, TICK, vacant_now=vacant_now)
+    assert [t["target_cell"] for t in row_of(alone, CORNER)["allocation"]] == [FAR]
 
 
 def test_an_empty_forecast_tells_every_taxi_to_stay_with_nothing_to_gain() -> None:
@@ -166,8 +237,12 @@ def test_cells_outside_the_area_are_ignored() -> None:
 def test_a_far_target_wins_on_a_fast_road_and_loses_on_a_slow_one() -> None:
     cells = forecast({CORNER: (1.0, 1.0), FAR: (3.0, 1.0)})
 
-    fast = cruising_guidance(cells, AREA, TICK, GuidanceParams(road_speed_kmh=uniform_speed(30)))
-    slow = cruising_guidance(cells, AREA, TICK, GuidanceParams(road_speed_kmh=uniform_speed(10)))
+    def at(kmh: float) -> GuidanceParams:
+        # Every taxi seen counted present: one competitor in each cell.
+        return GuidanceParams(road_speed_kmh=uniform_speed(kmh), vacant_presence=1.0)
+
+    fast = cruising_guidance(cells, AREA, TICK, at(30))
+    slow = cruising_guidance(cells, AREA, TICK, at(10))
 
     # 1.46 km between centres, 1.9 km by road: 3.8 min at 30 km/h, 11.4 min at 10 km/h.
     assert row_of(fast, CORNER)["target_arrival_minutes"] == pytest.approx(3.80, abs=0.01)
@@ -278,7 +353,8 @@ def test_taxis_of_neighbouring_cells_sent_to_one_hotspot_see_each_other() -> Non
 
 
 def test_without_vacant_now_the_forecast_supply_of_the_bucket_is_allocated() -> None:
-    guidance = cruising_guidance(forecast({CENTRE: (2.0, 3.4), EDGE: (1.0, 0.4)}), AREA, TICK)
+    # 20 seen in the bucket are 20 x 0.17 = 3.4 there at once; 2 seen are 0.34.
+    guidance = cruising_guidance(forecast({CENTRE: (2.0, 20.0), EDGE: (1.0, 2.0)}), AREA, TICK)
     assert row_of(guidance, CENTRE)["vacant_taxis"] == 3
     assert sum(t["taxis"] for t in row_of(guidance, CENTRE)["allocation"]) == 3
     assert row_of(guidance, EDGE)["vacant_taxis"] == 0
@@ -342,7 +418,8 @@ def test_the_asset_stores_every_cell_and_says_which_horizon_stood_in() -> None:
     assert metadata["arrival_buckets"] == 2
     assert metadata["arrival_buckets_on_a_shorter_horizon"] == 1
     assert "arrival bucket 1 uses horizon 0" in metadata["horizon_note"]
-    assert metadata["taxis_allocated"] == 20
+    # The 20 vacant taxis seen in the centre are 20 x 0.17 = 3.4, so 3, there at once.
+    assert metadata["taxis_allocated"] == 3
     assert isinstance(metadata["mean_target_expected_hails"], float)
 
     with pytest.raises(dg.Failure, match="road_speed_kmh"):

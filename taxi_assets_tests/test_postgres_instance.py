@@ -366,6 +366,7 @@ def test_helm_values_choose_k8s_launcher_postgres_daemon_and_read_only_ui(values
     assert secrets == [
         "taxi-assets-bq-reader",
         "taxi-assets-gcs-writer",
+        "taxi-assets-bq-data-path-writer",
         "taxi-assets-alert-sender",
     ]
     for component in ("dagsterWebserver", "dagsterDaemon"):
@@ -500,6 +501,9 @@ def test_every_documented_setting_reaches_the_pods(values: dict) -> None:
     # One credential per Secret for the GCP service accounts.
     assert secrets["taxi-assets-bq-reader"] == {"TAXI_ASSETS_BQ_READER_CREDENTIALS"}
     assert secrets["taxi-assets-gcs-writer"] == {"TAXI_ASSETS_GCS_WRITER_CREDENTIALS"}
+    assert secrets["taxi-assets-bq-data-path-writer"] == {
+        "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
+    }
     assert secrets[values["global"]["postgresqlSecretName"]] == {"postgresql-password"}
 
 

@@ -104,14 +104,14 @@ def test_a_feed_switching_to_mph_fails_the_drift_check_naming_the_feature(
     small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert materialize(small_city_resources, instance, YESTERDAY).success
-    real_clean = cleaning_assets.clean_probe_frame
+    real_clean = cleaning_assets.combine_shards
 
-    def clean_in_mph(raw: pl.DataFrame, day: date, *args, **kwargs):
-        result = real_clean(raw, day, *args, **kwargs)
+    def clean_in_mph(*args, **kwargs):
+        result = real_clean(*args, **kwargs)
         in_mph = result.clean.with_columns(pl.col("speed_kmh") / 1.609)
         return type(result)(in_mph, result.rejected, result.out_of_order_rows)
 
-    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_in_mph)
+    monkeypatch.setattr(cleaning_assets, "combine_shards", clean_in_mph)
     result = materialize(small_city_resources, instance, TODAY)
 
     drift = checks_of(result, "clean_probes_statistics")["drift_vs_previous_day"]
@@ -127,7 +127,7 @@ def test_a_feed_switching_to_mph_fails_the_drift_check_naming_the_feature(
 def test_values_outside_the_schema_fail_the_anomaly_check(
     small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_clean = cleaning_assets.clean_probe_frame
+    real_clean = cleaning_assets.combine_shards
 
     def clean_with_racing_taxis(*args, **kwargs):
         result = real_clean(*args, **kwargs)
@@ -141,7 +141,7 @@ def test_values_outside_the_schema_fail_the_anomaly_check(
         )
         return type(result)(racing, result.rejected, result.out_of_order_rows)
 
-    monkeypatch.setattr(cleaning_assets, "clean_probe_frame", clean_with_racing_taxis)
+    monkeypatch.setattr(cleaning_assets, "combine_shards", clean_with_racing_taxis)
     result = materialize(small_city_resources, instance, YESTERDAY)
 
     anomalies = checks_of(result, "clean_probes_statistics")["schema_anomalies"]

@@ -7,10 +7,9 @@ import dagster as dg
 import polars as pl
 
 from taxi_assets.checks import contract_check_result, contract_check_spec, logged
-from taxi_assets.cleaning import clean_probes as clean_probe_frame
 from taxi_assets.cleaning import rejected_counts
 from taxi_assets.contracts import CleanProbes, RejectedProbes
-from taxi_assets.metadata import markdown_table, preview, time_range_metadata
+from taxi_assets.metadata import markdown_table, peak_rss_mib, preview, time_range_metadata
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.quarantine import (
     QuarantineLimits,
@@ -18,6 +17,7 @@ from taxi_assets.quarantine import (
     quarantine_summary,
 )
 from taxi_assets.settings import PipelineSettings
+from taxi_assets.shards import clean_in_shards, combine_shards
 from taxi_assets.sources.base import ProbeSource
 
 ROWS_CONSERVED_CHECK = "rows_conserved"
@@ -66,21 +66,38 @@ QUARANTINE_SHARE_CHECK = "quarantine_share"
 )
 def clean_and_quarantine_probes(
     context: dg.AssetExecutionContext,
-    raw_probes: pl.DataFrame,
+    raw_probes: pl.LazyFrame,
     settings: PipelineSettings,
     probe_source: ProbeSource,
 ) -> Iterator:
-    """Apply the cleaning rules to one day of raw pings."""
+    """Apply the cleaning rules to one day of raw pings, in shards of vehicles (each read
+    from the stored day on its own, so the raw day is never in memory whole)."""
     day = partition_day(context)
     warehouse = probe_source.warehouse_data_path()
     if warehouse is not None:
         yield from _clean_in_warehouse(context, warehouse, settings)
         return
-    result = clean_probe_frame(raw_probes, day, settings.service_area(), settings.cleaning_rules())
+    shards = []
+    for shard in clean_in_shards(
+        raw_probes,
+        day,
+        settings.service_area(),
+        settings.cleaning_rules(),
+        settings.vehicle_shards,
+    ):
+        context.log.info(
+            f"{day}: shard {shard.index + 1}/{shard.count}: {shard.vehicles:,} vehicles, kept "
+            f"{shard.result.clean.height:,} of {shard.raw_rows:,} pings"
+        )
+        shards.append(shard)
+    # Counted apart from the shards, so that rows_conserved also catches a lost shard.
+    raw_rows, shard_count = raw_probes.select(pl.len()).collect().item(), len(shards)
+    result = combine_shards(shards)
+    del shards
     clean, rejected = result.clean, result.rejected
     counts = rejected_counts(rejected)
     context.log.info(
-        f"{day}: kept {clean.height:,} of {raw_probes.height:,} pings; rejected "
+        f"{day}: kept {clean.height:,} of {raw_rows:,} pings; rejected "
         + ", ".join(f"{reason}={n:,}" for reason, n in counts.items() if n)
     )
 
@@ -89,11 +106,14 @@ def clean_and_quarantine_probes(
         output_name="clean_probes",
         metadata={
             "rows": clean.height,
-            "raw_rows": raw_probes.height,
-            "kept_share": clean.height / raw_probes.height if raw_probes.height else 0.0,
+            "raw_rows": raw_rows,
+            "kept_share": clean.height / raw_rows if raw_rows else 0.0,
             "vehicles": clean["vehicle_id"].n_unique(),
             "cells": clean["cell"].n_unique(),
             "out_of_order_rows": result.out_of_order_rows,
+            "vehicle_shards": shard_count,
+            # Of the process that ran the step (with the in-process executor, of all steps).
+            "peak_rss_mib": peak_rss_mib(),
             **time_range_metadata(clean),
             "preview": preview(clean),
         },
@@ -114,10 +134,8 @@ def clean_and_quarantine_probes(
     )
     yield logged(context, contract_check_result(CleanProbes, clean, "clean_probes"))
     yield logged(context, contract_check_result(RejectedProbes, rejected, "rejected_probes"))
-    yield logged(context, rows_conserved_result(raw_probes.height, clean.height, rejected.height))
-    yield logged(
-        context, quarantine_share_result(counts, raw_probes.height, settings.quarantine_limits())
-    )
+    yield logged(context, rows_conserved_result(raw_rows, clean.height, rejected.height))
+    yield logged(context, quarantine_share_result(counts, raw_rows, settings.quarantine_limits()))
 
 
 def _clean_in_warehouse(
@@ -133,6 +151,7 @@ def _clean_in_warehouse(
         f"{warehouse.table('clean_probes')}; rejected "
         + ", ".join(f"{reason}={n:,}" for reason, n in counts.rejected.items() if n)
     )
+    summary = warehouse.summary("clean_probes", day)
     samples = {stage: warehouse.sample(stage, day) for stage in ("clean_probes", "rejected_probes")}
     stored = {
         "stored": "a bounded sample; the day is in BigQuery",
@@ -145,6 +164,12 @@ def _clean_in_warehouse(
             "rows": counts.kept_rows,
             "raw_rows": counts.raw_rows,
             "kept_share": counts.kept_rows / counts.raw_rows if counts.raw_rows else 0.0,
+            "vehicles": summary.vehicles,
+            "cells": summary.cells,
+            # Arrival order is the delivered frame's row order: a BigQuery table has none
+            # (nor does a query result without ORDER BY), so there is nothing to count.
+            "out_of_order_rows": dg.MetadataValue.null(),
+            **time_range_metadata(summary.times),
             "stored_rows": samples["clean_probes"].height,
             "table": warehouse.table("clean_probes"),
             **stored,

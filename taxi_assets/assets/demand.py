@@ -68,10 +68,13 @@ def _trip_events_in_warehouse(
 ) -> Iterator:
     """The same rules as SQL, from the day's clean_probes partition into trip_events';
     counts from SQL, the contract on a bounded sample (stored as the partition's sample).
-    The debouncing counts of the Polars path are not computed in SQL."""
+    What the trip rules changed is counted by the same SQL, as the Polars path reports it."""
     day = partition_day(context)
-    warehouse.write_trip_events(day, settings.service_area(), settings.cleaning_rules())
+    rule_counts = warehouse.write_trip_events(
+        day, settings.service_area(), settings.cleaning_rules()
+    )
     counts = warehouse.trip_counts(day)
+    summary = warehouse.summary("trip_events", day)
     sample = warehouse.sample("trip_events", day)
 
     def pickups(booking: str) -> int:
@@ -86,6 +89,11 @@ def _trip_events_in_warehouse(
             "app_booking_pickups": pickups("app_booking"),
             "other_pickups": pickups("other"),
             "dropoffs": sum(n for (event, _), n in counts.items() if event == "dropoff"),
+            "vehicles": summary.vehicles,
+            "cells": summary.cells,
+            # What the real-feed rules changed: meter flaps ignored, pickups not observed.
+            **rule_counts,
+            **time_range_metadata(summary.times),
             "stored_rows": sample.height,
             "stored": "a bounded sample; the day is in BigQuery",
             "table": warehouse.table("trip_events"),

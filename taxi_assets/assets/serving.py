@@ -206,6 +206,24 @@ class GuidanceConfig(dg.Config):
         ge=1,
         description="Road distance over straight-line distance between cell centres.",
     )
+    vacant_presence: float = Field(
+        default=GuidanceParams.vacant_presence,
+        gt=0,
+        le=1,
+        description="Share of a bucket a vacant taxi seen in a cell is there: the forecast's "
+        "vacant taxis times this compete at once.",
+    )
+    hail_reach_km: float = Field(
+        default=GuidanceParams.hail_reach_km,
+        ge=0,
+        le=5,
+        description="Road distance within which a cell's hails are shared (0: per cell).",
+    )
+    move_margin: float = Field(
+        default=GuidanceParams.move_margin,
+        ge=0,
+        description="Share by which a move must beat staying to be taken.",
+    )
 
     def params(self, bucket_minutes: int) -> GuidanceParams:
         try:
@@ -218,6 +236,9 @@ class GuidanceConfig(dg.Config):
                 road_speed_kmh=tuple(self.road_speed_kmh),
                 detour_factor=self.detour_factor,
                 bucket_minutes=bucket_minutes,
+                vacant_presence=self.vacant_presence,
+                hail_reach_km=self.hail_reach_km,
+                move_margin=self.move_margin,
             )
         except ValueError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from None

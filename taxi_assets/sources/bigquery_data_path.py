@@ -14,8 +14,9 @@ Each write is one script: ``CREATE TABLE IF NOT EXISTS`` (outside the transactio
 BigQuery allows no DDL on permanent tables inside one), then ``DELETE`` the day's
 partition and ``INSERT`` it again inside one transaction, so re-running a day replaces it
 and a failed run leaves the previous version. The checks read SQL aggregates (row counts,
-counts per reason) and contracts run on a bounded sample (``sample_rows``), so no run
-pod pulls a day of pings.
+counts per reason) and contracts run on a bounded sample (``sample_rows``: whole
+vehicles in the MD5 order of their ids, :func:`whole_vehicles_sample`), so no run pod
+pulls a day of pings.
 
 The assets use it when the BigQuery probe source has ``data_path_dataset`` (and its own
 ``data_path_writer``): ``raw_probes`` counts the day by SQL and stores a bounded sample;
@@ -23,9 +24,10 @@ The assets use it when the BigQuery probe source has ``data_path_dataset`` (and 
 rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
 the sample as their partition (so ``clean_probes_statistics`` describes a sample);
 ``cell_demand`` is written here and read back (a small dense grid) for the features and the
-forecast. Not done yet: ``resources.production_resources`` does not read settings for the
-dataset and the writer's key, and the debouncing counts of ``trip_events`` (flaps bridged,
-pickups skipped) are not computed in SQL.
+forecast. The trip events' write also returns what the trip rules changed (flaps bridged,
+short fares dropped, pickups skipped for the gap, boundary re-entries), counted in SQL
+over the same stages. In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
+``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS`` turn it on (``resources.py``).
 
 Credentials are those of a writer service account on the data path's dataset
 (``roles/bigquery.dataEditor`` on it, ``roles/bigquery.dataViewer`` on the probes table,
@@ -72,8 +74,10 @@ from taxi_assets.sources.bigquery_sql import (
     LABEL_CTES,
     LABELLED_CTE,
     PROBE_TABLE_PLACEHOLDER,
-    TRIP_CTES,
     TRIP_EVENTS_COLUMNS,
+    TRIP_EVENTS_CTE,
+    TRIP_RULE_COUNTS_SELECT,
+    TRIP_STATE_CTES,
     compose,
 )
 
@@ -90,7 +94,7 @@ _CLUSTER_BY = {
     "trip_events": "cell",
     "cell_demand": "cell",
 }
-# The order a bounded sample is taken in: whole vehicles (or cells), deterministic.
+# The order a bounded sample's rows come back in (cell_demand's sample: its first cells).
 _SAMPLE_ORDER = {
     "clean_probes": "vehicle_id, ts",
     "rejected_probes": "vehicle_id, ts, reason",
@@ -167,17 +171,32 @@ CLEAN_AND_REJECTED_SCRIPT = (
     + "DROP TABLE day_judged_pings;\n"
 )
 
+# The trip rules run once over the day's clean pings (a temporary table): the events are
+# written from it, and the script's last statement returns what the rules changed
+# (TRIP_RULE_COUNTS_SELECT), so the asset shows the Polars path's metadata.
+_DAY_TRIP_STARTS = "\ntrip_starts AS (SELECT * FROM day_trip_starts)"
 TRIP_EVENTS_SCRIPT = (
     create_table_sql("trip_events")
+    + "CREATE TEMP TABLE day_trip_starts AS\n"
+    + compose(
+        [
+            f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})",
+            TRIP_STATE_CTES,
+        ],
+        "SELECT * FROM trip_starts",
+    )
+    + ";\n"
     + "BEGIN TRANSACTION;\n"
     + _replace_partition(
         "trip_events",
         compose(
-            [f"\nclean_probes AS ({_day_of('clean_probes', CLEAN_PROBES_COLUMNS)})", TRIP_CTES],
+            [_DAY_TRIP_STARTS, TRIP_EVENTS_CTE],
             f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n",
         ),
     )
     + "COMMIT TRANSACTION;\n"
+    + compose([_DAY_TRIP_STARTS], TRIP_RULE_COUNTS_SELECT)
+    + ";\n"
 )
 
 CELL_DEMAND_SCRIPT = (
@@ -213,13 +232,42 @@ RAW_ROWS_SQL = f"""
 SELECT COUNT(*) AS n FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day
 """
 
-RAW_SAMPLE_SQL = f"""
-SELECT * EXCEPT (service_day)
-FROM `{PROBE_TABLE_PLACEHOLDER}`
-WHERE service_day = @day
-ORDER BY vehicle_id, ts
+
+def whole_vehicles_sample(day_rows: str, columns: str, order: str) -> str:
+    """A bounded sample of whole vehicles: vehicles in the order of the MD5 of their id,
+    taken while their rows fit in ``@sample_rows`` (the first one always, cut at the
+    limit if it alone is larger). Deterministic, spread over the fleet rather than the
+    lowest ids, and a vehicle's track is whole, so the sample shows real tracks. MD5 as
+    hex, because sqlglot carries ``TO_HEX(MD5(..))`` to DuckDB's ``md5`` (the same hex)
+    while DuckDB has no ``FARM_FINGERPRINT``. ``day_rows`` is a query of the day's rows
+    with a ``sample_key`` column (the id as text, '' for a missing one)."""
+    return f"""
+WITH day_rows AS ({day_rows}),
+vehicles AS (
+  SELECT sample_key, COUNT(*) AS n, TO_HEX(MD5(sample_key)) AS vehicle_hash
+  FROM day_rows GROUP BY sample_key
+),
+chosen AS (
+  SELECT sample_key FROM (
+    SELECT sample_key, n, SUM(n) OVER (ORDER BY vehicle_hash, sample_key
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running
+    FROM vehicles
+  )
+  WHERE running <= @sample_rows OR running = n
+)
+SELECT {columns} FROM day_rows
+WHERE sample_key IN (SELECT sample_key FROM chosen)
+ORDER BY {order}
 LIMIT @sample_rows
 """
+
+
+RAW_SAMPLE_SQL = whole_vehicles_sample(
+    f"SELECT *, COALESCE(CAST(vehicle_id AS STRING), '') AS sample_key "
+    f"FROM `{PROBE_TABLE_PLACEHOLDER}` WHERE service_day = @day",
+    "* EXCEPT (service_day, sample_key)",
+    "vehicle_id, ts",
+)
 
 TRIP_COUNTS_SQL = f"""
 SELECT event, booking, COUNT(*) AS n
@@ -229,10 +277,43 @@ GROUP BY event, booking
 """
 
 
+def summary_sql(stage: str) -> str:
+    """Vehicles, cells and the time range of the day's partition of ``stage``: what the
+    Polars path's metadata reports of the whole frame."""
+    return (
+        "SELECT COUNT(DISTINCT vehicle_id) AS vehicles, COUNT(DISTINCT cell) AS cells, "
+        f"MIN(ts) AS ts_min, MAX(ts) AS ts_max\n"
+        f"FROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day\n"
+    )
+
+
 def sample_sql(stage: str) -> str:
-    """A bounded, deterministic sample of the day's partition of ``stage``."""
+    """A bounded, deterministic sample of the day's partition of ``stage``: whole
+    vehicles (:func:`whole_vehicles_sample`), or for cell_demand its first cells."""
     columns = ", ".join(STAGE_SCHEMAS[stage])
-    return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+    if "vehicle_id" not in STAGE_SCHEMAS[stage]:
+        return f"{_day_of(stage, columns)}\nORDER BY {_SAMPLE_ORDER[stage]}\nLIMIT @sample_rows\n"
+    keyed = _day_of(stage, f"{columns}, COALESCE(vehicle_id, '') AS sample_key")
+    return whole_vehicles_sample(keyed, columns, _SAMPLE_ORDER[stage])
+
+
+def trip_rule_parameters(
+    day: date, area: ServiceArea, rules: CleaningRules
+) -> list[QueryParameter]:
+    """The data path's parameters and the edge distance of a boundary re-entry."""
+    return [
+        *cell_demand_parameters(day, area, rules, 15),
+        bigquery.ScalarQueryParameter("boundary_km", "FLOAT64", rules.trips.boundary_km),
+    ]
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Distinct vehicles and cells of a day's partition, and its first and last ``ts``."""
+
+    vehicles: int
+    cells: int
+    times: pl.DataFrame  # one ``ts`` column: the first and the last (nulls when empty)
 
 
 @dataclass(frozen=True)
@@ -298,8 +379,13 @@ class BigQueryDataPath(dg.ConfigurableResource):
     def write_clean_and_rejected(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
         self._execute(CLEAN_AND_REJECTED_SCRIPT, cell_demand_parameters(day, area, rules, 15))
 
-    def write_trip_events(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
-        self._execute(TRIP_EVENTS_SCRIPT, cell_demand_parameters(day, area, rules, 15))
+    def write_trip_events(
+        self, day: date, area: ServiceArea, rules: CleaningRules
+    ) -> dict[str, int]:
+        """Writes the day's trip events; returns what the trip rules changed, under the
+        keys of ``trips.TripDerivation.metadata``."""
+        rows = self._execute(TRIP_EVENTS_SCRIPT, trip_rule_parameters(day, area, rules))
+        return {name: int(rows[name].item()) for name in rows.columns}
 
     def write_cell_demand(
         self, day: date, area: ServiceArea, rules: CleaningRules, bucket_minutes: int
@@ -318,6 +404,19 @@ class BigQueryDataPath(dg.ConfigurableResource):
                 by_part[part] = int(n)
         return DayCounts(raw_rows=by_part["raw"], kept_rows=by_part["clean"], rejected=rejected)
 
+    def summary(self, stage: str, day: date) -> StageSummary:
+        """The day's distinct vehicles and cells and time range of ``stage``, from SQL."""
+        rows = self._execute(
+            summary_sql(stage), [bigquery.ScalarQueryParameter("day", "DATE", day)]
+        )
+        times = pl.DataFrame({"ts": [rows["ts_min"].item(), rows["ts_max"].item()]})
+        times = times.cast({"ts": rows.schema["ts_min"]}) if times["ts"].dtype == pl.Null else times
+        return StageSummary(
+            vehicles=int(rows["vehicles"].item()),
+            cells=int(rows["cells"].item()),
+            times=conform_stage(times, pl.Schema({"ts": pl.Datetime("us", "UTC")})),
+        )
+
     def sample(self, stage: str, day: date) -> pl.DataFrame:
         """At most ``sample_rows`` rows of the day's partition, in the stage's schema."""
         rows = self._execute(sample_sql(stage), self._sample_parameters(day))
@@ -335,7 +434,7 @@ class BigQueryDataPath(dg.ConfigurableResource):
         return int(rows.item())
 
     def raw_sample(self, day: date) -> pl.DataFrame:
-        """At most ``sample_rows`` delivered rows of the day (whole vehicles first), in
+        """At most ``sample_rows`` delivered rows of the day (whole vehicles), in
         RAW_PROBES_SCHEMA; a column the table lacks or mistypes fails as ``read_probes``."""
         rows = self._execute(RAW_SAMPLE_SQL, self._sample_parameters(day))
         return conform(rows, RAW_PROBES_SCHEMA, self.probes_table)

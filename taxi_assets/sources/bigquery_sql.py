@@ -29,6 +29,7 @@ the same order), so both paths round alike and agree at the 150 km/h threshold.
 from __future__ import annotations
 
 from taxi_assets.cleaning import EARTH_RADIUS_KM, CleaningRules
+from taxi_assets.trips import KM_PER_DEG_LAT as _KM_PER_DEG_LAT
 
 # The float64 nearest pi/180, the factor Polars' radians() (Rust's to_radians) multiplies
 # by; BigQuery has no RADIANS function.
@@ -368,7 +369,7 @@ clean_probes AS (  -- CLEAN_PROBES_SCHEMA
   FROM mesh_levels
 )"""
 
-TRIP_CTES = f"""
+TRIP_STATE_CTES = f"""
 trip_pings AS (  -- trips.debounce_meter: the meter as read, with its neighbours
   SELECT vehicle_id, ts, us, lat, lon, status, cell, status = 'occupied' AS raw_occ,
     LAG(us) OVER w IS NULL AS first_ping, LEAD(us) OVER w AS next_us, LAG(us) OVER w AS prev_us,
@@ -380,12 +381,13 @@ trip_pings AS (  -- trips.debounce_meter: the meter as read, with its neighbours
 gap_runs AS (
   SELECT *, SUM(IF(first_ping OR raw_occ != raw_occ_before, 1, 0)) OVER (PARTITION BY vehicle_id
     ORDER BY us {_RUNNING}) AS gap_run,
+    NOT raw_occ AND (first_ping OR raw_occ_before) AS starts_vacant_run,
     -- the vehicle's own clock: the median time between its consecutive pings
     PERCENTILE_CONT(us - prev_us, 0.5) OVER (PARTITION BY vehicle_id) AS median_interval_us
   FROM trip_pings
 ),
 bridged AS (  -- a vacant run this short between occupied runs is the meter flapping
-  SELECT vehicle_id, ts, us, lat, lon, status, cell, first_ping, next_us,
+  SELECT vehicle_id, ts, us, lat, lon, status, cell, first_ping, next_us, starts_vacant_run,
     raw_occ OR COALESCE(COUNT(*) OVER {_GAP_RUN} <= @max_vacant_gap_pings
       AND FIRST_VALUE(raw_occ_before) OVER {_GAP_RUN} AND LAST_VALUE(raw_occ_after) OVER {_GAP_RUN}
       AND LAST_VALUE(next_us) OVER {_GAP_RUN} - FIRST_VALUE(prev_us) OVER {_GAP_RUN}
@@ -400,23 +402,31 @@ fare_runs AS (
 ),
 fare_spans AS (
   SELECT vehicle_id, ts, us, lat, lon, status, cell, bridged_occ,
+    -- what trips.TripDerivation counts: the first ping of each bridged vacant run
+    starts_vacant_run AND bridged_occ AS starts_bridged_run,
     COUNT(*) OVER {_FARE_RUN} AS fare_pings, MIN(us) OVER {_FARE_RUN} AS fare_first_us,
     LAST_VALUE(next_us) OVER {_FARE_RUN} AS fare_next_us,
     MAX(IF(first_ping, 1, 0)) OVER {_FARE_RUN} = 1 AS starts_vehicle
   FROM fare_runs
 ),
 debounced AS (  -- an occupied run too short to be a fare is the meter flapping
-  SELECT vehicle_id, ts, us, lat, lon, status, cell,
-    bridged_occ AND NOT COALESCE(fare_next_us IS NOT NULL AND NOT starts_vehicle
+  SELECT vehicle_id, ts, us, lat, lon, status, cell, starts_bridged_run,
+    bridged_occ AND NOT short_fare AS occ, short_fare AND us = fare_first_us AS starts_short_fare
+  FROM (
+    SELECT *, bridged_occ AND COALESCE(fare_next_us IS NOT NULL AND NOT starts_vehicle
       AND (fare_pings < @min_fare_pings
-        OR (fare_next_us - fare_first_us) / 1000000 < @min_fare_seconds), FALSE) AS occ
-  FROM fare_spans
+        OR (fare_next_us - fare_first_us) / 1000000 < @min_fare_seconds), FALSE) AS short_fare
+    FROM fare_spans
+  )
 ),
 transitions AS (  -- trips.derive_trips: a pickup only when seen within the maximum gap
-  SELECT vehicle_id, ts, us, lat, lon, cell, occ,
+  SELECT vehicle_id, ts, us, lat, lon, cell, occ, starts_bridged_run, starts_short_fare,
     COALESCE(LAG(occ) OVER w, FALSE) AS was_occ,
     occ AND NOT COALESCE(LAG(occ) OVER w, FALSE) AND LAG(us) OVER w IS NOT NULL
       AND (us - LAG(us) OVER w) / 1000000 <= @max_pickup_gap_s AS pickup,
+    -- a change to occupied not seen within the gap: a trip already under way
+    occ AND NOT COALESCE(LAG(occ) OVER w, FALSE) AND LAG(us) OVER w IS NOT NULL
+      AND (us - LAG(us) OVER w) / 1000000 > @max_pickup_gap_s AS gap_skipped,
     NOT occ AND COALESCE(LAG(occ) OVER w, FALSE) AS dropoff,
     -- trips.BOOKING_BY_PREVIOUS_STATUS
     CASE LAG(status) OVER w
@@ -431,7 +441,9 @@ trip_starts AS (  -- every occupied run starts with a pickup or a trip already u
     SUM(IF(occ AND NOT was_occ, 1, 0)) OVER (PARTITION BY vehicle_id ORDER BY us {_RUNNING})
       AS trip_no
   FROM transitions
-),
+)"""
+
+TRIP_EVENTS_CTE = f"""
 trip_events AS (  -- TRIP_EVENTS_SCHEMA; a drop-off carries the booking of its trip
   SELECT vehicle_id, ts, IF(pickup, 'pickup', 'dropoff') AS event,
     IF(pickup, pickup_booking, trip_booking) AS booking, lat, lon, cell
@@ -442,6 +454,24 @@ trip_events AS (  -- TRIP_EVENTS_SCHEMA; a drop-off carries the booking of its t
   )
   WHERE pickup OR dropoff
 )"""
+TRIP_CTES = TRIP_STATE_CTES + "," + TRIP_EVENTS_CTE
+
+# trips.TripDerivation's counts, from trip_starts (every clean ping with the rules' flags):
+# bridged vacant runs, dropped short fares, and pickups not seen within the gap, those
+# near the area's edge (trips._km_to_edge, operation for operation) being re-entries.
+_KM_TO_EDGE = (
+    f"LEAST((lat - @area_lat_min) * {_KM_PER_DEG_LAT!r}, (@area_lat_max - lat) * "
+    f"{_KM_PER_DEG_LAT!r}, (lon - @area_lon_min) * ({_KM_PER_DEG_LAT!r} * COS(lat * "
+    f"{RADIANS_PER_DEGREE})), (@area_lon_max - lon) * ({_KM_PER_DEG_LAT!r} * COS(lat * "
+    f"{RADIANS_PER_DEGREE})))"
+)
+TRIP_RULE_COUNTS_SELECT = f"""
+SELECT COUNTIF(starts_bridged_run) AS debounced_vacant_gaps,
+  COUNTIF(starts_short_fare) AS debounced_short_fares,
+  COUNTIF(gap_skipped AND {_KM_TO_EDGE} <= @boundary_km) AS boundary_reentries,
+  COUNTIF(gap_skipped) AS gap_skipped_pickups
+FROM trip_starts
+"""
 
 DEMAND_CTES = """
 event_times AS (
@@ -516,5 +546,6 @@ REJECTED_PROBES_SQL = compose([LABEL_CTES, LABELLED_CTE], REJECTED_PROBES_SELECT
 TRIP_EVENTS_SQL = compose(
     [LABEL_CTES, CLEAN_CTES, TRIP_CTES], f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n"
 )
+TRIP_RULE_COUNTS_SQL = compose([LABEL_CTES, CLEAN_CTES, TRIP_STATE_CTES], TRIP_RULE_COUNTS_SELECT)
 # The whole path in one query: what BigQueryProbeSource.cell_demand runs.
 CELL_DEMAND_SQL = compose([LABEL_CTES, CLEAN_CTES, TRIP_CTES, DEMAND_CTES], DEMAND_SELECT)
