@@ -146,8 +146,11 @@ def _guidance_arrows(ax, guidance: pl.DataFrame, level: str, arrows: int) -> int
         color="tab:cyan",
         edgecolor="black",
         linewidth=0.4,
-        width=0.004,
-        headwidth=4,
+        # Wide enough to keep a solid fill: the guidance now moves taxis a cell or two into
+        # hotspots, and thin short arrows blurred into the map's colours.
+        width=0.007,
+        headwidth=3.5,
+        zorder=3,
     )
     return moves.height
 
