@@ -116,6 +116,20 @@ BIGQUERY_TYPES = {
 }
 
 
+def run_query(
+    resource: BigQueryResource, sql: str, parameters: Sequence[QueryParameter]
+) -> pl.DataFrame:
+    """Run one parameterized query or script on BigQuery; the rows of its last statement."""
+    config = bigquery.QueryJobConfig(query_parameters=list(parameters))
+    with resource.get_client() as client:
+        # The Storage Read API is used when google-cloud-bigquery-storage is installed;
+        # otherwise the client falls back to paging over REST (slower, same rows).
+        arrow = client.query(sql, job_config=config).result().to_arrow()
+    result = pl.from_arrow(arrow)
+    assert isinstance(result, pl.DataFrame)
+    return result
+
+
 def validate_table_name(name: str) -> str:
     """``name`` if it is a plain ``project.dataset.table``, else ValueError naming it."""
     if not TABLE_NAME.fullmatch(name):
@@ -368,14 +382,7 @@ class BigQueryProbeSource(ProbeSource):
     def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
         """Run one parameterized query and return its rows; the only place that talks to
         BigQuery, so tests can run the same SQL and parameters on another engine."""
-        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
-        with self.bigquery.get_client() as client:
-            # The Storage Read API is used when google-cloud-bigquery-storage is installed;
-            # otherwise the client falls back to paging over REST (slower, same rows).
-            arrow = client.query(sql, job_config=config).result().to_arrow()
-        result = pl.from_arrow(arrow)
-        assert isinstance(result, pl.DataFrame)
-        return result
+        return run_query(self.bigquery, sql, parameters)
 
     def _sql(self, template: str) -> str:
         return template.replace(

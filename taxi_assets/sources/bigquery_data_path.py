@@ -64,6 +64,7 @@ from taxi_assets.sources.bigquery import (
     conform_cell_demand,
     conform_stage,
     parameters_used_by,
+    run_query,
     validate_table_name,
 )
 from taxi_assets.sources.bigquery_sql import (
@@ -365,12 +366,7 @@ class BigQueryDataPath(dg.ConfigurableResource):
     def _run(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
         """Run one query or script and return the rows of its last statement: the only
         place that talks to BigQuery, so tests can run the same SQL on DuckDB."""
-        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
-        with self.bigquery.get_client() as client:
-            arrow = client.query(sql, job_config=config).result().to_arrow()
-        result = pl.from_arrow(arrow)
-        assert isinstance(result, pl.DataFrame)
-        return result
+        return run_query(self.bigquery, sql, parameters)
 
     def _execute(self, template: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
         sql = self._sql(template)
