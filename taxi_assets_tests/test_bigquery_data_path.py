@@ -40,13 +40,13 @@ from taxi_assets.sources.bigquery_sql import (
     TRIP_RULE_COUNTS_SQL,
 )
 from taxi_assets.sources.simulated import SimulatedProbeSource
-from taxi_assets.trips import TripRules, derive_trips
+from taxi_assets.trips import derive_trips
 from taxi_assets_tests.probe_builders import at_minute, raw_probes, track
 from taxi_assets_tests.test_bigquery_source import (
     DAY,
     PROJECT,
-    STATUS_MAPPING,
     as_bigquery_rows,
+    hostile_day_rules,
     hostile_rows,
     load_table,
     random_hostile_day,
@@ -178,22 +178,7 @@ def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Pat
     for seed in range(8):
         day = DAY + timedelta(days=seed)
         area = ServiceArea(35.67, 35.69, 139.75, 139.78, mesh_level=levels[seed % 4])
-        rules = CleaningRules(
-            max_implied_speed_kmh=(150.0, 90.0)[seed % 2],
-            max_occupied_minutes=20.0,
-            max_dispatched_minutes=10.0,
-            clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
-            max_jump_run_minutes=(10.0, 3.0)[seed % 2],
-            trips=TripRules(
-                max_vacant_gap_pings=(1, 0, 2)[seed % 3],
-                max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
-                min_fare_pings=(2, 1, 3)[seed % 3],
-                min_fare_seconds=(0.0, 120.0)[seed % 2],
-                max_pickup_gap_s=(300.0, 90.0)[seed % 2],
-            ),
-            max_speed_kmh=(200.0, 100.0)[seed % 2],
-            status_mapping=STATUS_MAPPING,
-        )
+        rules = hostile_day_rules(seed)
         raw = pl.concat([random_hostile_day(seed, day, area), late_night_taxi(day)])
         table = f"{PROJECT}.probes.pings_random"  # one name: one transpiled query per stage
         load_table(database, table, as_bigquery_rows(raw, day, integer_ids=seed % 2 == 0))

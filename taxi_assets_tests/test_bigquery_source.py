@@ -234,6 +234,27 @@ STATUS_WORDS = ["vacant", "occupied", "dispatched", "off_duty", "VACANT", " Occu
 STATUS_MAPPING = {"1": "occupied", "0": "vacant"}
 
 
+def hostile_day_rules(seed: int) -> CleaningRules:
+    """Cleaning and trip thresholds that vary with the random hostile day's seed, so the
+    parity tests reach the SQL with many parameter values."""
+    return CleaningRules(
+        max_implied_speed_kmh=(150.0, 90.0)[seed % 2],
+        max_occupied_minutes=20.0,
+        max_dispatched_minutes=10.0,
+        clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
+        max_jump_run_minutes=(10.0, 3.0)[seed % 2],
+        trips=TripRules(
+            max_vacant_gap_pings=(1, 0, 2)[seed % 3],
+            max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
+            min_fare_pings=(2, 1, 3)[seed % 3],
+            min_fare_seconds=(0.0, 120.0)[seed % 2],
+            max_pickup_gap_s=(300.0, 90.0)[seed % 2],
+        ),
+        max_speed_kmh=(200.0, 100.0)[seed % 2],
+        status_mapping=STATUS_MAPPING,
+    )
+
+
 def random_hostile_day(seed: int, day: date, area: ServiceArea) -> pl.DataFrame:
     """A few taxis with short pings, sticky statuses and every kind of fault at high rates."""
     rng = random.Random(seed)
@@ -289,22 +310,7 @@ def test_pushed_down_sql_equals_the_polars_path_on_random_hostile_days(tmp_path:
     for seed in range(16):
         day = DAY + timedelta(days=seed)
         area = ServiceArea(35.67, 35.69, 139.75, 139.78, mesh_level=levels[seed % 4])
-        rules = CleaningRules(
-            max_implied_speed_kmh=(150.0, 90.0)[seed % 2],
-            max_occupied_minutes=20.0,
-            max_dispatched_minutes=10.0,
-            clock_skew_min_share=(0.05, 0.3)[seed % 3 == 0],
-            max_jump_run_minutes=(10.0, 3.0)[seed % 2],
-            trips=TripRules(
-                max_vacant_gap_pings=(1, 0, 2)[seed % 3],
-                max_vacant_gap_intervals=(2.5, 10.0, 1.5)[seed % 4 % 3],
-                min_fare_pings=(2, 1, 3)[seed % 3],
-                min_fare_seconds=(0.0, 120.0)[seed % 2],
-                max_pickup_gap_s=(300.0, 90.0)[seed % 2],
-            ),
-            max_speed_kmh=(200.0, 100.0)[seed % 2],
-            status_mapping=STATUS_MAPPING,
-        )
+        rules = hostile_day_rules(seed)
         bucket_minutes = (15, 5, 60, 30)[seed % 4]
         raw = random_hostile_day(seed, day, area)
         table = f"{PROJECT}.probes.pings_{seed}"
