@@ -84,6 +84,12 @@ PRODUCTION_SETTINGS = (
     Setting("TAXI_ASSETS_BQ_WEATHER_TABLE", "hourly weather table, project.dataset.table"),
     Setting("TAXI_ASSETS_BQ_LOCATION", "BigQuery location (default asia-northeast1)", False),
     Setting(
+        "TAXI_ASSETS_BQ_ARRIVAL_COLUMN",
+        "column of the probes table that orders rows as they arrived (unset: "
+        "out_of_order_rows is null in BigQuery mode)",
+        False,
+    ),
+    Setting(
         "TAXI_ASSETS_BQ_READER_CREDENTIALS",
         "base64 key of the read-only probe reader service account",
         secret=True,
@@ -109,6 +115,7 @@ PRODUCTION_SETTINGS = (
     ),
 )
 DATA_PATH_DATASET_ENV = "TAXI_ASSETS_BQ_DATA_PATH_DATASET"
+ARRIVAL_COLUMN_ENV = "TAXI_ASSETS_BQ_ARRIVAL_COLUMN"
 DATA_PATH_WRITER_ENV = "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
 DEFAULT_BQ_LOCATION = "asia-northeast1"
 DEFAULT_GCS_PREFIX = "taxi_assets"
@@ -116,6 +123,7 @@ DEFAULT_GCS_PREFIX = "taxi_assets"
 # BigQuery ids: project (letters, digits, hyphens), dataset and table (letters, digits, _).
 _TABLE_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.\w{1,1024}\.[\w-]{1,1024}$", re.ASCII)
 _DATASET_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.\w{1,1024}$", re.ASCII)
+_COLUMN_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$", re.ASCII)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
 
@@ -303,6 +311,12 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
                     "each its own, with only its own roles"
                 )
     data_path_dataset = _data_path_dataset(problems)
+    arrival_column = problems.text(ARRIVAL_COLUMN_ENV) or None
+    if arrival_column and not _COLUMN_ID.match(arrival_column):
+        problems.add(
+            f"{ARRIVAL_COLUMN_ENV}={arrival_column!r} is not a plain column name (letters, "
+            "digits, '_')"
+        )
     if problems.text("GOOGLE_APPLICATION_CREDENTIALS"):
         # dagster-gcp's BigQuery resource passes its key through that very variable (a
         # temporary file for the length of a query) and refuses to start when it is set;
@@ -354,6 +368,7 @@ def production_resources(env: Mapping[str, str]) -> dict[str, Any]:
             ),
             probes_table=problems.text("TAXI_ASSETS_BQ_PROBES_TABLE"),
             weather_table=problems.text("TAXI_ASSETS_BQ_WEATHER_TABLE"),
+            arrival_column=arrival_column,
             **data_path,
         ),
         **settings,

@@ -32,8 +32,10 @@ from taxi_assets.sources.bigquery import (
 )
 from taxi_assets.sources.bigquery_data_path import trip_rule_parameters
 from taxi_assets.sources.bigquery_sql import (
+    ARRIVAL_COLUMN_PLACEHOLDER,
     CLEAN_PROBES_SQL,
     LABELLED_PROBES_SQL,
+    OUT_OF_ORDER_SQL,
     PROBE_TABLE_PLACEHOLDER,
     REJECTED_PROBES_SQL,
     TRIP_EVENTS_SQL,
@@ -78,7 +80,8 @@ def run_stage(
 def polars_stages(
     raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
 ) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
-    """The Polars path's frames, and the trip rules' counts (trip_events' metadata)."""
+    """The Polars path's frames, and its counts: the trip rules' (trip_events' metadata)
+    and the kept pings that arrived out of order (clean_probes')."""
     result = clean_probes(raw, day, area, rules)
     trips = derive_trips(result.clean, rules.trips, area)
     frames = {
@@ -86,17 +89,31 @@ def polars_stages(
         "rejected_probes": result.rejected,
         "trip_events": trips.events,
     }
-    return frames, trips.metadata()
+    return frames, {**trips.metadata(), "out_of_order_rows": result.out_of_order_rows}
+
+
+def with_arrival(raw: pl.DataFrame, day: date, integer_ids: bool) -> pl.DataFrame:
+    """The table's rows with the loader's arrival column: the delivered frame's order, the
+    order the Polars path counts out-of-order pings against."""
+    rows = as_bigquery_rows(raw, day, integer_ids=integer_ids)
+    return rows.with_columns(arrival=pl.int_range(pl.len(), dtype=pl.Int64))
 
 
 def trip_rule_counts(
     database: Path, table: str, day: date, area: ServiceArea, rules: CleaningRules
 ) -> dict[str, int]:
-    """TRIP_RULE_COUNTS_SQL (the counts BigQueryDataPath's trip script returns) on DuckDB."""
+    """TRIP_RULE_COUNTS_SQL (the counts BigQueryDataPath's trip script returns) and
+    OUT_OF_ORDER_SQL (what its clean script returns) on DuckDB."""
     sql = TRIP_RULE_COUNTS_SQL.replace(PROBE_TABLE_PLACEHOLDER, table)
     parameters = parameters_used_by(sql, trip_rule_parameters(day, area, rules))
     rows = run_on_duckdb(database, PROJECT, sql, parameters)
-    return {name: int(rows[name].item()) for name in rows.columns}
+    counts = {name: int(rows[name].item()) for name in rows.columns}
+    sql = OUT_OF_ORDER_SQL.replace(PROBE_TABLE_PLACEHOLDER, table).replace(
+        ARRIVAL_COLUMN_PLACEHOLDER, "arrival"
+    )
+    parameters = parameters_used_by(sql, cell_demand_parameters(day, area, rules, 15))
+    rows = run_on_duckdb(database, PROJECT, sql, parameters)
+    return {**counts, "out_of_order_rows": int(rows["out_of_order_rows"].item())}
 
 
 def in_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -114,7 +131,7 @@ def assert_stages_equal(
             assert_frame_equal(in_order(got), in_order(want), check_exact=True)
         except AssertionError as error:
             raise AssertionError(f"{stage} differs from the Polars path: {error}") from None
-    # trip_events' metadata: the same keys and counts in both modes.
+    # trip_events' and clean_probes' counts: the same keys and values in both modes.
     assert trip_rule_counts(database, table, day, area, rules) == trip_counts, trip_counts
     return expected, trip_counts
 
@@ -139,12 +156,13 @@ def test_every_stage_equals_the_polars_path_on_a_simulated_day(
 ) -> None:
     database = tmp_path / "bigquery.duckdb"
     table = f"{PROJECT}.probes.pings"
-    load_table(database, table, as_bigquery_rows(simulated_day, DAY, integer_ids=False))
+    load_table(database, table, with_arrival(simulated_day, DAY, integer_ids=False))
 
     expected, trip_counts = assert_stages_equal(
         database, table, simulated_day, DAY, CENTRAL_TOKYO, CleaningRules()
     )
     assert trip_counts["debounced_vacant_gaps"] + trip_counts["debounced_short_fares"] > 0
+    assert trip_counts["out_of_order_rows"] > 0
 
     counts = rejected_counts(expected["rejected_probes"])
     assert all(counts[reason] > 0 for reason in REJECT_REASONS), counts
@@ -181,7 +199,7 @@ def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Pat
         rules = hostile_day_rules(seed)
         raw = pl.concat([random_hostile_day(seed, day, area), late_night_taxi(day)])
         table = f"{PROJECT}.probes.pings_random"  # one name: one transpiled query per stage
-        load_table(database, table, as_bigquery_rows(raw, day, integer_ids=seed % 2 == 0))
+        load_table(database, table, with_arrival(raw, day, integer_ids=seed % 2 == 0))
 
         expected, trip_counts = assert_stages_equal(database, table, raw, day, area, rules)
         rule_counts.update(trip_counts)
@@ -190,5 +208,6 @@ def test_every_stage_equals_the_polars_path_on_random_hostile_days(tmp_path: Pat
         events.update(expected["trip_events"].select(pl.concat_str("event", "booking")).to_series())
     assert all(reasons[reason] > 0 for reason in REJECT_REASONS), reasons
     assert {"pickupstreet_hail", "dropoffother"} <= set(events), events
-    # Every count of the trip rules occurs, so their SQL is compared on real cases.
-    assert all(rule_counts[name] > 0 for name in rule_counts) and len(rule_counts) == 4, rule_counts
+    # Every count of the trip rules occurs, and out-of-order arrivals: their SQL is
+    # compared on real cases.
+    assert all(rule_counts[name] > 0 for name in rule_counts) and len(rule_counts) == 5, rule_counts

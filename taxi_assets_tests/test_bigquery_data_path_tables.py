@@ -61,8 +61,9 @@ STORED_FRAME_KEYS = {"preview", "path", "bytes", "stored_rows", "dagster/row_cou
 # Keys that describe how the run pod computed the day locally (vehicle shards, its memory):
 # in BigQuery mode the pod computes nothing of the day.
 LOCAL_RUN_KEYS = {"vehicle_shards", "peak_rss_mib"}
-# A BigQuery table has no arrival order: the key is there, its value null (not a count).
-NO_ARRIVAL_ORDER = {"out_of_order_rows"}
+# The loader's arrival stamp: the delivered frame's row order, which the Polars path
+# counts out-of-order pings against (a table has no row order of its own).
+ARRIVAL = "arrival"
 DATASET = f"{PROJECT}.data_path"
 
 
@@ -128,10 +129,15 @@ def two_days() -> dict[date, pl.DataFrame]:
     }
 
 
-def write_day(path: BigQueryDataPath, day: date, rules: CleaningRules) -> None:
-    path.write_clean_and_rejected(day, CENTRAL_TOKYO, rules)
+def with_arrival(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ARRIVAL))
+
+
+def write_day(path: BigQueryDataPath, day: date, rules: CleaningRules) -> int | None:
+    out_of_order_rows = path.write_clean_and_rejected(day, CENTRAL_TOKYO, rules)
     path.write_trip_events(day, CENTRAL_TOKYO, rules)
     path.write_cell_demand(day, CENTRAL_TOKYO, rules, 15)
+    return out_of_order_rows
 
 
 def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
@@ -139,7 +145,7 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
 ) -> None:
     database = tmp_path / "bigquery.duckdb"
     raw = pl.concat(as_bigquery_rows(p, d, integer_ids=False) for d, p in two_days.items())
-    load_table(database, PROBES_TABLE, raw)
+    load_table(database, PROBES_TABLE, with_arrival(raw))
     with duckdb.connect(str(database)) as con:  # the deployment creates the dataset
         con.execute("CREATE SCHEMA data_path")
     path = DuckDBDataPath(
@@ -148,11 +154,13 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
         dataset=DATASET,
         sample_rows=500,
         duckdb_file=str(database),
+        arrival_column=ARRIVAL,
     )
     rules = CleaningRules()
     next_day = DAY + timedelta(days=1)
-    for day in (DAY, next_day, DAY):  # the first day twice: a re-run replaces it
-        write_day(path, day, rules)
+    out_of_order = {day: write_day(path, day, rules) for day in (DAY, next_day)}
+    # A re-run replaces the day; a table without an arrival column counts nothing (None).
+    assert write_day(path.model_copy(update={"arrival_column": None}), DAY, rules) is None
 
     for day, probes in two_days.items():
         result = clean_probes(probes, day, CENTRAL_TOKYO, rules)
@@ -170,6 +178,7 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
             assert_frame_equal(in_order(stored), in_order(want), check_exact=True)
 
         # The checks come from SQL aggregates, not from the rows.
+        assert out_of_order[day] == result.out_of_order_rows
         counts = path.day_counts(day)
         assert counts.raw_rows == probes.height
         assert counts.kept_rows == result.clean.height
@@ -227,6 +236,7 @@ class DuckDBWarehouseSource(DuckDBProbeSource):
             dataset=DATASET,
             sample_rows=300,
             duckdb_file=self.duckdb_file,
+            arrival_column=self.arrival_column,
         )
 
 
@@ -239,7 +249,8 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     simulator = SimulatedProbeSource(fleet_size=30, seed=7, feed_profile="real_60s")
     probes = simulator.read_probes(DAY).probes
     database = tmp_path / "bigquery.duckdb"
-    load_table(database, PROBES_TABLE, as_bigquery_rows(probes, DAY, integer_ids=False))
+    raw = with_arrival(as_bigquery_rows(probes, DAY, integer_ids=False))
+    load_table(database, PROBES_TABLE, raw)
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE SCHEMA data_path")
     source = DuckDBWarehouseSource(
@@ -247,6 +258,7 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
         probes_table=PROBES_TABLE,
         weather_table=f"{PROJECT}.probes.weather",
         duckdb_file=str(database),
+        arrival_column=ARRIVAL,
     )
 
     in_polars, _ = materialize_cell_demand(simulator, tmp_path / "p", instance)
@@ -275,10 +287,8 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
         in_polars_run = polars_metadata[asset]
         same = set(in_polars_run) - STORED_FRAME_KEYS - LOCAL_RUN_KEYS
         assert same <= set(in_sql), same - set(in_sql)
-        compared = same - NO_ARRIVAL_ORDER
-        assert {k: in_sql[k] for k in compared} == {k: in_polars_run[k] for k in compared}, asset
-    clean_in_sql = latest_materialization_metadata(instance, "clean_probes", DAY.isoformat())
-    assert clean_in_sql["out_of_order_rows"] is None
+        assert {k: in_sql[k] for k in same} == {k: in_polars_run[k] for k in same}, asset
+    assert polars_metadata["clean_probes"]["out_of_order_rows"] > 0
     trip_rules = polars_metadata["trip_events"]
     assert trip_rules["debounced_vacant_gaps"] > 0 and trip_rules["gap_skipped_pickups"] > 0
 

@@ -422,6 +422,33 @@ def test_a_table_name_that_is_not_plain_is_refused(table: str) -> None:
         )
 
 
+def test_pull_mode_reads_the_day_in_the_tables_arrival_order(tmp_path: Path) -> None:
+    """A table has no row order: with the loader's arrival column, read_probes delivers the
+    day in that order, the one the Polars path counts out-of-order pings against."""
+    probes = SimulatedProbeSource(fleet_size=5, seed=3).read_probes(DAY).probes
+    rows = as_bigquery_rows(probes, DAY, integer_ids=False)
+    rows = rows.with_columns(arrival=pl.int_range(pl.len(), dtype=pl.Int64))
+    database = tmp_path / "bigquery.duckdb"
+    load_table(database, PROBES_TABLE, rows.sample(fraction=1.0, shuffle=True, seed=1))
+    source = duckdb_source(database).model_copy(update={"arrival_column": "arrival"})
+
+    delivered = source.read_probes(DAY).probes
+
+    assert_frame_equal(delivered, probes)
+    assert clean_probes(delivered, DAY, CENTRAL_TOKYO).out_of_order_rows > 0
+
+
+@pytest.mark.parametrize("column", ["ts", "Service_Day", "arrival; DROP TABLE x", "a`b", ""])
+def test_an_arrival_column_that_is_not_plain_is_refused(column: str) -> None:
+    with pytest.raises(ValidationError, match="is not a plain column name"):
+        BigQueryProbeSource(
+            bigquery=BigQueryResource(project=PROJECT),
+            probes_table=PROBES_TABLE,
+            weather_table=WEATHER_TABLE,
+            arrival_column=column,
+        )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

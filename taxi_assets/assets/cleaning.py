@@ -144,7 +144,9 @@ def _clean_in_warehouse(
     """The same rules as SQL into the day's partitions of the BigQuery tables; the checks
     read SQL counts, the contracts a bounded sample (stored as the partition's sample)."""
     day = partition_day(context)
-    warehouse.write_clean_and_rejected(day, settings.service_area(), settings.cleaning_rules())
+    out_of_order_rows = warehouse.write_clean_and_rejected(
+        day, settings.service_area(), settings.cleaning_rules()
+    )
     counts = warehouse.day_counts(day)
     context.log.info(
         f"{day}: kept {counts.kept_rows:,} of {counts.raw_rows:,} pings in "
@@ -166,9 +168,11 @@ def _clean_in_warehouse(
             "kept_share": counts.kept_rows / counts.raw_rows if counts.raw_rows else 0.0,
             "vehicles": summary.vehicles,
             "cells": summary.cells,
-            # Arrival order is the delivered frame's row order: a BigQuery table has none
-            # (nor does a query result without ORDER BY), so there is nothing to count.
-            "out_of_order_rows": dg.MetadataValue.null(),
+            # Counted against the table's arrival column; a table without one has no
+            # arrival order (nor does a query result without ORDER BY): null, not 0.
+            "out_of_order_rows": dg.MetadataValue.null()
+            if out_of_order_rows is None
+            else out_of_order_rows,
             **time_range_metadata(summary.times),
             "stored_rows": samples["clean_probes"].height,
             "table": warehouse.table("clean_probes"),

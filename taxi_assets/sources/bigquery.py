@@ -101,6 +101,8 @@ QueryParameter = bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter
 # A table name cannot be a query parameter, so it is spliced into the SQL text: only
 # letters, digits, '_', '-' and the two dots of project.dataset.table get that far.
 TABLE_NAME = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The same for a column name (BigQuery's rule for an unquoted one).
+COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
 
 # The BigQuery type each column of the delivered frames must have, for error messages.
 BIGQUERY_TYPES = {
@@ -136,6 +138,19 @@ def validate_table_name(name: str) -> str:
         raise ValueError(
             f"BigQuery table {name!r} is not a fully qualified project.dataset.table made of "
             "letters, digits, '_' and '-'"
+        )
+    return name
+
+
+def validate_arrival_column(name: str | None) -> str | None:
+    """``name`` if it is a plain column other than the ones the data path reads, else
+    ValueError naming it."""
+    if name is None:
+        return None
+    if not COLUMN_NAME.fullmatch(name) or name.lower() in {*RAW_PROBES_SCHEMA, "service_day"}:
+        raise ValueError(
+            f"arrival_column {name!r} is not a plain column name (letters, digits, '_') of "
+            "its own: it must be the loader's arrival stamp, not a ping column"
         )
     return name
 
@@ -357,11 +372,23 @@ class BigQueryProbeSource(ProbeSource):
         description="The data path writer's BigQuery resource (its own service account, "
         "dataEditor on data_path_dataset); required with data_path_dataset.",
     )
+    arrival_column: str | None = Field(
+        default=None,
+        description="Column of the probes table that orders the rows as they arrived (a "
+        "sequence number or receive time the loader stamps, INT64 or TIMESTAMP). A table "
+        "has no row order: with it, the day is pulled in arrival order and BigQuery mode "
+        "counts out_of_order_rows; without it, out_of_order_rows is null in BigQuery mode.",
+    )
 
     @field_validator("probes_table", "weather_table")
     @classmethod
     def _plain_table_name(cls, value: str) -> str:
         return validate_table_name(value)
+
+    @field_validator("arrival_column")
+    @classmethod
+    def _plain_column_name(cls, value: str | None) -> str | None:
+        return validate_arrival_column(value)
 
     def warehouse_data_path(self) -> Any:
         if self.data_path_dataset is None:
@@ -377,6 +404,7 @@ class BigQueryProbeSource(ProbeSource):
             bigquery=self.data_path_writer,
             probes_table=self.probes_table,
             dataset=self.data_path_dataset,
+            arrival_column=self.arrival_column,
         )
 
     def _query(self, sql: str, parameters: Sequence[QueryParameter]) -> pl.DataFrame:
@@ -389,8 +417,16 @@ class BigQueryProbeSource(ProbeSource):
             PROBE_TABLE_PLACEHOLDER, validate_table_name(self.probes_table)
         ).replace(WEATHER_TABLE_PLACEHOLDER, validate_table_name(self.weather_table))
 
+    def _in_arrival_order(self, sql: str) -> str:
+        """``sql`` ordered by the arrival column, if the table has one: the Polars path
+        counts out-of-order pings against the delivered frame's row order."""
+        if self.arrival_column is None:
+            return sql
+        return f"{sql}ORDER BY `{validate_arrival_column(self.arrival_column)}`\n"
+
     def read_probes(self, day: date) -> ProbeDelivery:
-        raw = self._query(self._sql(READ_PROBES_SQL), probe_day_parameters(day))
+        sql = self._in_arrival_order(self._sql(READ_PROBES_SQL))
+        raw = self._query(sql, probe_day_parameters(day))
         probes = conform(raw, RAW_PROBES_SCHEMA, self.probes_table)
         origin = {
             "source": "bigquery",
@@ -405,7 +441,7 @@ class BigQueryProbeSource(ProbeSource):
         """The day's pings of the window and look-back, selected in BigQuery
         (``READ_PROBES_WINDOW_SQL``, ``ts >= @start``): the tick pulls hours, not the day."""
         parameters = probe_window_parameters(day, start, end, look_back)
-        raw = self._query(self._sql(READ_PROBES_WINDOW_SQL), parameters)
+        raw = self._query(self._in_arrival_order(self._sql(READ_PROBES_WINDOW_SQL)), parameters)
         probes = conform(raw, RAW_PROBES_SCHEMA, self.probes_table)
         origin = {
             "source": "bigquery",

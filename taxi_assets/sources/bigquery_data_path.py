@@ -65,15 +65,19 @@ from taxi_assets.sources.bigquery import (
     conform_stage,
     parameters_used_by,
     run_query,
+    validate_arrival_column,
     validate_table_name,
 )
 from taxi_assets.sources.bigquery_sql import (
+    ARRIVAL_COLUMN_PLACEHOLDER,
     CLEAN_CTES,
     CLEAN_PROBES_COLUMNS,
     DEMAND_CTES,
     DEMAND_SELECT,
     LABEL_CTES,
     LABELLED_CTE,
+    OUT_OF_ORDER_CTES,
+    OUT_OF_ORDER_SELECT,
     PROBE_TABLE_PLACEHOLDER,
     TRIP_EVENTS_COLUMNS,
     TRIP_EVENTS_CTE,
@@ -145,7 +149,9 @@ def _day_of(stage: str, columns: str) -> str:
     return f"SELECT {columns} FROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day"
 
 
-# The labelling runs once: both tables are written from its temporary result.
+# The labelling runs once: both tables are written from its temporary result (which ends
+# with the script, as a script's temporary tables do).
+_DAY_JUDGED_PINGS = "\njudged_pings AS (SELECT * FROM day_judged_pings)"
 CLEAN_AND_REJECTED_SCRIPT = (
     create_table_sql("clean_probes")
     + create_table_sql("rejected_probes")
@@ -156,20 +162,26 @@ CLEAN_AND_REJECTED_SCRIPT = (
     + _replace_partition(
         "clean_probes",
         compose(
-            ["\njudged_pings AS (SELECT * FROM day_judged_pings)", CLEAN_CTES],
+            [_DAY_JUDGED_PINGS, CLEAN_CTES],
             f"SELECT {CLEAN_PROBES_COLUMNS} FROM clean_probes\n",
         ),
     )
     + _replace_partition(
         "rejected_probes",
         compose(
-            ["\njudged_pings AS (SELECT * FROM day_judged_pings)", LABELLED_CTE],
+            [_DAY_JUDGED_PINGS, LABELLED_CTE],
             "SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status AS status, "
             "reason\nFROM labelled_probes WHERE reason IS NOT NULL\n",
         ),
     )
     + "COMMIT TRANSACTION;\n"
-    + "DROP TABLE day_judged_pings;\n"
+)
+# With the raw table's arrival column, the script's last statement counts the kept pings
+# that arrived out of order (clean_probes' out_of_order_rows, as in Polars).
+CLEAN_AND_REJECTED_COUNTING_OUT_OF_ORDER_SCRIPT = (
+    CLEAN_AND_REJECTED_SCRIPT
+    + compose([_DAY_JUDGED_PINGS, OUT_OF_ORDER_CTES], OUT_OF_ORDER_SELECT)
+    + ";\n"
 )
 
 # The trip rules run once over the day's clean pings (a temporary table): the events are
@@ -341,6 +353,11 @@ class BigQueryDataPath(dg.ConfigurableResource):
     sample_rows: int = Field(
         default=50_000, description="At most this many rows are read back for a contract."
     )
+    arrival_column: str | None = Field(
+        default=None,
+        description="The probes table's arrival column (BigQueryProbeSource.arrival_column); "
+        "without it out_of_order_rows cannot be counted.",
+    )
 
     @field_validator("probes_table")
     @classmethod
@@ -353,12 +370,21 @@ class BigQueryDataPath(dg.ConfigurableResource):
         validate_table_name(f"{value}.table")
         return value
 
+    @field_validator("arrival_column")
+    @classmethod
+    def _plain_column_name(cls, value: str | None) -> str | None:
+        return validate_arrival_column(value)
+
     def table(self, stage: str) -> str:
         """project.dataset.table of a stage."""
         return validate_table_name(f"{self.dataset}.{stage}")
 
     def _sql(self, template: str) -> str:
         sql = template.replace(PROBE_TABLE_PLACEHOLDER, validate_table_name(self.probes_table))
+        if self.arrival_column is not None:
+            sql = sql.replace(
+                ARRIVAL_COLUMN_PLACEHOLDER, validate_arrival_column(self.arrival_column)
+            )
         for stage, placeholder in _PLACEHOLDERS.items():
             sql = sql.replace(placeholder, self.table(stage))
         return sql
@@ -372,8 +398,17 @@ class BigQueryDataPath(dg.ConfigurableResource):
         sql = self._sql(template)
         return self._run(sql, parameters_used_by(sql, parameters))
 
-    def write_clean_and_rejected(self, day: date, area: ServiceArea, rules: CleaningRules) -> None:
-        self._execute(CLEAN_AND_REJECTED_SCRIPT, cell_demand_parameters(day, area, rules, 15))
+    def write_clean_and_rejected(
+        self, day: date, area: ServiceArea, rules: CleaningRules
+    ) -> int | None:
+        """Writes the day's clean and rejected pings; returns the kept pings that arrived
+        after a later-stamped ping of their vehicle, or None without an arrival column."""
+        parameters = cell_demand_parameters(day, area, rules, 15)
+        if self.arrival_column is None:
+            self._execute(CLEAN_AND_REJECTED_SCRIPT, parameters)
+            return None
+        rows = self._execute(CLEAN_AND_REJECTED_COUNTING_OUT_OF_ORDER_SCRIPT, parameters)
+        return int(rows["out_of_order_rows"].item())
 
     def write_trip_events(
         self, day: date, area: ServiceArea, rules: CleaningRules

@@ -9,14 +9,18 @@ CTEs (see "The data path in stages" below), and every query is a composition of 
 - ``CLEAN_PROBES_SQL`` / ``REJECTED_PROBES_SQL``: the two sides of that labelling, in
   ``CLEAN_PROBES_SCHEMA`` (with the mesh cell) and ``REJECTED_PROBES_SCHEMA``;
 - ``TRIP_EVENTS_SQL``: the debounced pickups and drop-offs of ``taxi_assets.trips``;
+- ``OUT_OF_ORDER_SQL``: the kept pings that arrived after a later-stamped ping of their
+  vehicle (``CleaningResult.out_of_order_rows``), against the raw table's arrival column
+  (the loader's stamp; a table has no row order of its own);
 - ``CELL_DEMAND_SQL``: the dense grid of ``taxi_assets.demand.aggregate_cell_demand``,
   the whole path in one query (what ``BigQueryProbeSource.cell_demand`` runs).
 
 Every value (the day, the day's UTC window, the service area, the thresholds, the bucket
 width, the area's cells) is a query parameter. The only text spliced in is the table
-name, which BigQuery cannot take as a parameter; ``BigQueryProbeSource`` validates it
-first. The SQL lives in a module rather than a ``.sql`` file because package data is
-declared per file pattern in pyproject.toml, and a module ships with the package as is.
+name (and the arrival column's), which BigQuery cannot take as a parameter;
+``BigQueryProbeSource`` validates it first. The SQL lives in a module rather than a
+``.sql`` file because package data is declared per file pattern in pyproject.toml, and a
+module ships with the package as is.
 
 Two spellings are deliberate. ``DIV(a, b)`` is always wrapped in parentheses with plain
 column or parameter arguments: sqlglot 30 transpiles it to DuckDB's ``a // b`` without
@@ -38,6 +42,9 @@ _US_PER_HOUR = 3_600_000_000
 _US_PER_MINUTE = 60_000_000
 
 PROBE_TABLE_PLACEHOLDER = "{probes_table}"
+# The raw table's optional arrival column (BigQueryProbeSource.arrival_column), validated
+# as a plain column name before it is spliced in, as the table name is.
+ARRIVAL_COLUMN_PLACEHOLDER = "{arrival_column}"
 WEATHER_TABLE_PLACEHOLDER = "{weather_table}"
 
 # One day of the table as delivered: the partition filter on service_day prunes the scan
@@ -519,6 +526,42 @@ LEFT JOIN supply ON supply.cell = grid.cell AND supply.bucket = grid.bucket
 ORDER BY grid.cell, bucket_start
 """
 
+# cleaning.CleaningResult.out_of_order_rows: kept pings that arrived after a later-stamped
+# ping of their vehicle. A table has no arrival order of its own, so this needs the raw
+# table's arrival column (a sequence number or receive time the loader stamps); without
+# one the count is not computed. A kept ping arrived with its first copy (the later ones
+# are duplicates): judged_pings has one row per distinct delivered row, grouped as in
+# `delivered`, so joining on that key finds exactly its copies (kept pings hold no NULL or
+# NaN, so `=` matches them).
+OUT_OF_ORDER_CTES = f"""
+arrivals AS (
+  SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status,
+    MIN(arrival) AS arrival
+  FROM (
+    SELECT CAST(vehicle_id AS STRING) AS vehicle_id, ts, lat, lon, speed_kmh, heading,
+      CAST(status AS STRING) AS delivered_status, `{ARRIVAL_COLUMN_PLACEHOLDER}` AS arrival
+    FROM `{PROBE_TABLE_PLACEHOLDER}`
+    WHERE service_day = @day
+  )
+  GROUP BY vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status
+),
+kept_arrivals AS (
+  SELECT judged.vehicle_id, judged.us, arrivals.arrival,
+    MIN(arrivals.arrival) OVER (PARTITION BY judged.vehicle_id ORDER BY judged.us
+      ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS later_first_arrival
+  FROM judged_pings AS judged
+  JOIN arrivals
+    ON arrivals.vehicle_id = judged.vehicle_id AND arrivals.ts = judged.ts
+    AND arrivals.lat = judged.lat AND arrivals.lon = judged.lon
+    AND arrivals.speed_kmh = judged.speed_kmh AND arrivals.heading = judged.heading
+    AND arrivals.delivered_status = judged.delivered_status
+  WHERE judged.reason IS NULL
+)"""
+OUT_OF_ORDER_SELECT = """
+SELECT COUNTIF(arrival > later_first_arrival) AS out_of_order_rows
+FROM kept_arrivals
+"""
+
 CLEAN_PROBES_COLUMNS = "vehicle_id, ts, lat, lon, speed_kmh, heading, status, cell"
 TRIP_EVENTS_COLUMNS = "vehicle_id, ts, event, booking, lat, lon, cell"
 REJECTED_PROBES_SELECT = """
@@ -546,6 +589,7 @@ REJECTED_PROBES_SQL = compose([LABEL_CTES, LABELLED_CTE], REJECTED_PROBES_SELECT
 TRIP_EVENTS_SQL = compose(
     [LABEL_CTES, CLEAN_CTES, TRIP_CTES], f"SELECT {TRIP_EVENTS_COLUMNS} FROM trip_events\n"
 )
+OUT_OF_ORDER_SQL = compose([LABEL_CTES, OUT_OF_ORDER_CTES], OUT_OF_ORDER_SELECT)
 TRIP_RULE_COUNTS_SQL = compose([LABEL_CTES, CLEAN_CTES, TRIP_STATE_CTES], TRIP_RULE_COUNTS_SELECT)
 # The whole path in one query: what BigQueryProbeSource.cell_demand runs.
 CELL_DEMAND_SQL = compose([LABEL_CTES, CLEAN_CTES, TRIP_CTES, DEMAND_CTES], DEMAND_SELECT)
