@@ -7,16 +7,21 @@ artifact bucket, and the alert sender's webhook URL and SMTP password. All five 
 in environment variables; the resources hold ``dg.EnvVar`` references that Dagster
 resolves inside the run.
 
+Both production modes run, in one test so that they share its servers and its search:
+BigQuery mode (the data path writer's key writes the day's tables) and pull mode (the same
+settings without ``TAXI_ASSETS_BQ_DATA_PATH_*``: the reader's key pulls the day, which the
+run pod cleans and stores in the bucket).
+
 Nothing is faked on the credentials' path: the three keys are real RSA service-account keys
 whose token requests go to loopback token endpoints (one per key), so the test can verify
 that each key really signed its own resource's requests. Only the endpoints are local: the
 storage resources point at the GCS emulator (their ``gcs_endpoint_url`` setting) and the
 probe source and the data path run their BigQuery SQL on DuckDB (``DuckDBProbeSource``,
 ``DuckDBDataPath``), each authenticating with its own ``BigQueryResource`` client all the
-same. A real day goes raw_probes -> cell_demand on
-the bucket, a bad weather delivery fails a blocking check, both alert sensors send their
-alerts to a loopback webhook and SMTP server, and then every place a secret could surface
-is searched for every secret (and for distinctive slices of the keys).
+same. A real day goes raw_probes -> cell_demand in each mode, a bad weather delivery fails
+a blocking check, both alert sensors send their alerts to a loopback webhook and SMTP
+server, and then every place a secret could surface is searched for every secret (and for
+distinctive slices of the keys).
 """
 
 from __future__ import annotations
@@ -228,9 +233,13 @@ def on_emulator(resources: dict[str, object], emulator: GcsEmulator, database: P
     assert isinstance(source, BigQueryProbeSource)
     assert isinstance(source.bigquery.gcp_credentials, dg.EnvVar)
     assert source.bigquery.gcp_credentials == "TAXI_ASSETS_BQ_READER_CREDENTIALS"
-    assert source.data_path_writer is not None
-    assert isinstance(source.data_path_writer.gcp_credentials, dg.EnvVar)
-    assert source.data_path_writer.gcp_credentials == "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
+    if source.data_path_dataset is None:  # pull mode: no writer in BigQuery at all
+        assert source.data_path_writer is None
+    else:
+        assert source.data_path_writer is not None
+        assert isinstance(source.data_path_writer.gcp_credentials, dg.EnvVar)
+        writer_env = source.data_path_writer.gcp_credentials
+        assert writer_env == "TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS"
     local["probe_source"] = AuthenticatingDuckDBProbeSource(
         bigquery=source.bigquery,
         probes_table=source.probes_table,
@@ -336,6 +345,10 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
 
     production = production_resources(env)
     resources = on_emulator(production, emulator, database)
+    # Pull mode: the same deployment without the data path's two settings.
+    pull_env = {k: v for k, v in env.items() if not k.startswith("TAXI_ASSETS_BQ_DATA_PATH_")}
+    pull_production = production_resources(pull_env)
+    pull_resources = on_emulator(pull_production, emulator, database)
     definitions = build_definitions(resources)  # as the code location assembles them
     repository = definitions.get_repository_def()
     channels = alert_resources()["alerts"]  # the alert sender, from the same environment
@@ -345,6 +358,22 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     start = dg.build_sensor_context(instance=instance, resources={"alerts": channels})
     run_failure_alert_sensor.evaluate_tick(start)
 
+    pulled = dg.materialize(
+        ALL_ASSETS,
+        selection=TO_CELL_DEMAND,
+        partition_key=DAY.isoformat(),
+        resources=pull_resources,
+        instance=instance,
+    )
+    assert pulled.success
+    # Pull mode: the reader's key pulled the day (and pushed cell_demand down); the data
+    # path writer's key was never used, and the bucket holds the whole day.
+    pull_reads = len(reader_tokens.assertions)
+    assert pull_reads >= 2 and not data_path_tokens.assertions
+    raw_blob = (
+        emulator.client().bucket(BUCKET).blob(f"{PREFIX}/partitions/raw_probes/{DAY}.parquet")
+    )
+    assert pl.read_parquet(raw_blob.download_as_bytes()).height == probes.height
     good = dg.materialize(
         ALL_ASSETS,
         selection=TO_CELL_DEMAND,
@@ -370,7 +399,7 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     reader_claims = verified_claims(reader_tokens, reader)
     assert {claims["iss"] for claims in reader_claims} == {READER_EMAIL}
     # BigQuery mode: the reader only reads the weather; the day stays in BigQuery.
-    assert len(reader_claims) == 1
+    assert len(reader_claims) == pull_reads + 1
     data_path_claims = verified_claims(data_path_tokens, data_path)
     assert {claims["iss"] for claims in data_path_claims} == {DATA_PATH_EMAIL}
     # raw rows, raw sample, the clean/rejected write, counts, 2 samples, trips, cell demand...
@@ -388,7 +417,7 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
 
     # Every place a secret could surface.
     runs = instance.get_runs()
-    assert {run.run_id for run in runs} == {good.run_id, bad.run_id}
+    assert {run.run_id for run in runs} == {pulled.run_id, good.run_id, bad.run_id}
     printed = capfd.readouterr()  # Dagster's loggers write to stderr, not to logging's root
     alert_log = Path(instance.root_directory) / "alerts" / "alerts.jsonl"
     places = {
@@ -414,14 +443,18 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
         "emails": "\n".join(content for _, _, content in mail_handler.messages),
         "captured output and logging": caplog.text + printed.err + printed.out,
         "resources' config": json.dumps(
-            {
-                name: resource.model_dump()
-                for name, resource in {**resources, "alerts": channels}.items()
-            },
+            [
+                {name: resource.model_dump() for name, resource in built.items()}
+                for built in ({**resources, "alerts": channels}, pull_resources)
+            ],
             default=str,
         ),
         "production resources' config": json.dumps(
-            {name: resource.model_dump() for name, resource in production.items()}, default=str
+            [
+                {name: resource.model_dump() for name, resource in built.items()}
+                for built in (production, pull_production)
+            ],
+            default=str,
         ),
         # A catch-all: every byte the instance stored (SQLite event and run storage, the
         # alert log, compute logs) and every object written to the bucket.
