@@ -31,6 +31,7 @@ from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.quarantine import QuarantineLimits
+from taxi_assets.resources import local_resources
 from taxi_assets.service_area import CENTRAL_TOKYO
 from taxi_assets.sources.base import ProbeSourceError
 from taxi_assets.sources.bigquery import (
@@ -42,7 +43,13 @@ from taxi_assets.sources.bigquery import (
 from taxi_assets.sources.bigquery_data_path import STAGE_SCHEMAS, BigQueryDataPath
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.trips import derive_trip_events
+from taxi_assets.validation.statistics import (
+    SAMPLE_FIGURES,
+    compute_statistics,
+    with_whole_day_figures,
+)
 from taxi_assets_tests.test_bigquery_source import (
+    ALL_ASSETS,
     DAY,
     PROJECT,
     DuckDBProbeSource,
@@ -162,8 +169,10 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
     # A re-run replaces the day; a table without an arrival column counts nothing (None).
     assert write_day(path.model_copy(update={"arrival_column": None}), DAY, rules) is None
 
+    clean_days = {}
     for day, probes in two_days.items():
         result = clean_probes(probes, day, CENTRAL_TOKYO, rules)
+        clean_days[day] = result.clean
         trips = derive_trip_events(result.clean, rules.trips)
         expected = {
             "clean_probes": result.clean,
@@ -221,6 +230,14 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
         raw_per_vehicle[vehicle] == n
         for vehicle, n in raw_sample.group_by("vehicle_id").len().iter_rows()
     )
+    # Statistics: every figure but the distributions over the whole day, from SQL, equal
+    # to the Polars statistics of the whole day; the distributions are the sample's.
+    whole = compute_statistics(clean_days[DAY], categorical=["cell"])
+    sampled = compute_statistics(sample, categorical=["cell"])
+    described = with_whole_day_figures(sampled, path.day_statistics("clean_probes", DAY, sampled))
+    assert described["rows"][0] == clean_days[DAY].height > sample.height
+    assert_frame_equal(described.drop(SAMPLE_FIGURES), whole.drop(SAMPLE_FIGURES), rtol=1e-9)
+    assert_frame_equal(described.select(SAMPLE_FIGURES), sampled.select(SAMPLE_FIGURES))
     # cell_demand, a small dense grid, is what the model's features read back.
     stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
     assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))
@@ -272,7 +289,8 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     assert_frame_equal(in_bigquery, in_polars)
     expected = clean_probes(probes, DAY, CENTRAL_TOKYO)
     stored = table_day(database, f"{DATASET}.clean_probes", DAY)
-    assert stored.height == expected.clean.height > 300
+    probes_kept = expected.clean.height
+    assert stored.height == probes_kept > 300
     # Only bounded samples reach the run's storage: no asset pulled the day.
     for asset in ("raw_probes", "clean_probes", "rejected_probes", "trip_events"):
         assert pl.read_parquet(tmp_path / "bq" / asset / f"{DAY}.parquet").height <= 300
@@ -289,8 +307,36 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
         assert same <= set(in_sql), same - set(in_sql)
         assert {k: in_sql[k] for k in same} == {k: in_polars_run[k] for k in same}, asset
     assert polars_metadata["clean_probes"]["out_of_order_rows"] > 0
+
+    # clean_probes_statistics: the stored partition is a sample, but every figure the
+    # statistics table shows (counts, nulls, ranges, means, top values) is the whole day's.
+    statistics = {
+        mode: describe_clean_probes(source_of_mode, tmp_path / mode, instance)
+        for mode, source_of_mode in (("p", simulator), ("bq", source))
+    }
+    assert statistics["bq"]["rows"].value == statistics["p"]["rows"].value == probes_kept
+    assert statistics["bq"]["statistics"] == statistics["p"]["statistics"]
+    assert statistics["bq"]["sample_rows"].value <= 300
+    assert "histogram" in statistics["bq"]["from_sample"].value
+    assert "sample_rows" not in statistics["p"]
     trip_rules = polars_metadata["trip_events"]
     assert trip_rules["debounced_vacant_gaps"] > 0 and trip_rules["gap_skipped_pickups"] > 0
+
+
+def describe_clean_probes(
+    source: object, data_dir: Path, instance: dg.DagsterInstance
+) -> dict[str, dg.MetadataValue]:
+    """clean_probes_statistics of DAY (after its clean_probes): its metadata."""
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection="clean_probes_statistics",
+        partition_key=DAY.isoformat(),
+        resources=local_resources(str(data_dir), str(data_dir / "artifacts"), source),
+        instance=instance,
+        raise_on_error=False,  # the schema's checks judge the feed; the figures are compared
+    )
+    (event,) = result.asset_materializations_for_node("clean_probes_statistics")
+    return event.metadata
 
 
 def test_the_data_path_needs_its_own_writer() -> None:

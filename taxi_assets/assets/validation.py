@@ -18,6 +18,7 @@ from taxi_assets.metadata import markdown_table
 from taxi_assets.partitions import daily_partitions, partition_day
 from taxi_assets.pictures import drift_picture
 from taxi_assets.settings import PipelineSettings, ValidationSettings
+from taxi_assets.sources.base import ProbeSource
 from taxi_assets.storage import StoredPartitions
 from taxi_assets.validation.drift import (
     ROW_COUNT,
@@ -27,7 +28,12 @@ from taxi_assets.validation.drift import (
 )
 from taxi_assets.validation.gate import validated_days_before
 from taxi_assets.validation.schema import find_anomalies, load_schema, schema_path
-from taxi_assets.validation.statistics import compute_statistics, statistics_markdown
+from taxi_assets.validation.statistics import (
+    SAMPLE_FIGURES,
+    compute_statistics,
+    statistics_markdown,
+    with_whole_day_figures,
+)
 
 SCHEMA_CHECK = "schema_anomalies"
 DRIFT_CHECK = "drift_vs_previous_day"
@@ -35,6 +41,10 @@ DRIFT_CHECK = "drift_vs_previous_day"
 # The day itself and the previous Tokyo day of the upstream asset, in one input: Dagster
 # maps one upstream asset to one input, so yesterday comes through the same mapping. The
 # previous day may be missing (the first day we have), today may not.
+# What the BigQuery mode stores of these assets is a bounded sample of the day (the day is
+# a table there): their statistics take every figure but the distributions from SQL.
+SAMPLED_IN_WAREHOUSE = frozenset({"clean_probes"})
+
 TODAY_AND_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
 )
@@ -109,15 +119,31 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
         validation: ValidationSettings,
         settings: PipelineSettings,
         stored: StoredPartitions,
+        probe_source: ProbeSource,
     ) -> Iterator:
         day = partition_day(context)
         current, previous = today_and_previous(days, day, source)
         folder = validation.folder()
         schema = load_schema(source, schema_path(source, folder))
         edges = schema.bin_edges()
-        statistics = compute_statistics(
-            current, edges, categorical=schema.categorical, exclude=schema.excluded
-        )
+        warehouse = probe_source.warehouse_data_path() if source in SAMPLED_IN_WAREHOUSE else None
+
+        def describe(frame: pl.DataFrame, key: date) -> pl.DataFrame:
+            """The day's statistics: of the frame, or with a warehouse, of the whole
+            partition in SQL but for the distributions, which come from the frame."""
+            sampled = compute_statistics(
+                frame, edges, categorical=schema.categorical, exclude=schema.excluded
+            )
+            if warehouse is None:
+                return sampled
+            whole_day = warehouse.day_statistics(source, key, sampled)
+            if whole_day.height and whole_day["rows"][0] == 0 and frame.height:
+                # A day the table does not hold was computed before BigQuery mode: what
+                # is stored of it is the whole day.
+                return sampled
+            return with_whole_day_figures(sampled, whole_day)
+
+        statistics = describe(current, day)
         anomalies = find_anomalies(current, schema, settings.service_area())
 
         compared_with = (day - timedelta(days=1)).isoformat()
@@ -144,20 +170,24 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
             )
             comparison = None
         else:
-            reference = compute_statistics(
-                previous, edges, categorical=schema.categorical, exclude=schema.excluded
-            )
+            reference = describe(previous, date.fromisoformat(compared_with))
             comparison = compare_statistics(statistics, reference, validation.thresholds())
 
         metadata: dict = {
             "features": statistics.height,
-            "rows": current.height,
+            "rows": int(statistics["rows"][0]) if statistics.height else current.height,
             "statistics": dg.MetadataValue.md(statistics_markdown(statistics)),
             "schema_reference_days": ", ".join(schema.reference_partitions),
             "validation_dir": dg.MetadataValue.path(str(folder)),
             "anomalies": anomalies.height,
             "compared_with": compared_with,
         }
+        if warehouse is not None:
+            # The stored partition is a sample: say which figures describe only it.
+            metadata["sample_rows"] = current.height
+            metadata["from_sample"] = (
+                ", ".join(SAMPLE_FIGURES) + " (numeric drift), schema anomalies"
+            )
         if comparison is not None:
             metadata |= distance_metadata(comparison)
             metadata["features_drifted"] = int(comparison["crossed"].sum())

@@ -22,11 +22,16 @@ The assets use it when the BigQuery probe source has ``data_path_dataset`` (and 
 ``data_path_writer``): ``raw_probes`` counts the day by SQL and stores a bounded sample;
 ``clean_probes`` / ``rejected_probes`` and ``trip_events`` run these writes, report their
 rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
-the sample as their partition (so ``clean_probes_statistics`` describes a sample);
+the sample as their partition (``clean_probes_statistics`` takes its counts, ranges,
+moments and value counts from SQL over the day, ``day_statistics``, and only the
+numeric distributions and schema anomalies from the sample);
 ``cell_demand`` is written here and read back (a small dense grid) for the features and the
 forecast. The trip events' write also returns what the trip rules changed (flaps bridged,
 short fares dropped, pickups skipped for the gap, boundary re-entries), counted in SQL
-over the same stages. In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
+over the same stages; given the probes table's arrival column (``arrival_column``), the
+clean write also returns ``out_of_order_rows``. Nothing here has run on BigQuery itself
+(no network where it was built): the scripts run on DuckDB through sqlglot in the tests.
+In production, ``TAXI_ASSETS_BQ_DATA_PATH_DATASET`` and
 ``TAXI_ASSETS_BQ_DATA_PATH_WRITER_CREDENTIALS`` turn it on (``resources.py``).
 
 Credentials are those of a writer service account on the data path's dataset
@@ -84,6 +89,14 @@ from taxi_assets.sources.bigquery_sql import (
     TRIP_RULE_COUNTS_SELECT,
     TRIP_STATE_CTES,
     compose,
+)
+from taxi_assets.validation.statistics import (
+    CATEGORICAL,
+    NUMERIC,
+    SAMPLE_FIGURES,
+    STATISTICS_SCHEMA,
+    TIMESTAMP,
+    top_value_counts,
 )
 
 STAGE_SCHEMAS = {
@@ -310,6 +323,44 @@ def sample_sql(stage: str) -> str:
     return whole_vehicles_sample(keyed, columns, _SAMPLE_ORDER[stage])
 
 
+def _statistic_value(column: str, kind: str, dtype: str) -> str:
+    """SQL of the value ``validation.statistics`` aggregates: numbers as FLOAT64 with NaN
+    as NULL, timestamps in epoch seconds, categories as they are (counted)."""
+    if kind == NUMERIC:
+        value = f"CAST(`{column}` AS FLOAT64)"
+        return f"IF(IS_NAN({value}), NULL, {value})" if dtype.startswith("Float") else value
+    if kind == TIMESTAMP:
+        return f"UNIX_MICROS(`{column}`) / 1000000"
+    return f"`{column}`"
+
+
+def day_statistics_sql(stage: str, features: Sequence[tuple[str, str, str]]) -> str:
+    """One row of whole-day aggregates of ``stage``'s partition: its rows and, per
+    (feature, kind, dtype) numbered i, ``count_i`` and for numbers and timestamps
+    ``min_i``, ``max_i`` (numbers also ``mean_i``, ``std_i``, the sample deviation)."""
+    columns = ["COUNT(*) AS n_rows"]
+    for i, (column, kind, dtype) in enumerate(features):
+        value = _statistic_value(column, kind, dtype)
+        columns.append(f"COUNT({value}) AS count_{i}")
+        if kind in (NUMERIC, TIMESTAMP):
+            columns += [f"MIN({value}) AS min_{i}", f"MAX({value}) AS max_{i}"]
+        if kind == NUMERIC:
+            columns += [f"AVG({value}) AS mean_{i}", f"STDDEV_SAMP({value}) AS std_{i}"]
+    return f"SELECT {', '.join(columns)}\nFROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day\n"
+
+
+def day_value_counts_sql(stage: str, features: Sequence[str]) -> str:
+    """(feature, value, n) of every categorical feature's values over the day, as text."""
+    counts = [
+        f"SELECT '{column}' AS feature, value, COUNT(*) AS n FROM (\n"
+        f"  SELECT CAST(`{column}` AS STRING) AS value FROM `{_PLACEHOLDERS[stage]}`\n"
+        f"  WHERE service_day = @day AND `{column}` IS NOT NULL\n"
+        ") GROUP BY value\n"
+        for column in features
+    ]
+    return "UNION ALL\n".join(counts)
+
+
 def trip_rule_parameters(
     day: date, area: ServiceArea, rules: CleaningRules
 ) -> list[QueryParameter]:
@@ -458,6 +509,45 @@ class BigQueryDataPath(dg.ConfigurableResource):
             bigquery.ScalarQueryParameter("day", "DATE", day),
             bigquery.ScalarQueryParameter("sample_rows", "INT64", self.sample_rows),
         ]
+
+    def day_statistics(self, stage: str, day: date, sampled: pl.DataFrame) -> pl.DataFrame:
+        """``validation.statistics`` figures of the day's whole partition of ``stage`` for
+        the features ``sampled`` (statistics of its sample) describes, in
+        STATISTICS_SCHEMA: rows, counts, null fractions, ranges, moments and categorical
+        value counts from SQL aggregates; SAMPLE_FIGURES (the distributions) left null."""
+        features = [
+            (row["feature"], row["kind"], row["dtype"]) for row in sampled.iter_rows(named=True)
+        ]
+        for column, _, _ in features:
+            if column not in STAGE_SCHEMAS[stage]:
+                raise ValueError(f"{stage} has no column {column!r} to describe")
+        parameters = [bigquery.ScalarQueryParameter("day", "DATE", day)]
+        figures = self._execute(day_statistics_sql(stage, features), parameters).row(0, named=True)
+        categorical = [column for column, kind, _ in features if kind == CATEGORICAL]
+        values = (
+            top_value_counts(self._execute(day_value_counts_sql(stage, categorical), parameters))
+            if categorical
+            else {}
+        )
+        rows = int(figures["n_rows"])
+        records = []
+        for i, (column, kind, dtype) in enumerate(features):
+            count = int(figures[f"count_{i}"])
+            record = {
+                "feature": column,
+                "kind": kind,
+                "dtype": dtype,
+                "rows": rows,
+                "count": count,
+                "null_fraction": (rows - count) / rows if rows else None,
+                **dict.fromkeys(SAMPLE_FIGURES),
+            }
+            for figure in ("min", "max", "mean", "std"):
+                record[figure] = figures.get(f"{figure}_{i}")
+            if kind == CATEGORICAL:
+                record["values"], record["value_counts"] = values.get(column, ([], []))
+            records.append(record)
+        return pl.DataFrame(records, schema=STATISTICS_SCHEMA)
 
     def raw_rows(self, day: date) -> int:
         """Rows the feed delivered for the day (before the data path's tables exist)."""

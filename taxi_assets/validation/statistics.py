@@ -240,6 +240,44 @@ def compute_statistics(
     return pl.DataFrame(records, schema=STATISTICS_SCHEMA)
 
 
+# What a bounded sample still gives when a warehouse holds the day: the shape of each
+# numeric distribution. Every other figure is cheap over the whole day in SQL.
+SAMPLE_FIGURES = ("quantiles", "bin_edges", "histogram")
+
+
+def top_value_counts(
+    value_counts: pl.DataFrame,
+) -> dict[str, tuple[list[str], list[int]]]:
+    """Per feature, its values and counts as ``compute_statistics`` keeps them (by count,
+    descending, ties by value, at most 5,000), from rows of (feature, value, n)."""
+    ordered = value_counts.sort(["feature", "n", "value"], descending=[False, True, False])
+    return {
+        feature: (
+            part["value"].to_list()[:MAX_CATEGORICAL_VALUES],
+            part["n"].to_list()[:MAX_CATEGORICAL_VALUES],
+        )
+        for (feature,), part in ordered.group_by(["feature"], maintain_order=True)
+    }
+
+
+def with_whole_day_figures(sampled: pl.DataFrame, whole_day: pl.DataFrame) -> pl.DataFrame:
+    """``sampled`` statistics (of a bounded sample) with every figure but the numeric
+    distributions (SAMPLE_FIGURES) replaced by ``whole_day``'s: rows, counts, null
+    fractions, ranges, moments and categorical value counts. Drift compares histograms
+    and value counts as shares, so the sample's histogram stands beside the day's count.
+    Both describe the same features; a feature missing from ``whole_day`` is an error."""
+    missing = set(sampled["feature"]) - set(whole_day["feature"])
+    if missing:
+        raise ValueError(f"no whole-day statistics for {sorted(missing)}")
+    day_columns = [name for name in STATISTICS_SCHEMA if name not in SAMPLE_FIGURES]
+    return (
+        sampled.select("feature", *SAMPLE_FIGURES)
+        .join(whole_day.select(day_columns), on="feature", how="left", maintain_order="left")
+        .select(STATISTICS_SCHEMA.names())
+        .cast(dict(STATISTICS_SCHEMA))
+    )
+
+
 def _number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
