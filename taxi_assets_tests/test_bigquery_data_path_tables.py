@@ -8,6 +8,7 @@ transpiled by sqlglot, bound to the very ``QueryParameter`` values it was given.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.metadata import latest_materialization_metadata
 from taxi_assets.quarantine import QuarantineLimits
 from taxi_assets.resources import local_resources
-from taxi_assets.service_area import CENTRAL_TOKYO
+from taxi_assets.service_area import CENTRAL_TOKYO, ServiceArea
 from taxi_assets.sources.base import ProbeSourceError
 from taxi_assets.sources.bigquery import (
     BigQueryProbeSource,
@@ -43,6 +44,7 @@ from taxi_assets.sources.bigquery import (
 from taxi_assets.sources.bigquery_data_path import STAGE_SCHEMAS, BigQueryDataPath
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.trips import derive_trip_events
+from taxi_assets.validation.schema import find_anomalies, load_schema, schema_path
 from taxi_assets.validation.statistics import (
     SAMPLE_FIGURES,
     compute_statistics,
@@ -238,6 +240,24 @@ def test_each_run_replaces_its_day_with_the_polars_path_s_rows(
     assert described["rows"][0] == clean_days[DAY].height > sample.height
     assert_frame_equal(described.drop(SAMPLE_FIGURES), whole.drop(SAMPLE_FIGURES), rtol=1e-9)
     assert_frame_equal(described.select(SAMPLE_FIGURES), sampled.select(SAMPLE_FIGURES))
+    # Schema anomalies: the sample's columns, the whole day's values (from SQL), the same
+    # anomalies as the whole day in Polars. A strict schema and a small area make them.
+    committed = load_schema("clean_probes", schema_path("clean_probes"))
+    strict = dataclasses.replace(
+        committed,
+        features={
+            **committed.features,
+            "lat": dataclasses.replace(committed.features["lat"], min=35.68, max=35.7),
+            "speed_kmh": dataclasses.replace(committed.features["speed_kmh"], max=30.0),
+            "status": dataclasses.replace(committed.features["status"], categories=["vacant"]),
+        },
+    )
+    small = ServiceArea(35.65, 35.72, 139.7, 139.8)
+    want = find_anomalies(clean_days[DAY], strict, small)
+    assert {"out_of_range", "new_category", "outside_service_area"} <= set(want["anomaly"])
+    whole_table = path.day_aggregates("clean_probes", DAY, strict)
+    assert_frame_equal(find_anomalies(sample, strict, small, whole_table), want)
+    assert not find_anomalies(sample, strict, small).equals(want)  # the sample alone differs
     # cell_demand, a small dense grid, is what the model's features read back.
     stored = conform_stage(table_day(database, path.table("cell_demand"), DAY), CELL_DEMAND_SCHEMA)
     assert_frame_equal(path.read_cell_demand(DAY), stored.sort("cell", "bucket_start"))
@@ -309,13 +329,15 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     assert polars_metadata["clean_probes"]["out_of_order_rows"] > 0
 
     # clean_probes_statistics: the stored partition is a sample, but every figure the
-    # statistics table shows (counts, nulls, ranges, means, top values) is the whole day's.
+    # statistics table shows (counts, nulls, ranges, means, top values) and the schema
+    # anomalies are the whole day's.
     statistics = {
         mode: describe_clean_probes(source_of_mode, tmp_path / mode, instance)
         for mode, source_of_mode in (("p", simulator), ("bq", source))
     }
     assert statistics["bq"]["rows"].value == statistics["p"]["rows"].value == probes_kept
     assert statistics["bq"]["statistics"] == statistics["p"]["statistics"]
+    assert statistics["bq"]["anomalies"] == statistics["p"]["anomalies"]
     assert statistics["bq"]["sample_rows"].value <= 300
     assert "histogram" in statistics["bq"]["from_sample"].value
     assert "sample_rows" not in statistics["p"]

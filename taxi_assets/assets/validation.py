@@ -144,7 +144,12 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
             return with_whole_day_figures(sampled, whole_day)
 
         statistics = describe(current, day)
-        anomalies = find_anomalies(current, schema, settings.service_area())
+        # With a warehouse the stored day is a sample: its values are judged from SQL
+        # aggregates of the whole partition (its columns and types from the sample).
+        whole_table = None if warehouse is None else warehouse.day_aggregates(source, day, schema)
+        if whole_table is not None and whole_table.rows == 0 and current.height:
+            whole_table = None  # not in the table (computed before BigQuery mode): whole
+        anomalies = find_anomalies(current, schema, settings.service_area(), whole_table)
 
         compared_with = (day - timedelta(days=1)).isoformat()
         if previous is None:
@@ -185,9 +190,7 @@ def statistics_asset(source: str, business_meaning: str) -> dg.AssetsDefinition:
         if warehouse is not None:
             # The stored partition is a sample: say which figures describe only it.
             metadata["sample_rows"] = current.height
-            metadata["from_sample"] = (
-                ", ".join(SAMPLE_FIGURES) + " (numeric drift), schema anomalies"
-            )
+            metadata["from_sample"] = ", ".join(SAMPLE_FIGURES) + " (numeric drift)"
         if comparison is not None:
             metadata |= distance_metadata(comparison)
             metadata["features_drifted"] = int(comparison["crossed"].sum())

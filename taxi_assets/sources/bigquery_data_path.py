@@ -23,8 +23,9 @@ The assets use it when the BigQuery probe source has ``data_path_dataset`` (and 
 ``clean_probes`` / ``rejected_probes`` and ``trip_events`` run these writes, report their
 rows from SQL, run their contracts and checks on ``day_counts`` and ``sample``, and store
 the sample as their partition (``clean_probes_statistics`` takes its counts, ranges,
-moments and value counts from SQL over the day, ``day_statistics``, and only the
-numeric distributions and schema anomalies from the sample);
+moments and value counts from SQL over the day, ``day_statistics``, judges the schema's
+value checks on ``day_aggregates``, and takes only the numeric distributions from the
+sample);
 ``cell_demand`` is written here and read back (a small dense grid) for the features and the
 forecast. The trip events' write also returns what the trip rules changed (flaps bridged,
 short fares dropped, pickups skipped for the gap, boundary re-entries), counted in SQL
@@ -90,6 +91,7 @@ from taxi_assets.sources.bigquery_sql import (
     TRIP_STATE_CTES,
     compose,
 )
+from taxi_assets.validation.schema import DataSchema, TableAggregates, value_checked
 from taxi_assets.validation.statistics import (
     CATEGORICAL,
     NUMERIC,
@@ -361,6 +363,30 @@ def day_value_counts_sql(stage: str, features: Sequence[str]) -> str:
     return "UNION ALL\n".join(counts)
 
 
+def _missing_sql(column: str, is_float: bool) -> str:
+    """validation.schema's missing value: NULL, or NaN for a float column."""
+    return f"(`{column}` IS NULL OR IS_NAN(`{column}`))" if is_float else f"`{column}` IS NULL"
+
+
+def day_anomaly_sql(stage: str, features: Sequence[tuple[str, bool, bool]]) -> str:
+    """One row of what the schema's value checks need of the day's partition of ``stage``:
+    its rows and, per (column, is_float, ranged) numbered i, ``missing_i``, and for a
+    ranged one the values ``below_i`` @min_i and ``above_i`` @max_i and the extremes
+    seen ``min_i``, ``max_i`` (NaN left out, as validation.schema does)."""
+    columns = ["COUNT(*) AS n_rows"]
+    for i, (column, is_float, ranged) in enumerate(features):
+        columns.append(f"COUNTIF({_missing_sql(column, is_float)}) AS missing_{i}")
+        if ranged:
+            value = _statistic_value(column, NUMERIC, "Float64" if is_float else "Int64")
+            columns += [
+                f"COUNTIF({value} < @min_{i}) AS below_{i}",
+                f"COUNTIF({value} > @max_{i}) AS above_{i}",
+                f"MIN({value}) AS min_{i}",
+                f"MAX({value}) AS max_{i}",
+            ]
+    return f"SELECT {', '.join(columns)}\nFROM `{_PLACEHOLDERS[stage]}` WHERE service_day = @day\n"
+
+
 def trip_rule_parameters(
     day: date, area: ServiceArea, rules: CleaningRules
 ) -> list[QueryParameter]:
@@ -548,6 +574,44 @@ class BigQueryDataPath(dg.ConfigurableResource):
                 record["values"], record["value_counts"] = values.get(column, ([], []))
             records.append(record)
         return pl.DataFrame(records, schema=STATISTICS_SCHEMA)
+
+    def day_aggregates(self, stage: str, day: date, schema: DataSchema) -> TableAggregates:
+        """What ``validation.schema.find_anomalies`` needs to judge the values of the day's
+        whole partition of ``stage`` against ``schema``, from SQL aggregates."""
+        columns = STAGE_SCHEMAS[stage]
+        features = [feature for name, feature in schema.features.items() if name in columns]
+        checks = [
+            (feature.name, columns[feature.name].is_float(), value_checked(feature)[0])
+            for feature in features
+        ]
+        parameters = [bigquery.ScalarQueryParameter("day", "DATE", day)]
+        for i, feature in enumerate(features):
+            if checks[i][2]:
+                parameters += [
+                    bigquery.ScalarQueryParameter(f"min_{i}", "FLOAT64", feature.min),
+                    bigquery.ScalarQueryParameter(f"max_{i}", "FLOAT64", feature.max),
+                ]
+        figures = self._execute(day_anomaly_sql(stage, checks), parameters).row(0, named=True)
+        counted = [
+            feature.name
+            for feature in features
+            if value_checked(feature)[1] or feature.name in schema.service_area_cells
+        ]
+        value_counts: dict[str, dict[str, int]] = {name: {} for name in counted}
+        if counted:
+            rows = self._execute(day_value_counts_sql(stage, counted), parameters[:1])
+            for feature, value, n in rows.iter_rows():
+                value_counts[feature][value] = int(n)
+        ranged = [i for i, check in enumerate(checks) if check[2]]
+        return TableAggregates(
+            rows=int(figures["n_rows"]),
+            missing={name: int(figures[f"missing_{i}"]) for i, (name, _, _) in enumerate(checks)},
+            below={checks[i][0]: int(figures[f"below_{i}"]) for i in ranged},
+            above={checks[i][0]: int(figures[f"above_{i}"]) for i in ranged},
+            minimum={checks[i][0]: figures[f"min_{i}"] for i in ranged},
+            maximum={checks[i][0]: figures[f"max_{i}"] for i in ranged},
+            value_counts=value_counts,
+        )
 
     def raw_rows(self, day: date) -> int:
         """Rows the feed delivered for the day (before the data path's tables exist)."""

@@ -418,13 +418,42 @@ def save_schema(schema: DataSchema, path: Path | None = None) -> Path:
 # Anomalies
 
 
+@dataclass(frozen=True)
+class TableAggregates:
+    """What the value checks need of a whole table whose rows are not at hand (a warehouse
+    partition, of which the frame checked is a sample), per feature: missing values (null,
+    or NaN for floats); for numeric features with a range, the values below and above it
+    and the extremes seen (NaN left out); for categorical ones, every distinct non-null
+    value as text with its rows."""
+
+    rows: int
+    missing: Mapping[str, int]
+    below: Mapping[str, int] = field(default_factory=dict)
+    above: Mapping[str, int] = field(default_factory=dict)
+    minimum: Mapping[str, float | None] = field(default_factory=dict)
+    maximum: Mapping[str, float | None] = field(default_factory=dict)
+    value_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+def value_checked(feature: FeatureSchema) -> tuple[bool, bool]:
+    """Whether ``feature`` has a range check and whether it has a category check."""
+    ranged = feature.kind == "numeric" and feature.min is not None and feature.max is not None
+    listed = feature.kind == "categorical" and feature.categories is not None
+    return ranged, listed
+
+
 def find_anomalies(
-    frame: pl.DataFrame, schema: DataSchema, area: ServiceArea | None = None
+    frame: pl.DataFrame,
+    schema: DataSchema,
+    area: ServiceArea | None = None,
+    whole_table: TableAggregates | None = None,
 ) -> pl.DataFrame:
     """One row per anomaly of ``frame`` against ``schema`` (ANOMALY_SCHEMA); empty if none.
 
     The schema's ``service_area_cells`` columns are checked against the cells of ``area``
-    (without an area they are not value-checked).
+    (without an area they are not value-checked). With ``whole_table`` the frame is a
+    sample of a table: its columns and types are checked, and its values are judged from
+    the table's aggregates (the same anomalies, rows and details as the whole table).
     """
     present = frame.schema
     checked: list[FeatureSchema] = []
@@ -448,7 +477,11 @@ def find_anomalies(
 
     area_cells = None if area is None else area.cells().get_column("cell").cast(pl.String).implode()
     values: dict[str, Any] = {}
-    if checked:
+    height = frame.height
+    if whole_table is not None:
+        values = _values_of_aggregates(checked, schema, area_cells, whole_table)
+        height = whole_table.rows
+    elif checked:
         exprs = [expr for feature in checked for expr in _value_checks(feature, present)]
         if area_cells is not None:
             exprs += [
@@ -463,7 +496,7 @@ def find_anomalies(
         if name in column_anomalies:
             anomalies.append(column_anomalies[name])
         elif name in present:
-            anomalies += _value_anomalies(feature, values, frame.height)
+            anomalies += _value_anomalies(feature, values, height)
     known = set(schema.features) | set(schema.excluded)
     anomalies += [
         _anomaly(name, "new_column", f"column not in the schema (type {dtype_name(dtype)})")
@@ -471,6 +504,40 @@ def find_anomalies(
         if name not in known
     ]
     return pl.DataFrame(anomalies, schema=ANOMALY_SCHEMA, orient="row")
+
+
+def _values_of_aggregates(
+    checked: Sequence[FeatureSchema],
+    schema: DataSchema,
+    area_cells: pl.Series | None,
+    table: TableAggregates,
+) -> dict[str, Any]:
+    """What ``_value_checks`` and ``_outside_area`` compute of a frame, from a table's
+    aggregates: the same keys and values."""
+    cells = None if area_cells is None else set(area_cells.explode().to_list())
+    values: dict[str, Any] = {}
+    for feature in checked:
+        name = feature.name
+        values[f"{name}\x00missing"] = table.missing[name]
+        ranged, listed = value_checked(feature)
+        counts = table.value_counts.get(name, {})
+        if ranged:
+            values[f"{name}\x00below"] = table.below[name]
+            values[f"{name}\x00above"] = table.above[name]
+            values[f"{name}\x00min"] = table.minimum[name]
+            values[f"{name}\x00max"] = table.maximum[name]
+        elif listed:
+            new = sorted(set(counts) - set(feature.categories or ()))
+            values[f"{name}\x00new_rows"] = sum(counts[value] for value in new)
+            values[f"{name}\x00new_count"] = len(new)
+            values[f"{name}\x00new_values"] = new[:SHOWN_CATEGORIES]
+        if cells is not None and name in schema.service_area_cells:
+            outside = sorted(set(counts) - cells)
+            values[f"{name}\x00outside_area"] = {
+                "rows": sum(counts[value] for value in outside),
+                "shown": outside[:SHOWN_CATEGORIES],
+            }
+    return values
 
 
 def _outside_area(name: str, area_cells: pl.Series) -> pl.Expr:
@@ -492,7 +559,8 @@ def _value_checks(feature: FeatureSchema, present: pl.Schema) -> list[pl.Expr]:
     """Aggregations of one feature, each aliased ``<name>\\x00<check>`` for one select."""
     name = feature.name
     exprs = [_missing(name, present[name]).sum().alias(f"{name}\x00missing")]
-    if feature.kind == "numeric" and feature.min is not None and feature.max is not None:
+    ranged, listed = value_checked(feature)
+    if ranged:
         # NaN compares above every number in Polars; it is a null here, counted as missing.
         number = pl.col(name).cast(pl.Float64).fill_nan(None)
         exprs += [
@@ -501,7 +569,7 @@ def _value_checks(feature: FeatureSchema, present: pl.Schema) -> list[pl.Expr]:
             number.min().alias(f"{name}\x00min"),
             number.max().alias(f"{name}\x00max"),
         ]
-    elif feature.kind == "categorical" and feature.categories is not None:
+    elif listed:
         text = pl.col(name).cast(pl.String)
         new = text.is_not_null() & ~text.is_in(pl.Series(feature.categories, dtype=pl.String))
         unseen = text.filter(new).unique()
