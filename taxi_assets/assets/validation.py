@@ -38,13 +38,13 @@ from taxi_assets.validation.statistics import (
 SCHEMA_CHECK = "schema_anomalies"
 DRIFT_CHECK = "drift_vs_previous_day"
 
-# The day itself and the previous Tokyo day of the upstream asset, in one input: Dagster
-# maps one upstream asset to one input, so yesterday comes through the same mapping. The
-# previous day may be missing (the first day we have), today may not.
 # What the BigQuery mode stores of these assets is a bounded sample of the day (the day is
 # a table there): their statistics take every figure but the distributions from SQL.
 SAMPLED_IN_WAREHOUSE = frozenset({"clean_probes"})
 
+# The day itself and the previous Tokyo day of the upstream asset, in one input: Dagster
+# maps one upstream asset to one input, so yesterday comes through the same mapping. The
+# previous day may be missing (the first day we have), today may not.
 TODAY_AND_PREVIOUS_DAY = dg.TimeWindowPartitionMapping(
     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
 )

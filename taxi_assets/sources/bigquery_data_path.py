@@ -91,7 +91,12 @@ from taxi_assets.sources.bigquery_sql import (
     TRIP_STATE_CTES,
     compose,
 )
-from taxi_assets.validation.schema import DataSchema, TableAggregates, value_checked
+from taxi_assets.validation.schema import (
+    DataSchema,
+    TableAggregates,
+    dtype_name,
+    value_checked,
+)
 from taxi_assets.validation.statistics import (
     CATEGORICAL,
     NUMERIC,
@@ -579,7 +584,12 @@ class BigQueryDataPath(dg.ConfigurableResource):
         """What ``validation.schema.find_anomalies`` needs to judge the values of the day's
         whole partition of ``stage`` against ``schema``, from SQL aggregates."""
         columns = STAGE_SCHEMAS[stage]
-        features = [feature for name, feature in schema.features.items() if name in columns]
+        # The features find_anomalies value-checks: present with the schema's type.
+        features = [
+            feature
+            for name, feature in schema.features.items()
+            if name in columns and dtype_name(columns[name]) == feature.dtype
+        ]
         checks = [
             (feature.name, columns[feature.name].is_float(), value_checked(feature)[0])
             for feature in features

@@ -532,7 +532,8 @@ ORDER BY grid.cell, bucket_start
 # one the count is not computed. A kept ping arrived with its first copy (the later ones
 # are duplicates): judged_pings has one row per distinct delivered row, grouped as in
 # `delivered`, so joining on that key finds exactly its copies (kept pings hold no NULL or
-# NaN, so `=` matches them).
+# NaN, so `=` matches them). Pings with equal arrival stamps count as in order; a ping
+# with a NULL stamp is not counted.
 OUT_OF_ORDER_CTES = f"""
 arrivals AS (
   SELECT vehicle_id, ts, lat, lon, speed_kmh, heading, delivered_status,
