@@ -286,8 +286,17 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     simulator = SimulatedProbeSource(fleet_size=30, seed=7, feed_profile="real_60s")
     probes = simulator.read_probes(DAY).probes
     database = tmp_path / "bigquery.duckdb"
-    raw = with_arrival(as_bigquery_rows(probes, DAY, integer_ids=False))
-    load_table(database, PROBES_TABLE, raw)
+    # The next day a quarter of the fleet reports: a row-count drift a sample cannot see.
+    next_day = DAY + timedelta(days=1)
+    few = probes.filter(pl.col("vehicle_id").is_in(probes["vehicle_id"].unique().sort().head(8)))
+    few = few.with_columns(pl.col("ts") + timedelta(days=1))
+    raw = pl.concat(
+        [
+            as_bigquery_rows(probes, DAY, integer_ids=False),
+            as_bigquery_rows(few, next_day, integer_ids=False),
+        ]
+    )
+    load_table(database, PROBES_TABLE, with_arrival(raw))
     with duckdb.connect(str(database)) as con:
         con.execute("CREATE SCHEMA data_path")
     source = DuckDBWarehouseSource(
@@ -341,6 +350,23 @@ def test_the_assets_write_their_day_into_the_bigquery_tables(
     assert statistics["bq"]["sample_rows"].value <= 300
     assert "histogram" in statistics["bq"]["from_sample"].value
     assert "sample_rows" not in statistics["p"]
+
+    # Drift compares whole days: the sample stays at its bound, the day's rows do not.
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=["raw_probes", "clean_probes", "rejected_probes", "clean_probes_statistics"],
+        partition_key=next_day.isoformat(),
+        resources=local_resources(str(tmp_path / "bq"), str(tmp_path / "bq" / "artifacts"), source),
+        instance=instance,
+        raise_on_error=False,
+    )
+    (drift,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "drift_vs_previous_day"
+    ]
+    kept_next_day = clean_probes(few, next_day, CENTRAL_TOKYO).clean.height
+    assert not drift.passed
+    assert drift.metadata["row_count_ratio"].value == pytest.approx(kept_next_day / probes_kept)
+    assert kept_next_day > 300  # both samples are at their bound: only SQL sees the drop
     trip_rules = polars_metadata["trip_events"]
     assert trip_rules["debounced_vacant_gaps"] > 0 and trip_rules["gap_skipped_pickups"] > 0
 
