@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 
 from taxi_assets.definitions import ASSET_MODULES, build_definitions
+from taxi_assets.jobs import JOBS
 from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import local_resources
 from taxi_assets.settings import EvaluationSettings, ValidationSettings
@@ -199,6 +200,13 @@ JOB_ENV, DATA_DIR_ENV, ARTIFACTS_DIR_ENV = (
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
+def in_process(job: str) -> dict[str, Any]:
+    """Run config for the steps to run in the test's process: a job with an executor of
+    its own (forecast_job's in-process one) takes no executor choice."""
+    own = {j.name: j.executor_def for j in JOBS}.get(job)
+    return {} if own is not None else IN_PROCESS
+
+
 def platform_job() -> dg.JobDefinition:
     resources = local_resources(os.environ[DATA_DIR_ENV], os.environ[ARTIFACTS_DIR_ENV], source())
     defs = build_definitions({**resources, "evaluation": BLESS_ANY})
@@ -230,7 +238,7 @@ def execute(
     with dg.execute_job(
         dg.reconstructable(platform_job),
         instance=platform.instance,
-        run_config={**IN_PROCESS, **(run_config or {})},
+        run_config={**in_process(job), **(run_config or {})},
         tags=tags,
         reexecution_options=options,
         raise_on_error=False,
