@@ -18,7 +18,6 @@ import dagster as dg
 import pytest
 
 from taxi_assets.definitions import ASSET_MODULES, build_definitions
-from taxi_assets.jobs import JOBS
 from taxi_assets.model.registry import ArtifactStore
 from taxi_assets.resources import local_resources
 from taxi_assets.settings import EvaluationSettings, ValidationSettings
@@ -198,13 +197,15 @@ JOB_ENV, DATA_DIR_ENV, ARTIFACTS_DIR_ENV = (
     "TAXI_ASSETS_TEST_ARTIFACTS_DIR",
 )
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+# Jobs whose own executor runs their steps in the run worker's process: they get no
+# executor choice, so a test of them sees what a launched run does (test_model_gate_refusals
+# checks forecast_job's steps ran in the test's process).
+IN_PROCESS_BY_THEIR_OWN = ("forecast_job",)
 
 
 def in_process(job: str) -> dict[str, Any]:
-    """Run config for the steps to run in the test's process: a job with an executor of
-    its own (forecast_job's in-process one) takes no executor choice."""
-    own = {j.name: j.executor_def for j in JOBS}.get(job)
-    return {} if own is not None else IN_PROCESS
+    """Run config for the steps to run in the test's process."""
+    return {} if job in IN_PROCESS_BY_THEIR_OWN else IN_PROCESS
 
 
 def platform_job() -> dg.JobDefinition:
