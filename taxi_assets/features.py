@@ -246,6 +246,33 @@ def build_features(
     )
 
 
+def history_buckets_read(targets: pl.DataFrame, bucket_minutes: int) -> pl.Series:
+    """The bucket starts :func:`build_features` reads from its history for ``targets``
+    (``KEYS`` and ``HORIZON``): the recent lags before each row's issue bucket, the same
+    slot on each of the ``HISTORY_DAYS`` days before, and the target itself (its labels).
+
+    No other history row matches a row's join keys, so a history cut to these buckets gives
+    the same features; the 5-minute tick cuts its week of stored demand (a million rows) to
+    them before combining it with the live window.
+    """
+    bucket = timedelta(minutes=bucket_minutes)
+    rows = targets.select("bucket_start", issue=issue_bucket_start(bucket_minutes)).unique()
+    return (
+        pl.concat(
+            [
+                rows["bucket_start"],
+                *(
+                    rows["issue"] - k * bucket
+                    for k in range(1, history_buckets_needed(bucket_minutes) + 1)
+                ),
+                *(rows["bucket_start"] - timedelta(days=d) for d in range(1, HISTORY_DAYS + 1)),
+            ]
+        )
+        .unique()
+        .alias("bucket_start")
+    )
+
+
 def feature_matrix(features: pl.DataFrame) -> pl.DataFrame:
     """The model's input columns in ``FEATURES`` order; the cell as a string category."""
     return features.select(pl.col("cell").cast(pl.String), *FEATURES[1:])

@@ -55,6 +55,7 @@ from taxi_assets.features import (
     KEYS,
     build_features,
     history_buckets_needed,
+    history_buckets_read,
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA
 from taxi_assets.guidance import GuidanceParams, opportunity
@@ -205,11 +206,6 @@ def tick_features(
     ``live`` (the window's complete buckets) wins over ``stored`` cell demand where both
     hold a bucket: it is what the nightly path will also see, minus the late pings.
     """
-    history = live.select(HISTORY_COLUMNS)
-    if stored is not None:
-        history = pl.concat([history, stored.select(HISTORY_COLUMNS)]).unique(
-            list(KEYS), keep="first"
-        )
     target = target_bucket(tick, bucket_minutes)
     width = timedelta(minutes=bucket_minutes)
     targets = (
@@ -226,6 +222,14 @@ def tick_features(
             how="cross",
         )
     )
+    # Only the buckets the features read: the week of stored demand is a million rows, of
+    # which the features read 36 buckets (deduplicating and joining all of it took 1.3 s).
+    read = pl.col("bucket_start").is_in(history_buckets_read(targets, bucket_minutes).implode())
+    history = live.select(HISTORY_COLUMNS).filter(read)
+    if stored is not None:
+        history = pl.concat([history, stored.select(HISTORY_COLUMNS).filter(read)]).unique(
+            list(KEYS), keep="first"
+        )
     # Labels of the target bucket are unknown at the tick; drop any a replay could see.
     history = history.filter(pl.col("bucket_start") < target)
     return build_features(history, weather, targets, bucket_minutes)

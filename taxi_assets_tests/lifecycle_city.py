@@ -197,6 +197,15 @@ JOB_ENV, DATA_DIR_ENV, ARTIFACTS_DIR_ENV = (
     "TAXI_ASSETS_TEST_ARTIFACTS_DIR",
 )
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+# Jobs whose own executor runs their steps in the run worker's process: they get no
+# executor choice, so a test of them sees what a launched run does (test_model_gate_refusals
+# checks forecast_job's steps ran in the test's process).
+IN_PROCESS_BY_THEIR_OWN = ("forecast_job",)
+
+
+def in_process(job: str) -> dict[str, Any]:
+    """Run config for the steps to run in the test's process."""
+    return {} if job in IN_PROCESS_BY_THEIR_OWN else IN_PROCESS
 
 
 def platform_job() -> dg.JobDefinition:
@@ -230,7 +239,7 @@ def execute(
     with dg.execute_job(
         dg.reconstructable(platform_job),
         instance=platform.instance,
-        run_config={**IN_PROCESS, **(run_config or {})},
+        run_config={**in_process(job), **(run_config or {})},
         tags=tags,
         reexecution_options=options,
         raise_on_error=False,

@@ -23,6 +23,7 @@ from taxi_assets.features import (
     TARGETS,
     build_features,
     feature_matrix,
+    history_buckets_read,
     with_horizons,
 )
 from taxi_assets.frames import CELL_DEMAND_SCHEMA, WEATHER_SCHEMA
@@ -291,6 +292,32 @@ def test_features_match_a_plain_python_reference(
 
     assert features.height == 2 * len(set(instants)) * len(HORIZONS)
     assert_matches_reference(features, history, weather, bucket_minutes)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    target_fractions=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=3),
+    bucket_minutes=st.sampled_from([15, 30, 60]),
+)
+def test_a_history_cut_to_the_buckets_read_gives_the_same_features(
+    seed: int, target_fractions: list[float], bucket_minutes: int
+) -> None:
+    """The 5-minute tick cuts its week of stored demand to ``history_buckets_read``."""
+    history = random_history(seed, [1, 2], bucket_minutes, missing_share=0.1)
+    weather = random_rain(seed)
+    starts = pl.concat([bucket_starts(day, bucket_minutes) for day in DAYS])
+    instants = [starts[int(f * len(starts))] for f in target_fractions]
+    targets = with_horizons(targets_at([1, 2], *instants)).collect()
+
+    read = history_buckets_read(targets, bucket_minutes)
+    cut = history.filter(pl.col("bucket_start").is_in(read.implode()))
+
+    assert cut.height < history.height
+    assert_frame_equal(
+        build_features(cut, weather, targets, bucket_minutes),
+        build_features(history, weather, targets, bucket_minutes),
+    )
 
 
 # Lags ----------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ and runs re-executed from failure (issue 13: each attack fails to deploy or to l
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -282,9 +284,19 @@ def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
     assert not ok and started == {"demand_forecast"}
 
     assert platform.train().success  # deploys a blessed model
-    ok, _, started = execute(platform, monkeypatch, "forecast_job", tick, from_failure_of=parent)
+    ok, child, started = execute(
+        platform, monkeypatch, "forecast_job", tick, from_failure_of=parent
+    )
 
     assert ok and started == {"demand_forecast", "cruising_guidance", "serving_skew"}
+    # forecast_job's own executor: every step in the run worker's process (here the test's),
+    # none in a process of its own that would load the code location again.
+    pids = {
+        entry.dagster_event.pid
+        for entry in platform.instance.all_logs(child)
+        if entry.dagster_event is not None and entry.dagster_event.event_type_value == "STEP_START"
+    }
+    assert pids == {os.getpid()}
     forecast = pl.read_parquet(platform.data_dir / "demand_forecast.parquet")
     in_progress = forecast.filter(pl.col("horizon") == 0)
     assert in_progress["bucket_start"].unique().dt.to_string("%H:%M").to_list() == ["09:00"]

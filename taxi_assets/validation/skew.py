@@ -40,6 +40,9 @@ def same_slot_reference(training: pl.LazyFrame, serving: pl.DataFrame) -> pl.Dat
     training rows of its own horizon and target slot."""
     if "horizon" in serving.columns and serving["horizon"].n_unique() > 1:
         by_horizon = "horizon" in training.collect_schema().names()
+        # One read of the training days for every horizon, cut to the slots they compare.
+        slots = serving["bucket_of_day"].unique().implode()
+        training = training.filter(pl.col("bucket_of_day").is_in(slots)).collect().lazy()
         return pl.concat(
             [
                 same_slot_reference(
