@@ -117,6 +117,7 @@ def test_a_feed_with_every_real_trait_goes_from_landing_files_to_a_forecast_by_t
     )
     out = capsys.readouterr().out
     assert "0 schema anomalies and 0 drifted features" in out, out
+    assert "train, evaluate" not in out and "forecast tick" not in out, out  # data path only
     # 50 trees, not the default cap of 150: over half this test's time went to training,
     # and the default rules bless the smaller model too (the blessing is what is tested).
     trained = cli.main(

@@ -201,15 +201,16 @@ def test_reexecute_from_failure_reruns_only_the_failed_step_and_its_dependents(
 def test_backfills_from_the_ui_and_the_command_line_fail_a_broken_day_alone(
     dagster_live: DagsterServices, landing: Path
 ) -> None:
-    """A backfill over three days (the UI's *Launch backfill*) whose first day's probe file
-    lacks a required column: the other two materialize, the broken one fails at
+    """A backfill over two days (the UI's *Launch backfill*) whose first day's probe file
+    lacks a required column: the other day materializes, the broken one fails at
     ``raw_probes``; once the file is fixed, re-executing the backfill's failures re-runs
     that day only, from its failed step, and completes the range. Meanwhile
     ``dagster job backfill --from --to --noprompt`` backfills two more days from the
-    command line. (Both share the run queue; launching them together keeps the daemon's
-    30-second backfill iterations from adding up.)"""
+    command line. (Both share the run queue, one backfill run at a time: two days show a
+    broken day failing alone as well as three did, for one queued run less. Launching them
+    together keeps the daemon's 30-second backfill iterations from adding up.)"""
     services = dagster_live
-    days = [landed_day(offset) for offset in (10, 11, 12)]
+    days = [landed_day(offset) for offset in (10, 11)]
     broken_day = days[0]
     good_file = probe_file(landing, broken_day)
     probes = pl.read_parquet(good_file)
@@ -227,7 +228,6 @@ def test_backfills_from_the_ui_and_the_command_line_fail_a_broken_day_alone(
     assert {day: runs[day]["status"] for day in days} == {
         broken_day: "FAILURE",
         days[1]: "SUCCESS",
-        days[2]: "SUCCESS",
     }
     failed_run = runs[broken_day]["runId"]
     failures = services.step_failures(failed_run)
