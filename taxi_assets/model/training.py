@@ -266,10 +266,15 @@ def train_model(
             "warm start needs the same features as this code: the production model has "
             f"{list(warm_start.features)}, this code builds {list(FEATURES)}"
         )
+    drawn = (
+        ""
+        if params.no_hail_row_share == 1
+        else f" of {train.height:,} (rows without a street hail drawn at "
+        f"{params.no_hail_row_share:g} and weighted {1 / params.no_hail_row_share:g})"
+    )
     log(
-        f"Training on {sampled.height:,} rows (every one of the {train.height:,} with a "
-        f"street hail or drawn at {params.no_hail_row_share:g}, weighted), validating on "
-        f"{valid.height:,} ({params.objective}, up to {params.iterations} trees)"
+        f"Training on {sampled.height:,} rows{drawn}, validating on {valid.height:,} "
+        f"({params.objective}, up to {params.iterations} trees)"
     )
     started = time.monotonic()
     train_pool = _pool(sampled, TARGET, weight=ROW_WEIGHT)
