@@ -11,6 +11,13 @@ progress, 1 and 2 = the next two) and pooled. No Dagster: the pure functions onl
     python bench/bench_model.py [--start 2026-04-20 --days 14 --fleet 1000 --seed 42]
     python bench/bench_model.py --compare-params    # also 400 trees at 0.1, for training.py
     python bench/bench_model.py --horizons-per-target 3   # train on every horizon of a bucket
+    python bench/bench_model.py --days 29   # the default 28-day window: issue 15's speed goal
+
+Training speed: the script times building the training features and training (wall and
+CPU seconds of this process, CatBoost's threads included) and prints their ratio (goal:
+training at most 7x the features, under a minute on a quiet machine). It also trains the
+settings before issue 15 (``FORMER``: every row, 10 Newton steps a leaf) on the same rows
+and compares the held-out RMSE (goal: within 0.5%); ``--no-compare-former`` skips it.
 
 Per-day cell demand, weather and true demand are cached as parquet under ``--cache-dir``,
 so reruns skip the simulation: one folder per fleet, seed, bucket and hash of the code that
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +63,9 @@ SCORED_PREDICTORS = ("model", *BASELINES, "oracle")
 # What training.py's comment about the default trees is measured against.
 COMPARE_ITERATIONS, COMPARE_LEARNING_RATE = 400, 0.1
 _DEFAULTS = TrainingParams()
+# The training settings before issue 15 sped training up: every row of the window, and
+# CatBoost's own 10 Newton steps a leaf for the Poisson loss.
+FORMER = replace(_DEFAULTS, no_hail_row_share=1.0, leaf_estimation_iterations=10)
 # The code that shapes the cached frames, relative to the package: a change in any of it
 # must not be hidden by a cache written before.
 CACHED_CODE = (
@@ -148,11 +159,19 @@ def day_features(
     return build_features(history, rain, targets, BUCKET_MINUTES)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (CatBoost's and Polars') counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass(frozen=True)
 class Scored:
     """One trained model and the overall metrics of every predictor on the held-out day."""
 
     model: TrainedModel
+    wall_seconds: float  # train_model whole: sampling, pools and both regressors
+    cpu_seconds: float
     overall: pl.DataFrame  # overall_metrics: one row per predictor, every horizon pooled
     per_horizon: pl.DataFrame  # horizon_metrics: one row per horizon and predictor
 
@@ -170,12 +189,16 @@ def train_and_score(
     def log(message: str) -> None:
         print(f"  {message}", flush=True)
 
+    wall, cpu = time.perf_counter(), cpu_seconds()
     model = train_model(training_rows, params, validation_days=1, log=log)
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     scored = score_held_out(
         held_out, model, training_rows, true_demand=true_demand, bucket_minutes=BUCKET_MINUTES
     )
     return Scored(
         model,
+        wall,
+        cpu,
         overall_metrics(scored, SCORED_PREDICTORS),
         horizon_metrics(scored, SCORED_PREDICTORS),
     )
@@ -295,6 +318,56 @@ def params_table(default: Scored, compared: Scored) -> str:
     return markdown(header, rows)
 
 
+def speed_table(features_wall: float, features_cpu: float, results: dict[str, Scored]) -> str:
+    """Training against the time to build its features, and each model's held-out RMSE
+    against the last one's (``FORMER`` when it was trained)."""
+    reference = list(results.values())[-1].metric("model", "rmse")
+    rows = [["build the features", f"{features_wall:.1f}", f"{features_cpu:.1f}"] + ["-"] * 5]
+    for label, result in results.items():
+        model, params = result.model, result.model.params
+        rows.append(
+            [
+                f"train ({label})",
+                f"{result.wall_seconds:.1f}",
+                f"{result.cpu_seconds:.1f}",
+                f"{result.wall_seconds / features_wall:.2f}x",
+                f"{model.sampled_rows:,} of {model.training_rows:,}",
+                f"{model.demand.tree_count_} of {params.iterations}",
+                f"{result.metric('model', 'rmse'):.4f}",
+                relative(result.metric("model", "rmse"), reference, decimals=2),
+            ]
+        )
+    header = [
+        "step",
+        "wall s",
+        "CPU s",
+        "wall / features",
+        "rows trained",
+        "demand trees kept",
+        "held-out RMSE",
+        "RMSE vs last",
+    ]
+    return markdown(header, rows)
+
+
+def speed_verdict(features_wall: float, result: Scored, former: Scored | None) -> str:
+    ratio = result.wall_seconds / features_wall
+    lines = [
+        f"Training took {result.wall_seconds:.1f} s, {ratio:.2f}x the {features_wall:.1f} s to "
+        f"build its features (goal <= 7x: {'met' if ratio <= 7 else 'NOT met'}; under 60 s on "
+        f"a quiet machine: {'met' if result.wall_seconds < 60 else 'NOT met'} here)."
+    ]
+    if former is not None:
+        change = result.metric("model", "rmse") / former.metric("model", "rmse") - 1
+        lines.append(
+            f"Held-out RMSE {100 * change:+.2f}% against the former settings (goal within "
+            f"0.5%: {'met' if abs(change) <= 0.005 else 'NOT met'}), trained "
+            f"{former.wall_seconds / result.wall_seconds:.1f}x faster in wall time and "
+            f"{former.cpu_seconds / result.cpu_seconds:.1f}x in CPU time."
+        )
+    return " ".join(lines)
+
+
 def gate_failures(result: Scored) -> list[str]:
     """Why the model does not beat both baselines on MAE and RMSE (empty: it does)."""
     failures = []
@@ -327,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"also train {COMPARE_ITERATIONS} trees at {COMPARE_LEARNING_RATE:g} and compare",
     )
+    parser.add_argument(
+        "--no-compare-former",
+        action="store_true",
+        help="skip training the settings before issue 15 (every row, 10 Newton steps a leaf)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=RESULTS_DIR / "model_cache")
     parser.add_argument(
         "--output", type=Path, default=RESULTS_DIR / "model.md", help="markdown report"
@@ -356,16 +434,23 @@ def main(argv: list[str] | None = None) -> int:
     weather = {day: cache.weather(day) for day in days}
     true_demand = cache.true_demand(held_out_day)
     print(f"cell demand of {len(days)} days ready in {time.perf_counter() - started:.1f} s")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     training_rows = pl.concat([day_features(day, demand, weather) for day in training_days])
+    features_wall, features_cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     held_out = day_features(held_out_day, demand, weather)
     print(
-        f"features: {training_rows.height:,} training rows, {held_out.height:,} held out, "
-        f"in {time.perf_counter() - started:.1f} s",
+        f"features: {training_rows.height:,} training rows in {features_wall:.1f} s "
+        f"({features_cpu:.1f} s CPU), {held_out.height:,} held out",
         flush=True,
     )
 
     result = train_and_score(training_rows, held_out, true_demand, params)
+    former = None
+    if not args.no_compare_former:
+        former_params = replace(
+            FORMER, horizons_per_target=params.horizons_per_target, iterations=params.iterations
+        )
+        former = train_and_score(training_rows, held_out, true_demand, former_params)
     compared = None
     if args.compare_params:
         compared = train_and_score(
@@ -382,7 +467,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{params.horizons_per_target} horizon(s) per training bucket "
         f"(best iteration {result.model.best_iteration}); fleet {args.fleet}, seed {args.seed}"
     )
-    sections = [title, predictors_table(result), horizons_table(result)]
+    trained = {"defaults": result} | ({"former settings": former} if former else {})
+    speed = speed_table(features_wall, features_cpu, trained)
+    sections = [
+        title,
+        speed,
+        speed_verdict(features_wall, result, former),
+        predictors_table(result),
+        horizons_table(result),
+    ]
     if compared is not None:
         default_rmse, compared_rmse = (r.metric("model", "rmse") for r in (result, compared))
         sections += [

@@ -30,6 +30,7 @@ from taxi_assets.model.training import (
     predict_demand,
     rolling_origin_folds,
     sample_horizons,
+    sample_no_hail_rows,
     split_by_time,
     tokyo_day,
     train_model,
@@ -286,6 +287,8 @@ def test_split_by_time_holds_out_the_last_tokyo_days() -> None:
         ({"learning_rate": 1.5}, "learning_rate=1.5"),
         ({"horizons_per_target": 0}, "horizons_per_target=0"),
         ({"horizons_per_target": 4}, r"horizons_per_target=4 must be in \[1, 3\]"),
+        ({"no_hail_row_share": 0.0}, r"no_hail_row_share=0.0 must be in \(0, 1\]"),
+        ({"leaf_estimation_iterations": 0}, "leaf_estimation_iterations=0 must be at least 1"),
     ],
 )
 def test_training_params_reject_impossible_values_naming_them(
@@ -329,6 +332,39 @@ def test_training_drops_unlabelled_rows_and_validates_on_the_last_day(
         model.validation_rows,
     )
     assert np.isfinite(model.validation_rmse)
+
+
+def test_rows_without_a_hail_are_sampled_and_weighted_so_the_loss_is_unbiased() -> None:
+    rng = np.random.default_rng(3)
+    hails = rng.poisson(0.1, 200_000)
+    rows = pl.DataFrame({TARGET: hails, "vacant_taxis": rng.poisson(2.0, hails.size)})
+
+    sampled = sample_no_hail_rows(rows, 0.1, seed=0)
+
+    with_hail = sampled.filter(pl.col(TARGET) > 0)
+    assert with_hail.height == int((hails > 0).sum())  # every row with a hail is kept
+    assert (with_hail["_row_weight"] == 1.0).all()
+    without = sampled.filter(pl.col(TARGET) == 0)
+    assert without.height == pytest.approx(0.1 * (hails == 0).sum(), rel=0.05)
+    assert (without["_row_weight"] == 10.0).all()
+    # The weighted totals estimate the full data's, for the supply target as well.
+    for column in ("vacant_taxis", TARGET):
+        weighted = (sampled[column] * sampled["_row_weight"]).sum()
+        assert weighted == pytest.approx(rows[column].sum(), rel=0.02)
+    assert_frame_equal(sampled, sample_no_hail_rows(rows, 0.1, seed=0))
+    assert sample_no_hail_rows(rows, 1.0, seed=0).height == rows.height
+
+
+def test_training_samples_rows_without_a_hail_and_records_how_many_trained(
+    rows: pl.DataFrame, model: TrainedModel
+) -> None:
+    every_row = train_model(rows, dataclasses.replace(PARAMS, no_hail_row_share=1.0))
+    assert every_row.sampled_rows == every_row.training_rows == model.training_rows
+    without_hail = rows.filter(tokyo_day() < DAYS[-1], pl.col(TARGET) == 0).height
+    assert model.training_rows - model.sampled_rows == pytest.approx(0.9 * without_hail, rel=0.1)
+    # Weighted, the sampled model predicts about as many hails as the one on every row.
+    totals = [m.predict(rows)["expected_street_hails"].sum() for m in (model, every_row)]
+    assert totals[0] == pytest.approx(totals[1], rel=0.1)
 
 
 def test_warm_start_continues_from_the_previous_trees(
