@@ -3,14 +3,18 @@
 Imported by ``test_model_lifecycle.py`` and ``test_model_gate_refusals.py``: each module
 materializes and validates the city once (a module-scoped fixture), in one instance its
 tests share; every test gets its own artifact store, so deployments of one test never
-leak into another. Two modules, so the two xdist workers build and use a city each.
+leak into another. A test that starts from a blessed model in production copies the one
+the module trained once (``trained``) into its store. Two modules, so the two xdist
+workers build and use a city each.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +161,37 @@ class Platform:
 
     def pointer(self) -> dict[str, Any] | None:
         return self.artifacts.production_pointer()
+
+    def deploy_trained(self, trained: Trained) -> str:
+        """What ``train()`` with its defaults leaves: the module's blessed model of the
+        held-out day in production (its artifacts copied in); returns its version."""
+        shutil.copytree(trained.artifacts_dir, self.artifacts.base_dir, dirs_exist_ok=True)
+        return trained.version
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A ``train()`` run with the defaults: its artifacts folder, run and model version."""
+
+    artifacts_dir: Path
+    run_id: str
+    version: str
+
+
+@pytest.fixture(scope="module")
+def trained(
+    city: tuple[Path, dg.DagsterInstance], tmp_path_factory: pytest.TempPathFactory
+) -> Trained:
+    """One blessed model of the held-out day, trained once per module in the shared
+    instance: the tests that start from a model in production copy its artifacts instead
+    of each training (and evaluating) the same model again."""
+    data_dir, instance = city
+    artifacts_dir = tmp_path_factory.mktemp("trained") / "artifacts"
+    platform = Platform(data_dir, artifacts_dir, instance)
+    result = platform.train()
+    assert result.success
+    assert platform.pointer()["model_version"] == platform.trained_version(result)
+    return Trained(artifacts_dir, result.run_id, platform.trained_version(result))
 
 
 @pytest.fixture

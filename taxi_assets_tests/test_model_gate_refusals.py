@@ -21,17 +21,21 @@ from taxi_assets_tests.lifecycle_city import (  # noqa: F401 - fixtures, by name
     HELD_OUT,
     TICK,
     Platform,
+    Trained,
     city,
     execute,
     failure_message,
     forge_blessing,
     materialized,
     platform,
+    trained,
 )
 
 
-def test_a_forged_report_of_a_model_never_evaluated_does_not_deploy(platform: Platform) -> None:
-    assert platform.train().success  # a blessed model in production
+def test_a_forged_report_of_a_model_never_evaluated_does_not_deploy(
+    platform: Platform, trained: Trained
+) -> None:
+    platform.deploy_trained(trained)  # a blessed model in production
     # A retrained model of the same day, never evaluated: only its training ran.
     defs = platform.defs(BLESS_ANY)
     only_trained = dg.materialize(
@@ -90,16 +94,15 @@ def test_rules_loosened_in_one_runs_config_are_refused(platform: Platform) -> No
 
 
 def test_an_evaluation_under_other_rules_than_the_deployments_is_refused(
-    platform: Platform,
+    platform: Platform, trained: Trained
 ) -> None:
     """Evaluated and blessed while the deployment had looser rules; deployed under today's
     (stricter) ones, the verdict no longer counts; the pointer records the fingerprint."""
-    result = platform.train()
-    assert result.success
+    platform.deploy_trained(trained)
     pointer = platform.pointer()
     assert pointer["rules_fingerprint"] == BLESS_ANY.rules().fingerprint()
     assert pointer["deployment_rules_fingerprint"] == BLESS_ANY.rules().fingerprint()
-    assert pointer["evaluation_run_id"] == result.run_id
+    assert pointer["evaluation_run_id"] == trained.run_id
 
     strict = EvaluationSettings(production_tolerance=0.0)
     refused = platform.deploy(
@@ -132,9 +135,9 @@ def test_rollback_to_an_override_needs_a_reason(platform: Platform) -> None:
 
 
 def test_the_pointer_moves_back_only_on_purpose_and_never_in_a_backfill(
-    platform: Platform,
+    platform: Platform, trained: Trained
 ) -> None:
-    production = platform.trained_version(platform.train())
+    production = platform.deploy_trained(trained)
     older_day = "2026-04-30"
 
     backfill = platform.train(day=older_day, window_days=3, tags={"dagster/backfill": "bf1"})
@@ -164,9 +167,9 @@ def test_the_pointer_moves_back_only_on_purpose_and_never_in_a_backfill(
 
 
 def test_warm_start_refuses_a_production_model_that_saw_the_training_day(
-    platform: Platform,
+    platform: Platform, trained: Trained
 ) -> None:
-    production = platform.trained_version(platform.train())  # trained on 04-27..04-30
+    production = platform.deploy_trained(trained)  # trained on 04-27..04-30
     warm = platform.train(day="2026-04-30", window_days=3, warm_start=True)
     assert not warm.success
     message = failure_message(warm)
@@ -201,8 +204,10 @@ def test_the_default_rules_judge_rmse_and_deviance_never_mae(platform: Platform)
     assert platform.pointer() is None
 
 
-def test_warm_start_continues_from_the_production_model(platform: Platform) -> None:
-    production = platform.metadata(platform.train(), "demand_model")["model_version"]
+def test_warm_start_continues_from_the_production_model(
+    platform: Platform, trained: Trained
+) -> None:
+    production = platform.deploy_trained(trained)
     warm = platform.train(warm_start=True)
     assert warm.success
     model = platform.metadata(warm, "demand_model")
@@ -222,8 +227,8 @@ def test_cross_validation_reports_mean_and_spread(platform: Platform) -> None:
     assert "test_day" in model["cv_folds_table"]
 
 
-def test_comparison_tool_on_two_real_training_runs(platform: Platform) -> None:
-    a = platform.metadata(platform.train(), "demand_model")["model_version"]
+def test_comparison_tool_on_two_real_training_runs(platform: Platform, trained: Trained) -> None:
+    a = platform.deploy_trained(trained)
     b = platform.metadata(platform.train(depth=4, window_days=3), "demand_model")["model_version"]
     listed = model_versions(platform.instance).filter(pl.col("model_version").is_in([a, b]))
     assert listed.height == 2
@@ -275,7 +280,7 @@ def test_training_reexecuted_from_failure_reuses_the_model_the_failed_run_traine
 
 
 def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, trained: Trained, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No model is deployed yet, so the tick fails; once one is, re-executing the failed
     tick from failure forecasts the instant it was scheduled for, with every step after."""
@@ -283,7 +288,7 @@ def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
     ok, parent, started = execute(platform, monkeypatch, "forecast_job", tick)
     assert not ok and started == {"demand_forecast"}
 
-    assert platform.train().success  # deploys a blessed model
+    platform.deploy_trained(trained)  # a blessed model deployed
     ok, child, started = execute(
         platform, monkeypatch, "forecast_job", tick, from_failure_of=parent
     )
@@ -304,11 +309,11 @@ def test_a_forecast_reexecuted_from_failure_forecasts_its_own_tick(
 
 
 def test_overlapping_forecast_ticks_each_read_their_own_forecast(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, trained: Trained, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tick B's forecast lands while tick A's guidance and skew are still to run (a slow
     run, or one re-executed): they read tick A's forecast, not the latest one."""
-    assert platform.train().success
+    platform.deploy_trained(trained)
     tick_a = {"ops": {"demand_forecast": {"config": {"tick": TICK}}}}
     tick_b = {"ops": {"demand_forecast": {"config": {"tick": "2026-05-01T18:12:00+09:00"}}}}
     ok, run_a, _ = execute(platform, monkeypatch, "forecast_job", tick_a)

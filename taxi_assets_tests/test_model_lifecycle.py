@@ -21,12 +21,14 @@ from taxi_assets_tests.lifecycle_city import (  # noqa: F401 - fixtures, by name
     LOOSE_DRIFT,
     TICK,
     Platform,
+    Trained,
     city,
     data_path,
     failure_message,
     forge_blessing,
     materialized,
     platform,
+    trained,
 )
 
 
@@ -113,23 +115,19 @@ def test_train_evaluate_deploy_and_forecast(platform: Platform) -> None:
     assert isinstance(replay["hails_per_vacant_taxi_following"], float)
 
 
-def test_second_model_is_judged_against_production(platform: Platform) -> None:
-    first = platform.train()
+def test_second_model_is_judged_against_production(platform: Platform, trained: Trained) -> None:
+    first = platform.deploy_trained(trained)
     second = platform.train()
-    assert first.success and second.success
+    assert second.success
     evaluation = platform.metadata(second, "model_evaluation")
-    assert (
-        evaluation["production_model_version"]
-        == platform.metadata(first, "demand_model")["model_version"]
-    )
+    assert evaluation["production_model_version"] == first
     assert isinstance(evaluation["mae_production"], float)
     assert evaluation["decided_by"] == "production and baselines"
 
 
-def test_an_unblessed_model_never_becomes_production(platform: Platform) -> None:
-    blessed = platform.train()
-    assert blessed.success
-    production = platform.pointer()["model_version"]
+def test_an_unblessed_model_never_becomes_production(platform: Platform, trained: Trained) -> None:
+    production = platform.deploy_trained(trained)
+    assert platform.pointer()["model_version"] == production
 
     rejected = platform.train(evaluation=BLESS_NONE)
     assert not rejected.success

@@ -4,6 +4,7 @@ the previous day, every distance recorded, and failures that block."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from taxi_assets.assets import cleaning as cleaning_assets
 from taxi_assets.definitions import ASSET_MODULES
 from taxi_assets.jobs import DATA_PATH_GROUPS
+from taxi_assets.resources import local_resources
 from taxi_assets.settings import PipelineSettings, ValidationSettings
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.validation.schema import SCHEMA_DIR
@@ -52,10 +54,25 @@ def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
 
+@pytest.fixture(scope="module")
+def first_day(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, dg.ExecuteInProcessResult]]:
+    """YESTERDAY through the data path with the default settings, once for the module: its
+    result, and its data folder, which the tests that bring TODAY copy into their own (the
+    drift check reads the previous day from the stored files)."""
+    data_dir = tmp_path_factory.mktemp("first_day") / "data"
+    data_dir.mkdir()
+    source = SimulatedProbeSource(fleet_size=SMALL_FLEET, seed=7)
+    resources = local_resources(str(data_dir), str(data_dir / "artifacts"), source)
+    with dg.instance_for_test() as instance:
+        yield data_dir, materialize(resources, instance, YESTERDAY)
+
+
 def test_first_day_has_statistics_and_nothing_to_drift_from(
-    small_city_resources: dict, instance: dg.DagsterInstance
+    first_day: tuple[Path, dg.ExecuteInProcessResult],
 ) -> None:
-    result = materialize(small_city_resources, instance, YESTERDAY)
+    _, result = first_day
     assert result.success
     for asset in ("clean_probes_statistics", "cell_demand_statistics"):
         checks = checks_of(result, asset)
@@ -68,15 +85,17 @@ def test_first_day_has_statistics_and_nothing_to_drift_from(
 
 
 def test_every_distance_is_recorded_whether_or_not_it_crosses(
-    small_city_resources: dict, instance: dg.DagsterInstance
+    first_day: tuple[Path, dg.ExecuteInProcessResult],
+    data_dir: Path,
+    small_city_resources: dict,
+    instance: dg.DagsterInstance,
 ) -> None:
+    shutil.copytree(first_day[0], data_dir, dirs_exist_ok=True)
     # Thresholds out of reach: the distances must be recorded all the same.
     lenient = ValidationSettings(
         numeric_js_threshold=1.0, categorical_linf_threshold=1.0, use_calibrated_per_feature=False
     )
-    resources = {**small_city_resources, "validation": lenient}
-    assert materialize(resources, instance, YESTERDAY).success
-    result = materialize(resources, instance, TODAY)
+    result = materialize({**small_city_resources, "validation": lenient}, instance, TODAY)
     assert result.success
 
     probes = metadata_of(result, "clean_probes_statistics")
@@ -101,9 +120,13 @@ def test_every_distance_is_recorded_whether_or_not_it_crosses(
 
 
 def test_a_feed_switching_to_mph_fails_the_drift_check_naming_the_feature(
-    small_city_resources: dict, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+    first_day: tuple[Path, dg.ExecuteInProcessResult],
+    data_dir: Path,
+    small_city_resources: dict,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert materialize(small_city_resources, instance, YESTERDAY).success
+    shutil.copytree(first_day[0], data_dir, dirs_exist_ok=True)
     real_clean = cleaning_assets.combine_shards
 
     def clean_in_mph(*args, **kwargs):
