@@ -322,7 +322,7 @@ def speed_table(features_wall: float, features_cpu: float, results: dict[str, Sc
     """Training against the time to build its features, and each model's held-out RMSE
     against the last one's (``FORMER`` when it was trained)."""
     reference = list(results.values())[-1].metric("model", "rmse")
-    rows = [["build the features", f"{features_wall:.1f}", f"{features_cpu:.1f}"] + ["-"] * 5]
+    rows = [["build the features", f"{features_wall:.1f}", f"{features_cpu:.1f}"] + ["-"] * 6]
     for label, result in results.items():
         model, params = result.model, result.model.params
         rows.append(
@@ -335,6 +335,7 @@ def speed_table(features_wall: float, features_cpu: float, results: dict[str, Sc
                 f"{model.demand.tree_count_} of {params.iterations}",
                 f"{result.metric('model', 'rmse'):.4f}",
                 relative(result.metric("model", "rmse"), reference, decimals=2),
+                f"{result.metric('model', 'mae'):.4f}",
             ]
         )
     header = [
@@ -346,6 +347,7 @@ def speed_table(features_wall: float, features_cpu: float, results: dict[str, Sc
         "demand trees kept",
         "held-out RMSE",
         "RMSE vs last",
+        "held-out MAE",
     ]
     return markdown(header, rows)
 
