@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import types
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from taxi_assets.model.evaluation import (
 from taxi_assets.model.registry import NO_POINTER, ArtifactStore, PointerConflict, RegistryError
 from taxi_assets.model.scoring import SCORED_KEYS, cross_validate, fold_summary, score_held_out
 from taxi_assets.model.training import (
+    EarlyStopping,
     TrainedModel,
     TrainingParams,
     _pool,
@@ -289,6 +291,7 @@ def test_split_by_time_holds_out_the_last_tokyo_days() -> None:
         ({"horizons_per_target": 4}, r"horizons_per_target=4 must be in \[1, 3\]"),
         ({"no_hail_row_share": 0.0}, r"no_hail_row_share=0.0 must be in \(0, 1\]"),
         ({"leaf_estimation_iterations": 0}, "leaf_estimation_iterations=0 must be at least 1"),
+        ({"early_stopping_min_gain": -0.1}, "early_stopping_min_gain=-0.1 must be in"),
     ],
 )
 def test_training_params_reject_impossible_values_naming_them(
@@ -365,6 +368,43 @@ def test_training_samples_rows_without_a_hail_and_records_how_many_trained(
     # Weighted, the sampled model predicts about as many hails as the one on every row.
     totals = [m.predict(rows)["expected_street_hails"].sum() for m in (model, every_row)]
     assert totals[0] == pytest.approx(totals[1], rel=0.1)
+
+
+def stopping_tree(losses: list[float], rounds: int, min_gain: float) -> tuple[int, str]:
+    """The tree after which EarlyStopping stops on these validation losses, and why."""
+    stopping, seen = EarlyStopping("Poisson", rounds, min_gain, log=lambda _: None), []
+    for loss in losses:
+        seen.append(loss)
+        info = types.SimpleNamespace(metrics={"validation": {"Poisson": list(seen)}})
+        if not stopping.after_iteration(info):
+            break
+    return stopping.trees, stopping.reason
+
+
+def test_early_stopping_stops_when_the_validation_loss_falls_too_slowly() -> None:
+    # Falls 1% a tree for 30 trees, then 0.001% a tree.
+    losses = [1.0 * 0.99**k for k in range(30)]
+    losses += [losses[-1] * (1 - 1e-5) ** k for k in range(1, 200)]
+    trees, reason = stopping_tree(losses, rounds=5, min_gain=1e-3)
+    assert trees == 35  # the first 5 slow trees fall 5e-5 in all, under 1e-3
+    assert "under early_stopping_min_gain 0.001" in reason
+    # With no minimum gain it stops only once the loss stops falling at all.
+    assert stopping_tree(losses, rounds=5, min_gain=0.0)[0] == len(losses)
+    flat_after_10 = losses[:10] + [losses[9] + 0.1] * 50
+    assert stopping_tree(flat_after_10, rounds=5, min_gain=0.0)[0] == 15
+    assert stopping_tree(losses[:12], rounds=5, min_gain=1e-3) == (12, "the cap was reached")
+
+
+def test_training_stops_early_and_keeps_the_best_trees(rows: pl.DataFrame) -> None:
+    eager = train_model(
+        rows, dataclasses.replace(PARAMS, iterations=300, early_stopping_min_gain=0.05)
+    )
+    assert eager.demand.tree_count_ < 300
+    assert eager.demand.tree_count_ == eager.best_iteration + 1
+    patient = train_model(
+        rows, dataclasses.replace(PARAMS, iterations=300, early_stopping_min_gain=0.0)
+    )
+    assert patient.demand.tree_count_ > eager.demand.tree_count_
 
 
 def test_warm_start_continues_from_the_previous_trees(
