@@ -425,7 +425,11 @@ def test_a_user_materializes_an_asset_from_the_graph_in_a_browser(
         run_id = page.url.rsplit("/", 1)[1]
         # Waited on by its progress, then the page must show what the run did.
         run = services.wait_for_run(run_id)
-        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+        # The run is over: reload rather than wait on the page's own polling (on a loaded
+        # machine its refresh came after the 5 s default of expect), then give it the
+        # page's 60 s to render.
+        page.reload()
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=60_000)
 
     assert run["status"] == "SUCCESS" and partition_of(run) == day
     assert day in materialized(services, "weather")
