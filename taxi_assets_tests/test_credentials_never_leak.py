@@ -354,17 +354,23 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
     channels = alert_resources()["alerts"]  # the alert sender, from the same environment
     assert channels.smtp_host == "127.0.0.1" and channels.webhook_url_env == WEBHOOK_URL_ENV
 
+    def materialize_day(
+        selection: str, run_resources: dict, raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            partition_key=DAY.isoformat(),
+            resources=run_resources,
+            instance=instance,
+            raise_on_error=raise_on_error,
+        )
+
     # The run-failure sensor's first tick only places its cursor ("from now on").
     start = dg.build_sensor_context(instance=instance, resources={"alerts": channels})
     run_failure_alert_sensor.evaluate_tick(start)
 
-    pulled = dg.materialize(
-        ALL_ASSETS,
-        selection=TO_CELL_DEMAND,
-        partition_key=DAY.isoformat(),
-        resources=pull_resources,
-        instance=instance,
-    )
+    pulled = materialize_day(TO_CELL_DEMAND, pull_resources)
     assert pulled.success
     # Pull mode: the reader's key pulled the day (and pushed cell_demand down); the data
     # path writer's key was never used, and the bucket holds the whole day.
@@ -374,22 +380,9 @@ def test_no_credential_value_reaches_the_event_log_metadata_configs_or_alerts(
         emulator.client().bucket(BUCKET).blob(f"{PREFIX}/partitions/raw_probes/{DAY}.parquet")
     )
     assert pl.read_parquet(raw_blob.download_as_bytes()).height == probes.height
-    good = dg.materialize(
-        ALL_ASSETS,
-        selection=TO_CELL_DEMAND,
-        partition_key=DAY.isoformat(),
-        resources=resources,
-        instance=instance,
-    )
+    good = materialize_day(TO_CELL_DEMAND, resources)
     assert good.success
-    bad = dg.materialize(
-        ALL_ASSETS,
-        selection="weather",
-        partition_key=DAY.isoformat(),
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    bad = materialize_day("weather", resources, raise_on_error=False)
     assert not bad.success  # the weather contract is a blocking check
 
     tick(asset_check_alert_sensor, instance, channels, repository)
