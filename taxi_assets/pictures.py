@@ -21,17 +21,19 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
 from PIL import Image
 
 from taxi_assets.calendar import TOKYO
 from taxi_assets.mesh import mesh_center, mesh_index_from_code
 from taxi_assets.service_area import ServiceArea
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Landmark(NamedTuple):
@@ -170,7 +172,9 @@ def forecast_map_png(
     horizons = sorted(forecast["horizon"].unique().to_list())[:MAX_HORIZON_PANELS]
     if not horizons:
         raise ValueError("forecast map: the forecast has no rows")
-    fig = Figure(figsize=(1.4 + 5.0 * len(horizons), 5.6 if len(horizons) == 1 else 4.6), dpi=DPI)
+    fig = _new_figure(
+        figsize=(1.4 + 5.0 * len(horizons), 5.6 if len(horizons) == 1 else 4.6), dpi=DPI
+    )
     axes = fig.subplots(1, len(horizons), squeeze=False, sharey=True)[0]
     # Fixed margins: constrained layout would double the drawing time.
     fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=0.97, bottom=0.1, top=0.84)
@@ -204,7 +208,7 @@ def street_hail_heatmap_png(cell_demand: pl.DataFrame, area: ServiceArea, day: d
         .agg(pl.col("street_hail_pickups").sum())
         .sort("hour")
     )
-    fig = Figure(figsize=(11, 5.4), dpi=DPI)
+    fig = _new_figure(figsize=(11, 5.4), dpi=DPI)
     map_ax, hour_ax = fig.subplots(1, 2, width_ratios=(1.6, 1))
     fig.subplots_adjust(left=0.08, right=0.97, bottom=0.1, top=0.88, wspace=0.25)
     grid = cell_grid(per_cell, "street_hail_pickups", area)
@@ -233,7 +237,7 @@ def evaluation_png(slices: pl.DataFrame, scored: pl.DataFrame | None = None) -> 
     has_rows = scored is not None and scored.height > 0
     by_horizon = has_rows and "horizon" in scored.columns and scored["horizon"].n_unique() > 1
     panels = 1 + has_rows + by_horizon
-    fig = Figure(figsize=(6.2 * panels, 4.8), dpi=DPI)
+    fig = _new_figure(figsize=(6.2 * panels, 4.8), dpi=DPI)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     fig.subplots_adjust(left=0.08, right=0.97, bottom=0.11, top=0.88, wspace=0.22)
     hour_ax = axes[0]
@@ -341,7 +345,7 @@ def drift_png(
     row = comparison.filter(pl.col("feature") == feature).row(0, named=True)
     today = current.filter(pl.col("feature") == feature).row(0, named=True)
     before = reference.filter(pl.col("feature") == feature).row(0, named=True)
-    fig = Figure(figsize=(8, 4.4), dpi=DPI)
+    fig = _new_figure(figsize=(8, 4.4), dpi=DPI)
     ax = fig.subplots()
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.2, top=0.86)
     if today["kind"] == "numeric":
@@ -407,6 +411,15 @@ def _value_shares(
 
 def _tokyo(instant: datetime) -> str:
     return instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M")
+
+
+def _new_figure(figsize: tuple[float, float], dpi: int) -> Figure:
+    # Imported on first use: matplotlib takes 0.4 s to import, which every process loading
+    # the code location (each run worker, each step process, each sensor tick's code
+    # server) would pay although only the steps that draw a picture need it.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize, dpi=dpi)
 
 
 def _png(fig: Figure) -> bytes:
