@@ -5,9 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from taxi_assets.definitions import defs
-from taxi_assets.resources import SettingsError, resources_for_environment
+from taxi_assets.definitions import build_definitions, defs, executor_for_environment
+from taxi_assets.resources import SettingsError, local_resources, resources_for_environment
 from taxi_assets.settings import PipelineSettings
+from taxi_assets.sources.simulated import SimulatedProbeSource
 
 # Snapshot of every asset: group, upstream assets and checks. Update it deliberately when
 # the graph changes; a failing test here means the lineage changed.
@@ -129,6 +130,30 @@ def test_every_contract_check_blocks_downstream() -> None:
 def test_bad_environment_settings_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         resources_for_environment(env)
+
+
+def test_the_executor_setting_chooses_how_jobs_without_their_own_run_their_steps(
+    tmp_path,
+) -> None:
+    """Unset: a process per step; ``in_process``: every step in the run worker; the
+    forecast tick runs in process either way; a typo names the setting."""
+    resources = local_resources(str(tmp_path), str(tmp_path / "a"), SimulatedProbeSource())
+
+    def executors(env: dict[str, str]) -> dict[str, str]:
+        built = build_definitions(resources, executor_for_environment(env))
+        return {
+            job: built.resolve_job_def(job).executor_def.name
+            for job in ("data_path_job", "training_job", "forecast_job")
+        }
+
+    assert executors({}) == {
+        "data_path_job": "multiprocess",
+        "training_job": "multiprocess",
+        "forecast_job": "in_process",
+    }
+    assert set(executors({"TAXI_ASSETS_EXECUTOR": "in_process"}).values()) == {"in_process"}
+    with pytest.raises(SettingsError, match="TAXI_ASSETS_EXECUTOR='threads' is unknown"):
+        executor_for_environment({"TAXI_ASSETS_EXECUTOR": "threads"})
 
 
 @pytest.mark.parametrize("minutes", [0, 7, -15, 2000])
