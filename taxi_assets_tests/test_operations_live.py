@@ -32,6 +32,7 @@ from playwright.sync_api import expect
 from taxi_assets.automation.alerts import AlertLog
 from taxi_assets.automation.channels import WEBHOOK_URL_ENV
 from taxi_assets.calendar import TOKYO
+from taxi_assets.definitions import EXECUTOR_ENV
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets_tests.browser import browser_page
 from taxi_assets_tests.dagster_services import (
@@ -54,9 +55,6 @@ FLEET = 60
 # Runs launched here fail on purpose: the instance's automatic run retries (if dagster.yaml
 # enables them) would re-execute them before the test could look.
 NO_RETRIES = {"dagster/max_retries": "0"}
-# Our runs are small; one process per run instead of one per step saves ~15 s a run on
-# 2 cores. Re-execution reuses the parent's run config, so children run the same way.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 DATA_PATH_UPSTREAM_STEPS = {
     "raw_probes",
     "weather",
@@ -129,21 +127,21 @@ def dagster_live(
         # would cross the 1,000-taxi thresholds (the look-back is tested in
         # test_validation_assets).
         "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "1",
+        # Every run's steps in its run worker, whoever launches it (the UI, a backfill, the
+        # command line, a sensor, a re-execution): a process per step, each loading the code
+        # location, made a 60-taxi day take 55-68 s instead of 5 s here.
+        EXECUTOR_ENV: "in_process",
     }
     with running_dagster(root, env) as services:
         yield services
 
 
 def launch_day(
-    services: DagsterServices,
-    day: str,
-    config: dict | None = None,
-    asset_selection: list[str] | None = None,
+    services: DagsterServices, day: str, asset_selection: list[str] | None = None
 ) -> str:
     return services.launch_run(
         "data_path_job",
         tags={"dagster/partition": day, **NO_RETRIES},
-        run_config=config,
         asset_selection=asset_selection,
     )
 
@@ -162,16 +160,14 @@ def test_reexecute_from_failure_reruns_only_the_failed_step_and_its_dependents(
     services = dagster_live
     # Two days before: only the features read it (the statistics compare with yesterday).
     history_day, day = landed_day(0), landed_day(2)
-    history = services.launch_run(
-        "data_path_job", tags={"dagster/partition": history_day}, run_config=IN_PROCESS
-    )
+    history = services.launch_run("data_path_job", tags={"dagster/partition": history_day})
     assert services.wait_for_run(history)["status"] == "SUCCESS", services.step_failures(history)
 
     history_file = services.data_dir / "cell_demand" / f"{history_day}.parquet"
     intact = history_file.read_bytes()
     history_file.write_bytes(intact[: len(intact) // 2])  # a copy cut short
 
-    parent = launch_day(services, day, IN_PROCESS)
+    parent = launch_day(services, day)
     parent_run = services.wait_for_run(parent)
     assert parent_run["status"] == "FAILURE"
     statuses = {s["stepKey"]: s["status"] for s in parent_run["stepStats"]}
@@ -205,10 +201,11 @@ def test_backfills_from_the_ui_and_the_command_line_fail_a_broken_day_alone(
     lacks a required column: the other day materializes, the broken one fails at
     ``raw_probes``; once the file is fixed, re-executing the backfill's failures re-runs
     that day only, from its failed step, and completes the range. Meanwhile
-    ``dagster job backfill --from --to --noprompt`` backfills two more days from the
+    ``dagster job backfill --from --to --noprompt`` backfills one more day from the
     command line. (Both share the run queue, one backfill run at a time: two days show a
-    broken day failing alone as well as three did, for one queued run less. Launching them
-    together keeps the daemon's 30-second backfill iterations from adding up.)"""
+    broken day failing alone as well as three did, and one day shows the command line's
+    backfill as well as two. Launching them together keeps the daemon's 30-second backfill
+    iterations from adding up.)"""
     services = dagster_live
     days = [landed_day(offset) for offset in (10, 11)]
     broken_day = days[0]
@@ -216,11 +213,9 @@ def test_backfills_from_the_ui_and_the_command_line_fail_a_broken_day_alone(
     probes = pl.read_parquet(good_file)
     write_probes(probes.drop("heading"), good_file)
 
-    backfill_id = services.launch_backfill(
-        "data_path_job", days, tags=NO_RETRIES, run_config=IN_PROCESS
-    )
-    cli_days = [landed_day(15), landed_day(16)]
-    cli_output = backfill_from_the_command_line(services, *cli_days)
+    backfill_id = services.launch_backfill("data_path_job", days, tags=NO_RETRIES)
+    cli_days = [landed_day(15)]
+    cli_output = backfill_from_the_command_line(services, cli_days[0], cli_days[-1])
     backfill = services.wait_for_backfill(backfill_id)
 
     runs = {tag_value(run, "dagster/partition"): run for run in backfill["runs"]}
@@ -252,7 +247,7 @@ def test_backfills_from_the_ui_and_the_command_line_fail_a_broken_day_alone(
     assert set(days) <= materialized(services, "training_features")
     assert set(days) <= materialized(services, "training_features_statistics")
 
-    # The command line's backfill: one run per day of the range, through the same queue.
+    # The command line's backfill: a run for the day of its range, through the same queue.
     cli_backfill_id = cli_output.rsplit("Launched backfill job `", 1)[1].split("`")[0]
     cli_runs = services.wait_for_backfill(cli_backfill_id)["runs"]
     assert sorted(tag_value(run, "dagster/partition") for run in cli_runs) == cli_days
@@ -362,7 +357,7 @@ def test_a_failed_check_is_alerted_once_by_the_daemon_to_the_webhook(
     day = landed_day(18)
     write_weather_with_negative_rain(landing, date.fromisoformat(day))
 
-    run_id = launch_day(services, day, IN_PROCESS, asset_selection=["weather"])
+    run_id = launch_day(services, day, asset_selection=["weather"])
     assert services.wait_for_run(run_id)["status"] == "FAILURE"
 
     def alerts_about_the_run() -> tuple[list[dict], list[dict]]:
