@@ -1,11 +1,12 @@
 """The small simulated city the model-lifecycle tests share, and how they drive it.
 
-Imported by ``test_model_lifecycle.py`` and ``test_model_gate_refusals.py``: each module
-materializes and validates the city once (a module-scoped fixture), in one instance its
-tests share; every test gets its own artifact store, so deployments of one test never
-leak into another. A test that starts from a blessed model in production copies the one
-the module trained once (``trained``) into its store. Two modules, so the two xdist
-workers build and use a city each.
+Imported by ``test_model_lifecycle.py`` and ``test_model_gate_refusals.py``. The city is
+materialized and validated, and a blessed model of its held-out day trained, once per test
+session (:func:`build_city`, under a file lock, so two xdist workers build it once); each
+module works on its own copy of the data folder and the instance, which its tests share;
+every test gets its own artifact store, so deployments of one test never leak into
+another. A test that starts from a blessed model in production copies the one trained
+with the city (``trained``) into its store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from filelock import FileLock
 
 from taxi_assets.definitions import ASSET_MODULES, build_definitions
 from taxi_assets.model.registry import ArtifactStore
@@ -70,17 +72,6 @@ def data_path(
         instance=instance,
         raise_on_error=False,
     )
-
-
-@pytest.fixture(scope="module")
-def city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dg.DagsterInstance]]:
-    """Five validated days of cell demand, weather and training features, and the instance
-    that recorded their validation."""
-    data_dir = tmp_path_factory.mktemp("lifecycle") / "data"
-    with dg.instance_for_test() as instance:
-        for day in DAYS:
-            assert data_path(data_dir, instance, day, LOOSE_DRIFT).success
-        yield data_dir, instance
 
 
 class Platform:
@@ -178,20 +169,64 @@ class Trained:
     version: str
 
 
+def build_city(folder: Path) -> None:
+    """Into ``folder``: five validated days of cell demand, weather and training features
+    (``data``), the instance that recorded their validation (``instance``), and one blessed
+    model of the held-out day trained there (``trained``), with its run id and version
+    (``trained.json``), so that the tests that start from a model in production copy its
+    artifacts instead of each training (and evaluating) the same model again."""
+    data_dir, instance_dir = folder / "data", folder / "instance"
+    instance_dir.mkdir(parents=True)
+    with dg.instance_for_test(temp_dir=str(instance_dir)) as instance:
+        for day in DAYS:
+            assert data_path(data_dir, instance, day, LOOSE_DRIFT).success
+        platform = Platform(data_dir, folder / "trained", instance)
+        result = platform.train()
+        assert result.success
+        version = platform.trained_version(result)
+        assert platform.pointer()["model_version"] == version
+    (folder / "trained.json").write_text(json.dumps({"run_id": result.run_id, "version": version}))
+
+
+def session_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A folder every xdist worker of this test session sees (the workers' base temp
+    folders share a parent; without xdist the base temp folder is the session's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="module")
-def trained(
-    city: tuple[Path, dg.DagsterInstance], tmp_path_factory: pytest.TempPathFactory
-) -> Trained:
-    """One blessed model of the held-out day, trained once per module in the shared
-    instance: the tests that start from a model in production copy its artifacts instead
-    of each training (and evaluating) the same model again."""
-    data_dir, instance = city
-    artifacts_dir = tmp_path_factory.mktemp("trained") / "artifacts"
-    platform = Platform(data_dir, artifacts_dir, instance)
-    result = platform.train()
-    assert result.success
-    assert platform.pointer()["model_version"] == platform.trained_version(result)
-    return Trained(artifacts_dir, result.run_id, platform.trained_version(result))
+def city_copy(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Iterator[tuple[Path, dg.DagsterInstance]]:
+    """This module's copy of the session's city (built by the first module to ask), and its
+    instance."""
+    shared = session_folder(tmp_path_factory, worker_id) / "lifecycle_city"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "trained.json").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a build that failed half-way
+            build_city(shared)
+    folder = tmp_path_factory.mktemp("lifecycle")
+    shutil.copytree(shared, folder, dirs_exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(folder / "instance")) as instance:
+        yield folder, instance
+
+
+@pytest.fixture(scope="module")
+def city(city_copy: tuple[Path, dg.DagsterInstance]) -> tuple[Path, dg.DagsterInstance]:
+    """Five validated days of cell demand, weather and training features, and the instance
+    that recorded their validation."""
+    folder, instance = city_copy
+    return folder / "data", instance
+
+
+@pytest.fixture(scope="module")
+def trained(city_copy: tuple[Path, dg.DagsterInstance]) -> Trained:
+    """The blessed model of the held-out day trained with the city, in the module's
+    instance."""
+    folder, _ = city_copy
+    record = json.loads((folder / "trained.json").read_text())
+    return Trained(folder / "trained", record["run_id"], record["version"])
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from taxi_assets_tests.lifecycle_city import (  # noqa: F401 - fixtures, by name
     Platform,
     Trained,
     city,
+    city_copy,
     execute,
     failure_message,
     forge_blessing,

@@ -23,6 +23,7 @@ from taxi_assets_tests.lifecycle_city import (  # noqa: F401 - fixtures, by name
     Platform,
     Trained,
     city,
+    city_copy,
     data_path,
     failure_message,
     forge_blessing,
