@@ -43,7 +43,11 @@ EXECUTOR_ENV = "TAXI_ASSETS_EXECUTOR"
 # on a small machine with small days that is most of a run (a 60-taxi day of data_path_job
 # took 5 s in process and 55-68 s with a process per step in test_operations_live.py on
 # the loaded 2-core machine).
-EXECUTORS = {"multiprocess": dg.multiprocess_executor, "in_process": dg.in_process_executor}
+# ``multiprocess`` is Dagster's own default, whose run config may still choose in_process.
+EXECUTORS = {
+    "multiprocess": dg.multi_or_in_process_executor,
+    "in_process": dg.in_process_executor,
+}
 
 
 def executor_for_environment(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
@@ -58,7 +62,8 @@ def executor_for_environment(env: Mapping[str, str] | None = None) -> dg.Executo
 
 
 def build_definitions(
-    resources: Mapping[str, Any], executor: dg.ExecutorDefinition = dg.multiprocess_executor
+    resources: Mapping[str, Any],
+    executor: dg.ExecutorDefinition = dg.multi_or_in_process_executor,
 ) -> dg.Definitions:
     assets = dg.with_source_code_references(dg.load_assets_from_modules(list(ASSET_MODULES)))
     # The alert sensors need the `alerts` resource; an environment may bring its own.

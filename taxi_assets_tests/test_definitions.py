@@ -135,8 +135,9 @@ def test_bad_environment_settings_name_the_setting(env: dict[str, str], message:
 def test_the_executor_setting_chooses_how_jobs_without_their_own_run_their_steps(
     tmp_path,
 ) -> None:
-    """Unset: a process per step; ``in_process``: every step in the run worker; the
-    forecast tick runs in process either way; a typo names the setting."""
+    """Unset: a process per step (Dagster's default executor); ``in_process``: every step
+    in the run worker; the forecast tick runs in process either way; a typo names the
+    setting."""
     resources = local_resources(str(tmp_path), str(tmp_path / "a"), SimulatedProbeSource())
 
     def executors(env: dict[str, str]) -> dict[str, str]:
@@ -147,8 +148,8 @@ def test_the_executor_setting_chooses_how_jobs_without_their_own_run_their_steps
         }
 
     assert executors({}) == {
-        "data_path_job": "multiprocess",
-        "training_job": "multiprocess",
+        "data_path_job": "multi_or_in_process_executor",  # Dagster's default: run config
+        "training_job": "multi_or_in_process_executor",  # may still choose in_process
         "forecast_job": "in_process",
     }
     assert set(executors({"TAXI_ASSETS_EXECUTOR": "in_process"}).values()) == {"in_process"}
