@@ -258,6 +258,29 @@ def _with_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+_STALE = "_stale_speed_in"  # the ping before this one was removed since _with_speed_in
+
+
+def _refresh_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
+    """:func:`_with_speed_in` of a frame that had it before some rows were removed: only
+    the rows after a removed row (``_STALE``) get a new previous ping, so only their
+    distance and speed are computed again (the same operations, pair by pair)."""
+    rows = frame[_STALE].arg_true()
+    if rows.len() == 0:
+        return frame
+    inner = rows.filter(rows > 0)  # a first row has no previous ping: null, as in a pass
+    before = inner - 1
+    pairs = _skip_speed_kmh(frame, before, inner)
+    same = frame["vehicle_id"].gather(before) == frame["vehicle_id"].gather(inner)
+    nulls = pl.Series([None] * (rows.len() - inner.len()), dtype=pl.Float64)
+    refreshed = {}
+    for name, values in ((_KM_IN, pairs["km"]), (_SPEED_IN, pairs["speed"])):
+        values = pl.select(pl.when(same).then(values)).to_series()
+        column = frame[name].clone().scatter(inner, values)
+        refreshed[name] = column.scatter(rows.filter(rows == 0), nulls) if nulls.len() else column
+    return frame.with_columns(**refreshed)
+
+
 def _later_copies(keyed: pl.DataFrame) -> pl.Series:
     """Arrival numbers of exact copies of an earlier ping (the first copy is kept).
 
@@ -484,9 +507,13 @@ def clean_encoded(
     # also catches runs of displaced pings (a single-ping rule cannot see those).
     limit = rules.max_implied_speed_kmh
     detour = rules.spike_detour_ratio
+    # The second pass keeps the first one's speeds but where a jump was removed before a
+    # ping (haversine over every ping is most of a pass).
+    alive = _with_speed_in(alive)
     for max_step_minutes in (None, rules.max_jump_run_minutes):
-        alive = _with_speed_in(alive)
-        alive = alive.with_columns(_jump_flags(alive, limit, detour, max_step_minutes))
+        alive = _refresh_speed_in(alive) if _STALE in alive.columns else alive
+        jump = _jump_flags(alive, limit, detour, max_step_minutes)
+        alive = alive.with_columns(jump, jump.shift(1, fill_value=False).alias(_STALE))
         rejected, alive = _split(alive, _reason((pl.col("_jump"), "gps_jump")))
         rejected_parts.append(rejected)
 
