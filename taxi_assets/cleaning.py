@@ -464,14 +464,71 @@ def clean_encoded(
     """:func:`clean_delivered` of a frame whose vehicle_id and status are ``codes``
     (rows in arrival order): the codes may cover more vehicles than the frame holds, so a
     caller cleaning a day in shards of vehicles encodes the day once."""
+    ids, words = codes.ids, codes.words
+    keyed = coded.with_row_index(_ROW)
+    delivered_status = keyed["status"]  # by arrival: the quarantine keeps the delivered word
+    alive, rejected_parts = _judge(keyed, codes, day, area, rules)
+
+    # A kept ping arrived late if some later-stamped ping of its vehicle arrived before it.
+    later_min_row = pl.col(_ROW).reverse().cum_min().reverse().shift(-1).over("vehicle_id")
+    out_of_order_rows = alive.select((pl.col(_ROW) > later_min_row).sum()).item()
+
+    clean = _clean_of(alive, area)
+    clean = clean.with_columns(ids.gather(clean["vehicle_id"]).alias("vehicle_id"))
+    # The quarantine keeps each row exactly as delivered, in arrival order.
+    kept_as_delivered = [_ROW, *(c for c in RAW_COLUMNS if c != "status"), "reason"]
+    rejected = pl.concat([part.select(kept_as_delivered) for part in rejected_parts]).sort(_ROW)
+    rows = rejected[_ROW]
+    rejected_all = rejected.select(
+        ids.gather(rejected["vehicle_id"]).alias("vehicle_id"),
+        *(c for c in RAW_COLUMNS if c not in ("vehicle_id", "status")),
+        words.gather(delivered_status.gather(rows)).alias("status"),
+        "reason",
+    )
+    result = CleaningResult(
+        clean=clean.cast(dict(CLEAN_PROBES_SCHEMA)),
+        rejected=rejected_all.cast(dict(REJECTED_PROBES_SCHEMA)),
+        out_of_order_rows=int(out_of_order_rows or 0),
+    )
+    return result, rows
+
+
+def clean_probe_codes(
+    raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The clean probes of :func:`clean_probes`, the same rows in the same order, with
+    ``vehicle_id`` left as a UInt32 code into the returned ids (distinct, sorted: a
+    vehicle's code is its id's position), and neither the rejected pings nor the
+    out-of-order count.
+
+    For a caller that only counts (the live tick's demand): codes sort and compare as the
+    ids do, and skipping the quarantine and the text saves a sixth of the cleaning.
+    """
+    delivered = as_raw_lazy(raw).collect()
+    codes = DayCodes.of(delivered["vehicle_id"], delivered["status"])
+    keyed = delivered.with_columns(codes.encode()).with_row_index(_ROW)
+    alive, _ = _judge(keyed, codes, day, area, rules)
+    clean = _clean_of(alive, area)
+    schema = {name: dtype for name, dtype in CLEAN_PROBES_SCHEMA.items() if name != "vehicle_id"}
+    return clean.cast(schema), codes.ids
+
+
+def _clean_of(alive: pl.DataFrame, area: ServiceArea) -> pl.DataFrame:
+    """The kept pings' raw columns and cell (vehicle_id still coded)."""
+    return alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
+
+
+def _judge(
+    keyed: pl.DataFrame, codes: DayCodes, day: date, area: ServiceArea, rules: CleaningRules
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Every rule over ``keyed`` (codes, ``_ROW`` the arrival order): the kept pings sorted
+    by (vehicle_id, ts), their status the probe status, and the rejected rows by stage."""
     day_start, day_end = day_window_utc(day)
     ts = pl.col("ts")
     outside_day = ~((ts >= day_start) & (ts < day_end))
 
     ids, words = codes.ids, codes.words
     id_codes, word_codes = _codes_of(ids), _codes_of(words)
-    keyed = coded.with_row_index(_ROW)
-    delivered_status = keyed["status"]  # by arrival: the quarantine keeps the delivered word
     keyed = _in_vehicle_time_order(keyed, ids.len())
     mapped_status = _status_of_code(words, word_codes, rules)
     staged = keyed.with_columns(
@@ -528,29 +585,7 @@ def clean_encoded(
     )
     rejected, alive = _split(alive, _reason((stuck, "stuck_status")))
     rejected_parts.append(rejected)
-
-    # A kept ping arrived late if some later-stamped ping of its vehicle arrived before it.
-    later_min_row = pl.col(_ROW).reverse().cum_min().reverse().shift(-1).over("vehicle_id")
-    out_of_order_rows = alive.select((pl.col(_ROW) > later_min_row).sum()).item()
-
-    clean = alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
-    clean = clean.with_columns(ids.gather(clean["vehicle_id"]).alias("vehicle_id"))
-    # The quarantine keeps each row exactly as delivered, in arrival order.
-    kept_as_delivered = [_ROW, *(c for c in RAW_COLUMNS if c != "status"), "reason"]
-    rejected = pl.concat([part.select(kept_as_delivered) for part in rejected_parts]).sort(_ROW)
-    rows = rejected[_ROW]
-    rejected_all = rejected.select(
-        ids.gather(rejected["vehicle_id"]).alias("vehicle_id"),
-        *(c for c in RAW_COLUMNS if c not in ("vehicle_id", "status")),
-        words.gather(delivered_status.gather(rows)).alias("status"),
-        "reason",
-    )
-    result = CleaningResult(
-        clean=clean.cast(dict(CLEAN_PROBES_SCHEMA)),
-        rejected=rejected_all.cast(dict(REJECTED_PROBES_SCHEMA)),
-        out_of_order_rows=int(out_of_order_rows or 0),
-    )
-    return result, rows
+    return alive, rejected_parts
 
 
 def rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
