@@ -8,10 +8,10 @@ aggregate_cell_demand). The tick's day(s) are simulated once into a landing fold
 Two tables, median / min / max over ``--repeats``:
 
 - the real functions, as the tick calls them (``read_probes_window``, ``live_cell_demand``,
-  and clean_probes, derive_trip_events, aggregate_cell_demand on their own);
+  and clean_probe_codes, derive_trip_events, aggregate_cell_demand on their own);
 - ``--stages``: the same work cut into sub-stages (the read's two scans; clean_encoded's
-  codes, sort, row rules, skew, the two jump passes, stuck status, out_of_order, outputs),
-  timed by :func:`clean_stages`, a copy of clean_encoded with clocks between its steps.
+  codes, sort, row rules, skew, the two jump passes, stuck status, output), timed by
+  :func:`clean_stages`, a copy of clean_probe_codes with clocks between its steps.
   The copy is only a map of the cost: the first table times the real code.
 
 ``--reference PATH`` writes the tick's live demand to PATH the first time and, when PATH
@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import AREA, BUCKET_MINUTES, RESULTS_DIR, markdown  # noqa: E402
 
 from taxi_assets import cleaning  # noqa: E402
+from taxi_assets.calendar import day_window_utc  # noqa: E402
 from taxi_assets.cleaning import (  # noqa: E402
     CleaningRules,
     DayCodes,
     as_raw_lazy,
-    clean_probes,
+    clean_probe_codes,
 )
 from taxi_assets.demand import aggregate_cell_demand  # noqa: E402
 from taxi_assets.frames import RAW_PROBES_SCHEMA  # noqa: E402
@@ -114,23 +115,20 @@ def read_stages(landing_dir: Path, day: date, tick: datetime, rules: CleaningRul
 
 
 def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Clock):
-    """clean_probes with a clock between its steps (a copy of clean_encoded's body)."""
-    from taxi_assets.calendar import day_window_utc
-
+    """clean_probe_codes (the tick's cleaning) with a clock between its steps: a copy of
+    its body and of cleaning._judge's."""
     c = cleaning
     clock.lap("-")
     delivered = as_raw_lazy(raw).collect()
     clock.lap("clean: as_raw_lazy")
     codes = DayCodes.of(delivered["vehicle_id"], delivered["status"])
-    coded = delivered.with_columns(codes.encode())
+    keyed = delivered.with_columns(codes.encode()).with_row_index(c._ROW)
     clock.lap("clean: codes (DayCodes + encode)")
     day_start, day_end = day_window_utc(day)
     ts = pl.col("ts")
     outside_day = ~((ts >= day_start) & (ts < day_end))
     ids, words = codes.ids, codes.words
     id_codes, word_codes = c._codes_of(ids), c._codes_of(words)
-    keyed = coded.with_row_index(c._ROW)
-    delivered_status = keyed["status"]
     keyed = c._in_vehicle_time_order(keyed, ids.len())
     clock.lap("clean: sort")
     mapped_status = c._status_of_code(words, word_codes, rules)
@@ -145,13 +143,12 @@ def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Cloc
             mapped_status,
         )
     )
-    rejected_parts = [staged.filter(pl.col("reason").is_not_null())]
     alive = staged.filter(pl.col("reason").is_null()).drop("reason").with_columns(mapped_status)
     clock.lap("clean: row rules")
     skew_share = outside_day.mean().over("vehicle_id")
     same_key = (pl.col("vehicle_id") == pl.col("vehicle_id").shift(1)) & (ts == ts.shift(1))
     conflicting = same_key.fill_null(False) | same_key.shift(-1).fill_null(False)
-    rejected, alive = c._split(
+    _, alive = c._split(
         alive,
         c._reason(
             (skew_share >= rules.clock_skew_min_share, "clock_skew"),
@@ -159,17 +156,16 @@ def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Cloc
             (conflicting, "conflicting_duplicate"),
         ),
     )
-    rejected_parts.append(rejected)
     clock.lap("clean: skew / outside_day / conflicting")
+    alive = c._with_speed_in(alive)
+    clock.lap("clean: speed in (haversine)")
     for n, max_step in enumerate((None, rules.max_jump_run_minutes), start=1):
-        alive = c._with_speed_in(alive)
-        clock.lap(f"clean: jump pass {n}: speed in")
-        alive = alive.with_columns(
-            c._jump_flags(alive, rules.max_implied_speed_kmh, rules.spike_detour_ratio, max_step)
-        )
+        alive = c._refresh_speed_in(alive) if c._STALE in alive.columns else alive
+        clock.lap(f"clean: jump pass {n}: speed in refreshed")
+        jump = c._jump_flags(alive, rules.max_implied_speed_kmh, rules.spike_detour_ratio, max_step)
+        alive = alive.with_columns(jump, jump.shift(1, fill_value=False).alias(c._STALE))
         clock.lap(f"clean: jump pass {n}: flags")
-        rejected, alive = c._split(alive, c._reason((pl.col("_jump"), "gps_jump")))
-        rejected_parts.append(rejected)
+        _, alive = c._split(alive, c._reason((pl.col("_jump"), "gps_jump")))
         clock.lap(f"clean: jump pass {n}: split")
     status = pl.col("status")
     run_start = ~c._same_vehicle(-1) | (status != status.shift(1)).fill_null(True)
@@ -180,26 +176,12 @@ def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Cloc
     stuck = ((status == "occupied") & (run_minutes > rules.max_occupied_minutes)) | (
         (status == "dispatched") & (run_minutes > rules.max_dispatched_minutes)
     )
-    rejected, alive = c._split(alive, c._reason((stuck, "stuck_status")))
-    rejected_parts.append(rejected)
+    _, alive = c._split(alive, c._reason((stuck, "stuck_status")))
     clock.lap("clean: stuck status")
-    later_min_row = pl.col(c._ROW).reverse().cum_min().reverse().shift(-1).over("vehicle_id")
-    alive.select((pl.col(c._ROW) > later_min_row).sum()).item()
-    clock.lap("clean: out_of_order")
-    clean = alive.select(*c.RAW_COLUMNS, cell=AREA.cell_of(pl.col("lat"), pl.col("lon")))
-    clean = clean.with_columns(ids.gather(clean["vehicle_id"]).alias("vehicle_id"))
-    clean = clean.cast(dict(c.CLEAN_PROBES_SCHEMA))
-    clock.lap("clean: output clean (cell, ids to text, cast)")
-    kept_as_delivered = [c._ROW, *(x for x in c.RAW_COLUMNS if x != "status"), "reason"]
-    rejected = pl.concat([p.select(kept_as_delivered) for p in rejected_parts]).sort(c._ROW)
-    rows = rejected[c._ROW]
-    rejected.select(
-        ids.gather(rejected["vehicle_id"]).alias("vehicle_id"),
-        *(x for x in c.RAW_COLUMNS if x not in ("vehicle_id", "status")),
-        words.gather(delivered_status.gather(rows)).alias("status"),
-        "reason",
-    ).cast(dict(c.REJECTED_PROBES_SCHEMA))
-    clock.lap("clean: output rejected")
+    clean = c._clean_of(alive, AREA)
+    schema = {k: v for k, v in c.CLEAN_PROBES_SCHEMA.items() if k != "vehicle_id"}
+    clean = clean.cast(schema)
+    clock.lap("clean: output (cell, cast)")
     return clean
 
 
@@ -216,13 +198,13 @@ def run_functions(source, days, tick, rules) -> tuple[dict[str, float], pl.DataF
     live = clock.timed(
         "live_cell_demand", lambda: live_cell_demand(raw, tick, AREA, rules, BUCKET_MINUTES)
     )
-    # Its parts on their own (live_cell_demand also slices the window first).
+    # Its parts on their own as live_cell_demand calls them (it also slices the window first).
     start, end = live_window(tick, BUCKET_MINUTES)
     in_window = (pl.col("ts") >= start) & (pl.col("ts") < end)
     for day, frame in raw.items():
         clock.lap("-")
-        cleaned = clean_probes(frame, day, AREA, rules).clean
-        clock.lap("  clean_probes")
+        cleaned, _ = clean_probe_codes(frame, day, AREA, rules)
+        clock.lap("  clean_probe_codes")
         events = derive_trip_events(cleaned, rules.trips)
         clock.lap("  derive_trip_events")
         aggregate_cell_demand(

@@ -515,7 +515,8 @@ def clean_probe_codes(
 
 def _clean_of(alive: pl.DataFrame, area: ServiceArea) -> pl.DataFrame:
     """The kept pings' raw columns and cell (vehicle_id still coded)."""
-    return alive.select(*RAW_COLUMNS, cell=area.cell_of(pl.col("lat"), pl.col("lon")))
+    clean = alive.select(RAW_COLUMNS)
+    return clean.with_columns(area.cell_codes(clean["lat"], clean["lon"]))
 
 
 def _judge(
