@@ -138,7 +138,7 @@ def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Cloc
         c._row_rules(
             AREA,
             rules,
-            pl.col(c._ROW).is_in(copies.implode()),
+            pl.lit(copies),
             id_codes.filter(c._unclean(ids)),
             mapped_status,
         )

@@ -282,7 +282,7 @@ def _refresh_speed_in(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _later_copies(keyed: pl.DataFrame) -> pl.Series:
-    """Arrival numbers of exact copies of an earlier ping (the first copy is kept).
+    """A mask over ``keyed``'s rows: exact copies of an earlier ping (the first copy is kept).
 
     Copies share vehicle and time, so only rows whose (vehicle_id, ts) repeats, a small
     share, are compared on every column; sorting the whole frame by every column to make
@@ -292,9 +292,12 @@ def _later_copies(keyed: pl.DataFrame) -> pl.Series:
         pl.col("vehicle_id").eq_missing(pl.col("vehicle_id").shift(1))
         & pl.col("ts").eq_missing(pl.col("ts").shift(1))
     ).fill_null(False)
-    shared = keyed.filter(same_key | same_key.shift(-1).fill_null(False))
+    shared = keyed.with_row_index("_position").filter(
+        same_key | same_key.shift(-1).fill_null(False)
+    )
     # Within the (vehicle_id, ts, arrival) order the first of identical rows is the earliest.
-    return shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())[_ROW]
+    later = shared.filter(~pl.struct(RAW_COLUMNS).is_first_distinct())["_position"]
+    return _mark(keyed.height, later)
 
 
 def _skip_speed_kmh(frame: pl.DataFrame, before: pl.Series, after: pl.Series) -> pl.DataFrame:
@@ -315,7 +318,10 @@ def _skip_speed_kmh(frame: pl.DataFrame, before: pl.Series, after: pl.Series) ->
 
 
 def _mark(n: int, rows: pl.Series) -> pl.Series:
-    return pl.Series(np.isin(np.arange(n), rows.to_numpy()), dtype=pl.Boolean)
+    """A mask of ``n`` rows, True at the positions ``rows``."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows.to_numpy()] = True
+    return pl.Series(mask, dtype=pl.Boolean)
 
 
 def _jump_flags(
@@ -447,9 +453,10 @@ class DayCodes:
         return cls(_codes(vehicle_ids)[0], _codes(statuses)[0])
 
     def encode(self) -> list[pl.Expr]:
-        """vehicle_id and status as UInt32 codes (null stays null)."""
+        """vehicle_id and status as UInt32 codes (null stays null, as would a text the
+        codes lack): an enum of the sorted texts is the position, as a lookup twice slower."""
         return [
-            pl.col(name).replace_strict(values, _codes_of(values), default=None)
+            pl.col(name).cast(pl.Enum(values), strict=False).to_physical().cast(pl.UInt32)
             for name, values in (("vehicle_id", self.ids), ("status", self.words))
         ]
 
@@ -536,7 +543,7 @@ def _judge(
         _row_rules(
             area,
             rules,
-            pl.col(_ROW).is_in(_later_copies(keyed)),
+            pl.lit(_later_copies(keyed)),
             id_codes.filter(_unclean(ids)),
             mapped_status,
         )
