@@ -8,7 +8,8 @@ aggregate_cell_demand). The tick's day(s) are simulated once into a landing fold
 Two tables, median / min / max over ``--repeats``:
 
 - the real functions, as the tick calls them (``read_probes_window``, ``live_cell_demand``,
-  and clean_probe_codes, derive_trip_events, aggregate_cell_demand on their own);
+  and encode_probes + clean_probe_codes, derive_trip_events, aggregate_cell_demand on
+  their own);
 - ``--stages``: the same work cut into sub-stages (the read's two scans; clean_encoded's
   codes, sort, row rules, skew, the two jump passes, stuck status, output), timed by
   :func:`clean_stages`, a copy of clean_probe_codes with clocks between its steps.
@@ -46,6 +47,7 @@ from taxi_assets.cleaning import (  # noqa: E402
     DayCodes,
     as_raw_lazy,
     clean_probe_codes,
+    encode_probes,
 )
 from taxi_assets.demand import aggregate_cell_demand  # noqa: E402
 from taxi_assets.frames import RAW_PROBES_SCHEMA  # noqa: E402
@@ -203,8 +205,9 @@ def run_functions(source, days, tick, rules) -> tuple[dict[str, float], pl.DataF
     in_window = (pl.col("ts") >= start) & (pl.col("ts") < end)
     for day, frame in raw.items():
         clock.lap("-")
-        cleaned, _ = clean_probe_codes(frame, day, AREA, rules)
-        clock.lap("  clean_probe_codes")
+        coded, codes = encode_probes(frame)
+        cleaned = clean_probe_codes(coded, codes, day, AREA, rules)
+        clock.lap("  encode_probes + clean_probe_codes")
         events = derive_trip_events(cleaned, rules.trips)
         clock.lap("  derive_trip_events")
         aggregate_cell_demand(

@@ -500,24 +500,30 @@ def clean_encoded(
     return result, rows
 
 
+def encode_probes(raw: pl.DataFrame | pl.LazyFrame) -> tuple[pl.DataFrame, DayCodes]:
+    """Raw pings in RAW_PROBES_SCHEMA with vehicle_id and status as the codes of
+    :class:`DayCodes`, and the codes: what :func:`clean_probe_codes` cleans. Codes sort and
+    compare as the texts do, so a caller may select rows by vehicle on them first."""
+    delivered = as_raw_lazy(raw).collect()
+    codes = DayCodes.of(delivered["vehicle_id"], delivered["status"])
+    return delivered.with_columns(codes.encode()), codes
+
+
 def clean_probe_codes(
-    raw: pl.DataFrame, day: date, area: ServiceArea, rules: CleaningRules
-) -> tuple[pl.DataFrame, pl.Series]:
-    """The clean probes of :func:`clean_probes`, the same rows in the same order, with
-    ``vehicle_id`` left as a UInt32 code into the returned ids (distinct, sorted: a
-    vehicle's code is its id's position), and neither the rejected pings nor the
-    out-of-order count.
+    coded: pl.DataFrame, codes: DayCodes, day: date, area: ServiceArea, rules: CleaningRules
+) -> pl.DataFrame:
+    """The clean probes of :func:`clean_probes` for pings coded by :func:`encode_probes`
+    (rows in arrival order; the codes may cover more vehicles than the rows hold): the same
+    rows in the same order, ``vehicle_id`` left as the code (``codes.ids`` gathers the
+    text), and neither the rejected pings nor the out-of-order count.
 
     For a caller that only counts (the live tick's demand): codes sort and compare as the
     ids do, and skipping the quarantine and the text saves a sixth of the cleaning.
     """
-    delivered = as_raw_lazy(raw).collect()
-    codes = DayCodes.of(delivered["vehicle_id"], delivered["status"])
-    keyed = delivered.with_columns(codes.encode()).with_row_index(_ROW)
-    alive, _ = _judge(keyed, codes, day, area, rules)
+    alive, _ = _judge(coded.with_row_index(_ROW), codes, day, area, rules)
     clean = _clean_of(alive, area)
     schema = {name: dtype for name, dtype in CLEAN_PROBES_SCHEMA.items() if name != "vehicle_id"}
-    return clean.cast(schema), codes.ids
+    return clean.cast(schema)
 
 
 def _clean_of(alive: pl.DataFrame, area: ServiceArea) -> pl.DataFrame:

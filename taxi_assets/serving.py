@@ -45,7 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from taxi_assets.calendar import TOKYO, day_window_utc
-from taxi_assets.cleaning import CleaningRules, clean_probe_codes
+from taxi_assets.cleaning import CleaningRules, clean_probe_codes, encode_probes
 from taxi_assets.demand import aggregate_cell_demand
 from taxi_assets.features import (
     HISTORY_COLUMNS,
@@ -167,13 +167,14 @@ def live_cell_demand(
     read_start, read_end = live_read_window(tick, bucket_minutes, rules)
     parts = []
     for day, raw in sorted(raw_by_day.items()):
-        seen = window_with_look_back(raw, read_start, read_end, live_look_back(rules))
+        # Vehicle ids as codes, which sort and compare as the ids do: the selection, the
+        # trip events and the demand are those of the text ids (the events' ids stay codes,
+        # the demand does not read them), at a fraction of the cost of text.
+        coded, codes = encode_probes(raw)
+        seen = window_with_look_back(coded, read_start, read_end, live_look_back(rules))
         if seen.height == 0:
             continue  # nothing delivered for that day yet: unknown (null), not zero demand
-        # Vehicle ids as codes, which sort and compare as the ids do: the trip events and
-        # the demand are those of clean_probes's text ids (the events' ids stay codes, the
-        # demand does not read them), at a fraction of the cost of text.
-        cleaned, _ = clean_probe_codes(seen, day, area, rules)
+        cleaned = clean_probe_codes(seen, codes, day, area, rules)
         events = derive_trip_events(cleaned, rules.trips).drop("vehicle_id")
         # Buckets tile the day, so a ping or event stamped in [start, end) is counted in a
         # window bucket and no other: the look-back's only feed the rules, not the counts.

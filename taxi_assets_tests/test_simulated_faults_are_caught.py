@@ -14,6 +14,7 @@ from taxi_assets.cleaning import (
     CleaningRules,
     clean_probe_codes,
     clean_probes,
+    encode_probes,
     implied_speed_kmh,
     rejected_counts,
 )
@@ -54,8 +55,9 @@ def test_the_ticks_coded_cleaning_keeps_the_same_pings(
     """clean_probe_codes (the live tick) keeps what clean_probes keeps, in the same order,
     and trips read on its codes are the same trips."""
     simulated, result = faulty_day
-    coded, ids = clean_probe_codes(simulated.probes, DAY, CENTRAL_TOKYO, CleaningRules())
-    as_text = coded.with_columns(ids.gather(coded["vehicle_id"]).alias("vehicle_id"))
+    coded_raw, codes = encode_probes(simulated.probes)
+    coded = clean_probe_codes(coded_raw, codes, DAY, CENTRAL_TOKYO, CleaningRules())
+    as_text = coded.with_columns(codes.ids.gather(coded["vehicle_id"]).alias("vehicle_id"))
     assert as_text.equals(result.clean)
     events = derive_trip_events(coded).drop("vehicle_id")
     assert events.equals(derive_trip_events(result.clean).drop("vehicle_id"))
