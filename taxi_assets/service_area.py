@@ -12,6 +12,8 @@ from taxi_assets.mesh import (
     cols_per_degree,
     mesh_code,
     mesh_code_from_index,
+    mesh_col,
+    mesh_row,
     rows_per_degree,
 )
 
@@ -86,6 +88,27 @@ class ServiceArea:
     def cell_of(self, lat: pl.Expr, lon: pl.Expr) -> pl.Expr:
         """Mesh code of each point at the area's mesh level."""
         return mesh_code(lat, lon, self.mesh_level)
+
+    def cell_codes(self, lat: pl.Series, lon: pl.Series) -> pl.Series:
+        """:meth:`cell_of` over Series (``cell``): the same codes, several times faster when
+        every point lies on the area's grid (cleaned pings all do), by looking them up in a
+        table of the area's cells rather than computing each (a dozen integer divisions)."""
+        level = self.mesh_level
+        (r0, _), (c0, _) = self.row_range, self.col_range
+        points = pl.DataFrame({"lat": lat, "lon": lon})
+        index = points.select(
+            row=mesh_row(pl.col("lat"), level) - r0, col=mesh_col(pl.col("lon"), level) - c0
+        )
+        row, col = pl.col("row"), pl.col("col")
+        on_grid = (row >= 0) & (row < self.n_rows) & (col >= 0) & (col < self.n_cols)
+        if not index.select(on_grid.fill_null(False).all()).item():
+            return points.select(cell=self.cell_of(pl.col("lat"), pl.col("lon"))).to_series()
+        # Row-major over the area's grid: the cell at (r0 + i // n_cols, c0 + i % n_cols).
+        i = pl.int_range(self.n_cells, dtype=pl.Int64)
+        table = pl.select(
+            mesh_code_from_index(r0 + i // self.n_cols, c0 + i % self.n_cols, level)
+        ).to_series()
+        return table.gather(index.select(row * self.n_cols + col).to_series()).alias("cell")
 
     def cells(self) -> pl.DataFrame:
         """Every cell of the area: ``cell`` (mesh code), ``row``, ``col`` (grid index)."""

@@ -96,20 +96,21 @@ def _same_vehicle(offset: int) -> pl.Expr:
     return (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-offset)).fill_null(False)
 
 
-def _run_bounds(
-    flag: np.ndarray, has_prev: np.ndarray, has_next: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _run_bounds(flag: np.ndarray, has_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row numbers of the first and last row of each row's run of ``flag`` (one vehicle's
-    consecutive rows with the same value): a forward and a backward running extreme."""
+    consecutive rows with the same value): runs numbered by a running count of their
+    starts, each ending the row before the next one starts (a run ends where the next row
+    is another vehicle's, ``has_next[i] == has_prev[i + 1]``, or the flag changes)."""
     n = len(flag)
-    row = np.arange(n)
     changes = np.ones(n, dtype=bool)
-    changes[1:] = flag[1:] != flag[:-1]
+    np.not_equal(flag[1:], flag[:-1], out=changes[1:])
     starts = ~has_prev | changes
-    ends = ~has_next | np.append(changes[1:], True)
-    first = np.maximum.accumulate(np.where(starts, row, 0))
-    last = np.minimum.accumulate(np.where(ends, row, n - 1)[::-1])[::-1]
-    return first, last
+    start_rows = np.flatnonzero(starts)
+    end_rows = np.empty_like(start_rows)
+    end_rows[:-1] = start_rows[1:] - 1
+    end_rows[-1:] = n - 1
+    run = np.cumsum(starts) - 1
+    return start_rows[run], end_rows[run]
 
 
 def _bridged(
@@ -121,7 +122,7 @@ def _bridged(
     rules: TripRules,
 ) -> np.ndarray:
     """Non-occupied pings of a flap: a short vacant run between two occupied pings."""
-    first, last = _run_bounds(occupied, has_prev, has_next)
+    first, last = _run_bounds(occupied, has_prev)
     rows = np.flatnonzero(~occupied & (last - first + 1 <= rules.max_vacant_gap_pings))
     start, end = first[rows], last[rows]
     before, after = np.maximum(start - 1, 0), np.minimum(end + 1, len(occupied) - 1)
@@ -147,7 +148,7 @@ def _dropped(
 ) -> np.ndarray:
     """Occupied pings of a fare too short to be one. A fare's length runs to the ping that
     ends it; a run open at either end of the track cannot be judged."""
-    first, last = _run_bounds(occupied, has_prev, has_next)
+    first, last = _run_bounds(occupied, has_prev)
     rows = np.flatnonzero(occupied)
     start, end = first[rows], last[rows]
     fare_s = (us[np.minimum(end + 1, len(occupied) - 1)] - us[start]) / 1e6

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from taxi_assets.calendar import day_window_utc
 from taxi_assets.checks import validate_contract
-from taxi_assets.cleaning import CleaningRules, clean_probes, rejected_counts
+from taxi_assets.cleaning import (
+    CleaningRules,
+    clean_probe_codes,
+    clean_probes,
+    encode_probes,
+    rejected_counts,
+)
 from taxi_assets.contracts import CleanProbes, RejectedProbes
 from taxi_assets.frames import (
     CLEAN_PROBES_SCHEMA,
@@ -500,3 +506,8 @@ def test_property_rows_in_equal_rows_out(rows: list[tuple], dup_indices: list[in
         assert _start <= row["ts"] < _end
         assert row["speed_kmh"] <= CleaningRules().max_speed_kmh
     assert kept.equals(kept.sort("vehicle_id", "ts"))
+    # The tick's cleaning: the same rows, ids as codes into the sorted distinct ids.
+    coded_raw, codes = encode_probes(raw_probes(rows))
+    coded, ids = clean_probe_codes(coded_raw, codes, DAY, AREA, CleaningRules()), codes.ids
+    assert coded["vehicle_id"].dtype == pl.UInt32
+    assert coded.with_columns(ids.gather(coded["vehicle_id"]).alias("vehicle_id")).equals(kept)

@@ -60,3 +60,34 @@ def test_area_contains_is_false_for_missing_or_outside_points() -> None:
 def test_an_area_outside_japan_is_refused_with_the_setting_named() -> None:
     with pytest.raises(ValueError, match="lon_min/lon_max"):
         ServiceArea(lon_min=2.0, lon_max=3.0)
+
+
+@pytest.mark.parametrize("level", ["second", "third", "half", "quarter"])
+def test_cell_codes_are_cell_of_on_and_off_the_grid(level: str) -> None:
+    """The table lookup of cell_codes gives cell_of's codes: inside the area, on its exact
+    snapped edges, and (computed) once any point is off the grid, null or NaN."""
+    area = ServiceArea(mesh_level=level)
+    lat_min, lat_max, lon_min, lon_max = area.snapped_bounds
+    steps = 97
+    inside = pl.DataFrame(
+        {
+            "lat": [lat_min + (lat_max - lat_min) * k / steps for k in range(steps)] + [lat_min],
+            "lon": [
+                lon_min + (lon_max - lon_min) * ((k * 31) % steps) / steps for k in range(steps)
+            ]
+            + [lon_min],
+        }
+    )
+    off = pl.DataFrame(
+        {
+            "lat": [35.681, 35.9, None, float("nan"), lat_max],
+            "lon": [139.767, 139.7, 139.7, 139.7, lon_max],
+        },
+        schema={"lat": pl.Float64, "lon": pl.Float64},
+    )
+    for points in (inside, pl.concat([inside, off])):
+        expected = points.select(cell=area.cell_of(pl.col("lat"), pl.col("lon"))).to_series()
+        got = area.cell_codes(points["lat"], points["lon"])
+        assert got.equals(expected), (level, points.height)
+    assert inside.select(area.contains(pl.col("lat"), pl.col("lon")).all()).item()
+    assert area.cell_codes(inside["lat"], inside["lon"]).n_unique() > 1

@@ -12,7 +12,9 @@ from taxi_assets.calendar import day_window_utc
 from taxi_assets.cleaning import (
     CleaningResult,
     CleaningRules,
+    clean_probe_codes,
     clean_probes,
+    encode_probes,
     implied_speed_kmh,
     rejected_counts,
 )
@@ -45,6 +47,21 @@ def faulty_day() -> tuple[SimulatedDay, CleaningResult]:
 
 def vehicles_with(result: CleaningResult, reason: str) -> int:
     return result.rejected.filter(pl.col("reason") == reason)["vehicle_id"].n_unique()
+
+
+def test_the_ticks_coded_cleaning_keeps_the_same_pings(
+    faulty_day: tuple[SimulatedDay, CleaningResult],
+) -> None:
+    """clean_probe_codes (the live tick) keeps what clean_probes keeps, in the same order,
+    and trips read on its codes are the same trips."""
+    simulated, result = faulty_day
+    coded_raw, codes = encode_probes(simulated.probes)
+    coded = clean_probe_codes(coded_raw, codes, DAY, CENTRAL_TOKYO, CleaningRules())
+    as_text = coded.with_columns(codes.ids.gather(coded["vehicle_id"]).alias("vehicle_id"))
+    assert as_text.equals(result.clean)
+    events = derive_trip_events(coded).drop("vehicle_id")
+    assert events.equals(derive_trip_events(result.clean).drop("vehicle_id"))
+    assert events.height > 0
 
 
 def test_rows_are_conserved(faulty_day: tuple[SimulatedDay, CleaningResult]) -> None:

@@ -70,11 +70,16 @@ def vehicle_ids_as_text(column: pl.Series) -> tuple[pl.Series, pl.Series] | None
     if converted is None:
         return None
     text, bad = converted
-    unclean = (
-        text.is_not_null()
-        & ~text.to_frame().select(is_clean_vehicle_id(pl.col(text.name))).to_series()
+    # The rule is judged once per distinct id (a day has a thousand ids, a million pings).
+    distinct = text.drop_nulls().unique()
+    judged = distinct.to_frame().select(is_clean_vehicle_id(pl.col(text.name))).to_series()
+    unclean_ids = distinct.filter(~judged)
+    refused = (
+        column.filter(text.is_in(unclean_ids.implode()).fill_null(False))
+        if unclean_ids.len()
+        else column.clear()
     )
-    return text, pl.concat([bad.cast(pl.String), column.filter(unclean).cast(pl.String)])
+    return text, pl.concat([bad.cast(pl.String), refused.cast(pl.String)])
 
 
 def refused_ids_message(where: str, name: str, refused: pl.Series) -> str:
@@ -119,7 +124,12 @@ def silent_vehicles(
         .select("vehicle_id", "ts")
         .filter(ts < end)
         .group_by("vehicle_id")
-        .agg(last_before=ts.filter(ts < start).max(), first_from=ts.filter(ts >= start).min())
+        # when/then rather than ts.filter(...) in the aggregation: the same values, but a
+        # plain expression the group-by runs in its fast path (half the time).
+        .agg(
+            last_before=pl.when(ts < start).then(ts).max(),
+            first_from=pl.when(ts >= start).then(ts).min(),
+        )
         .filter(
             pl.col("last_before").is_not_null()
             & pl.col("vehicle_id").is_not_null()
