@@ -31,10 +31,11 @@ lint: install
 system-packages:
 	bash scripts/install_system_packages.sh
 
-# Two workers, whole files each: the live-service tests (mostly waiting on the daemon) run
-# beside the CPU-bound rest. `.venv/bin/python -m pytest` alone runs everything serially.
+# Three workers on two cores, whole files each: the live-service file spends most of its
+# time waiting on the daemon's loops, so it takes a worker of its own while two others keep
+# both cores busy with the rest. `.venv/bin/python -m pytest` alone runs everything serially.
 test: lint system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=25
 
 validate: install home
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -54,7 +54,7 @@ LONG_FILES = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with tests that run real Dagster services go first. They spend most of their
-    time waiting for the daemon, so under ``make test`` (two xdist workers, one file per
+    time waiting for the daemon, so under ``make test`` (three xdist workers, one file per
     worker) they overlap the CPU-bound rest of the suite instead of trailing after it. The
     long files of ``LONG_FILES`` follow in that order, then the others by their number of
     tests, largest first (xdist's own order)."""
