@@ -1,6 +1,7 @@
 """Closed-loop A/B of the cruising guidance in the simulator (issue 12 part 6).
 
-A small model (``--iterations`` trees) is trained with the project's pure functions on the
+A model with the production training settings (``TrainingParams()``; ``--param
+iterations=40`` and the like override them) is trained with the project's pure functions on the
 ``--training-days`` simulated days before ``--start`` (features from the week before each,
 as ``training_features`` does). For each of ``--days`` days from ``--start``, the model
 forecasts every 15-minute bucket of the day from the features ``demand_forecast`` builds
@@ -37,6 +38,7 @@ keeps the model's day forecasts next to that cache, and the guidance's knobs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from datetime import date, timedelta
@@ -128,6 +130,18 @@ def spread(values: list[float | None], fmt: str) -> str:
     return f"{fmt.format(mean)} [{fmt.format(min(known))}, {fmt.format(max(known))}]"
 
 
+def training_params(parser: argparse.ArgumentParser, overrides: list[str]) -> TrainingParams:
+    """TrainingParams with ``NAME=VALUE`` overrides, each value of its field's type."""
+    defaults = TrainingParams()
+    values = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if not hasattr(defaults, name) or not value:
+            parser.error(f"--param {item}: expected NAME=VALUE with a TrainingParams field")
+        values[name] = type(getattr(defaults, name))(value)
+    return dataclasses.replace(defaults, **values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 5, 12))
@@ -135,7 +149,13 @@ def main() -> None:
     parser.add_argument("--training-days", type=int, default=3)
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a TrainingParams field of the model (repeatable), e.g. iterations=40",
+    )
     parser.add_argument("--competitor-prior", type=float, default=GuidanceParams.competitor_prior)
     parser.add_argument("--target-radius", type=int, default=GuidanceParams.target_radius_cells)
     parser.add_argument(
@@ -163,6 +183,7 @@ def main() -> None:
         help="store the model's day forecasts under bench/results and reuse them (experiments)",
     )
     args = parser.parse_args()
+    training = training_params(parser, args.param)
     unknown = set(args.runs.split(",")) - set(RUN_KEYS)
     if unknown:
         parser.error(f"--runs: unknown {sorted(unknown)}, expected some of {sorted(RUN_KEYS)}")
@@ -174,7 +195,7 @@ def main() -> None:
     training_days = [args.start - timedelta(days=i) for i in range(args.training_days, 0, -1)]
     print(
         f"fleet {args.fleet}  seed {args.seed}  days {days[0]}..{days[-1]}  training days "
-        f"{training_days[0]}..{training_days[-1]}  model {args.iterations} trees  "
+        f"{training_days[0]}..{training_days[-1]}  model {' '.join(args.param) or 'defaults'}  "
         f"ticks every 5 min  street hail reach {args.hail_reach_km} km"
     )
     params = GuidanceParams(
@@ -195,13 +216,18 @@ def main() -> None:
     demand = {d: cache.cell_demand(d) for d in window}
     weather = {d: cache.weather(d) for d in window}
     forecast_dir = cache.folder / (
-        f"forecasts-{training_days[0]}-{len(training_days)}d-{args.iterations}trees"
+        f"forecasts-{training_days[0]}-{len(training_days)}d-"
+        + ("-".join(sorted(args.param)) or "defaults").replace("=", "")
     )
     model = None
     if not (args.forecast_cache and all((forecast_dir / f"{d}.parquet").exists() for d in days)):
         rows = pl.concat([day_features(d, demand, weather) for d in training_days])
-        model = train_model(rows, TrainingParams(iterations=args.iterations, supply_iterations=20))
-        print(f"model trained: {time.perf_counter() - started:.0f} s", flush=True)
+        model = train_model(rows, training)
+        print(
+            f"model trained: {time.perf_counter() - started:.0f} s, "
+            f"best iteration {model.best_iteration}",
+            flush=True,
+        )
 
     results: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
     for day in days:
