@@ -41,7 +41,7 @@ EXECUTOR_ENV = "TAXI_ASSETS_EXECUTOR"
 # A process per step runs independent steps side by side and gives each step's memory back
 # when it ends, but each step process loads the code location first (about 2 s of CPU):
 # on a small machine with small days that is most of a run (a 60-taxi day of data_path_job
-# took 5 s in process and 55-68 s with a process per step in test_operations_live.py on
+# took 3-7 s in process and 54-68 s with a process per step in test_operations_live.py on
 # the loaded 2-core machine).
 # ``multiprocess`` is Dagster's own default, whose run config may still choose in_process.
 EXECUTORS = {

@@ -129,7 +129,7 @@ def dagster_live(
         "TAXI_ASSETS_DRIFT_LOOKBACK_DAYS": "1",
         # Every run's steps in its run worker, whoever launches it (the UI, a backfill, the
         # command line, a sensor, a re-execution): a process per step, each loading the code
-        # location, made a 60-taxi day take 55-68 s instead of 5 s here.
+        # location, made a 60-taxi day take 54-68 s instead of 3-7 s here.
         EXECUTOR_ENV: "in_process",
     }
     with running_dagster(root, env) as services:
