@@ -62,7 +62,6 @@ from bench_model import (  # noqa: E402
 )
 
 from taxi_assets.calendar import TOKYO  # noqa: E402
-from taxi_assets.cleaning import CleaningRules  # noqa: E402
 from taxi_assets.definitions import build_definitions  # noqa: E402
 from taxi_assets.features import FEATURES, TARGET  # noqa: E402
 from taxi_assets.model.registry import ArtifactStore  # noqa: E402
@@ -160,7 +159,7 @@ def pure_tick(
         return result
 
     window_start, _ = live_window(tick, BUCKET_MINUTES)
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, cache.rules)
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     look_back = live_look_back(cache.rules)
     days = days_touched(read_start, read_end)
     pointer = artifacts.production_pointer()
@@ -213,7 +212,7 @@ PREDICTION_STEP = "forecast_tick (the prediction step)"
 
 def pings_before_tick(source: ProbeSource, tick: datetime) -> int:
     """The pings a whole-day read would have pulled at the tick (the days touched so far)."""
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, CleaningRules())
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     return sum(
         source.read_probes(day).probes.filter(pl.col("ts") < read_end).height
         for day in days_touched(read_start, read_end)
@@ -222,7 +221,7 @@ def pings_before_tick(source: ProbeSource, tick: datetime) -> int:
 
 def simulator_window_seconds(cache: DayCache, tick: datetime) -> float:
     """The simulated source's own window read: it simulates the whole day, then slices."""
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, cache.rules)
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     t0 = time.perf_counter()
     for day in days_touched(read_start, read_end):
         cache.source.read_probes_window(day, read_start, read_end, live_look_back(cache.rules))
@@ -377,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         landing_dir = Path(tmp) / "landing"
-        read_start, read_end = live_read_window(tick, BUCKET_MINUTES, cache.rules)
+        read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
         write_landing_days(cache.source, days_touched(read_start, read_end), landing_dir)
         source = LandingFolderProbeSource(landing_dir=str(landing_dir))
         whole_day_pings = pings_before_tick(source, tick)
@@ -438,9 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     dagster_run = statistics.median(run["end to end"] for run in dagster_runs)
     launched = statistics.median(run["end to end"] for run in launched_runs)
     summary = (
-        f"pings read: {pings:,.0f} (window {live_window(tick, BUCKET_MINUTES)[0]:%H:%M} UTC "
-        f"and look-back from {read_start:%H:%M} UTC), against {whole_day_pings:,} in the "
-        f"day(s) so far\n"
+        f"pings read: {pings:,.0f} (window from {read_start:%H:%M} UTC and each vehicle's "
+        f"look-back), against {whole_day_pings:,} in the day(s) so far\n"
         f"prediction step (forecast_tick): {predict:.3f} s\n"
         f"whole tick as functions: {functions:.3f} s = {functions / predict:.1f}x the "
         f"prediction step (goal <= 5x, < 1 s on a quiet machine)\n"

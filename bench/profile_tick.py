@@ -59,7 +59,7 @@ from taxi_assets.serving import (  # noqa: E402
     live_window,
 )
 from taxi_assets.simulation.landing import write_landing_days  # noqa: E402
-from taxi_assets.sources.base import select_window, silent_vehicles  # noqa: E402
+from taxi_assets.sources.base import look_back_starts, select_window  # noqa: E402
 from taxi_assets.sources.landing import (  # noqa: E402
     LandingFolderProbeSource,
     conform,
@@ -91,24 +91,25 @@ class Clock:
 
 def read_stages(landing_dir: Path, day: date, tick: datetime, rules: CleaningRules, clock: Clock):
     """``LandingFolderProbeSource.read_probes_window`` for parquet files, scan by scan."""
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, rules)
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     clock.lap("-")
     files = probe_files_for_day(UPath(str(landing_dir)), day)
     scans = {path: scan_by_time(path) for path in files}
     clock.lap("read: list files + parquet schema")
     state = pl.concat(
         [
-            scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"))
+            scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"), "status")
             .filter(pl.col("ts") < read_end)
             .collect()
             for scan in scans.values()
-        ]
+        ],
+        how="vertical_relaxed",
     )
-    clock.lap("read: scan 1 (ids, ts up to the tick)")
-    silent = silent_vehicles(state, read_start, read_end, live_look_back(rules))
-    clock.lap("read: silent_vehicles")
-    frames = [select_window(scan, read_start, read_end, silent) for path, scan in scans.items()]
-    clock.lap("read: scan 2 (window + silent look-back)")
+    clock.lap("read: scan 1 (ids, ts, status up to the tick)")
+    starts = look_back_starts(state, read_start, read_end, live_look_back(rules))
+    clock.lap("read: look_back_starts")
+    frames = [select_window(scan, read_start, read_end, starts) for path, scan in scans.items()]
+    clock.lap("read: scan 2 (window + look-backs)")
     raw = pl.concat(
         [conform(f, RAW_PROBES_SCHEMA, path) for f, path in zip(frames, scans, strict=True)]
     )
@@ -189,7 +190,7 @@ def clean_stages(raw: pl.DataFrame, day: date, rules: CleaningRules, clock: Cloc
 
 def run_functions(source, days, tick, rules) -> tuple[dict[str, float], pl.DataFrame]:
     clock = Clock()
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, rules)
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     look_back = live_look_back(rules)
     raw = clock.timed(
         "read_probes_window",
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     if tick.tzinfo is None:
         parser.error(f"--tick {args.tick} has no time zone")
     rules = CleaningRules()
-    read_start, read_end = live_read_window(tick, BUCKET_MINUTES, rules)
+    read_start, read_end = live_read_window(tick, BUCKET_MINUTES)
     days = days_touched(read_start, read_end)
     landing_dir = args.cache_dir / f"fleet{args.fleet}-seed{args.seed}"
     missing = [d for d in days if not probe_files_for_day_local(landing_dir, d)]

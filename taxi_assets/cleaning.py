@@ -9,7 +9,7 @@ every neighbour rule use plain ``shift`` with a same-vehicle mask.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -459,6 +459,13 @@ class DayCodes:
             pl.col(name).cast(pl.Enum(values), strict=False).to_physical().cast(pl.UInt32)
             for name, values in (("vehicle_id", self.ids), ("status", self.words))
         ]
+
+    def status_is(self, words: Sequence[str]) -> pl.Expr:
+        """Whether a coded ``status`` is one of ``words``, matched as the status mapping
+        matches them (:func:`status_word`)."""
+        matched = self.words.to_frame().select(status_word(pl.col(self.words.name)).is_in(words))
+        codes = _codes_of(self.words).filter(matched.to_series())
+        return pl.col("status").is_in(codes.implode()).fill_null(False)
 
 
 def _codes_of(values: pl.Series) -> pl.Series:

@@ -34,7 +34,9 @@ from taxi_assets_tests.test_bigquery_source import (
 DAY = date(2026, 4, 21)
 START = datetime(2026, 4, 21, 7, 30, tzinfo=TOKYO)
 END = datetime(2026, 4, 21, 14, 7, tzinfo=TOKYO)
-LOOK_BACK = LookBack(margin=timedelta(minutes=210), silence=timedelta(minutes=30))
+LOOK_BACK = LookBack(
+    margin=timedelta(minutes=40), run_span=timedelta(minutes=210), break_words=("vacant", "free")
+)
 
 
 def hand_made_day() -> pl.DataFrame:
@@ -47,13 +49,20 @@ def hand_made_day() -> pl.DataFrame:
 
     return raw_probes(
         pings(1, 6 * 60, 14 * 60 + 30)  # pings through the read (and after the end)
-        # silent from 05:00 to 11:10: its pings from 01:29 (04:59 - 210 min) come along
+        # meter on, silent from 05:00 to 11:10: no run break, so its pings from 03:19 (40
+        # minutes before its last ping 210 minutes before the window, 03:59) come along
         + pings(2, 60, 5 * 60, "occupied")
         + pings(2, 11 * 60 + 10, 14 * 60, "occupied")
         + pings(3, 60, 2 * 60)  # gone before the read: not in it
-        + pings(4, 5 * 60, 6 * 60)  # silent 06:00 to 07:50, under 30 min after the start
+        # silent 06:00 to 07:50: from 05:19, 40 minutes before its last vacant ping
+        + pings(4, 5 * 60, 6 * 60)
         + pings(4, 7 * 60 + 50, 9 * 60)
         + pings(5, 15 * 60, 16 * 60)  # only after the end
+        # free (the feed's word, in capitals) to 06:29, meter on from 06:30: from 05:49
+        + pings(6, 5 * 60, 6 * 60 + 30, " FREE")
+        + pings(6, 6 * 60 + 30, 9 * 60, "occupied")
+        # meter on from 05:00, no ping before 04:00 nor a break: all its earlier pings
+        + pings(7, 5 * 60, 9 * 60, "occupied")
     )
 
 
@@ -103,12 +112,13 @@ def test_a_source_reads_the_window_and_look_back_of_the_day(
     key = ["vehicle_id", "ts"]
     assert_frame_equal(read.sort(key), expected.sort(key))
     by_vehicle = dict(read.group_by("vehicle_id").len().iter_rows())
-    assert set(by_vehicle) == {"1", "2", "4"}
-    # Window 07:30-14:07: vehicle 1 from 07:30, vehicle 4 from 07:50; vehicle 2 brings its
-    # pings from 01:29 to its last before the window, 04:59, only with the look-back.
-    assert by_vehicle["1"] == 14 * 60 + 7 - (7 * 60 + 30)
-    assert by_vehicle["4"] == 70
-    assert by_vehicle["2"] == (14 * 60 - (11 * 60 + 10)) + (211 if look_back else 0)
+    # Window 07:30-14:07, then each look-back's pings before 07:30.
+    in_window = {"1": 397, "2": 170, "4": 70, "6": 90, "7": 90}
+    look_backs = {"1": 41, "2": 101, "4": 41, "6": 101, "7": 150}
+    assert by_vehicle == {
+        vehicle: pings + (look_backs[vehicle] if look_back else 0)
+        for vehicle, pings in in_window.items()
+    }
 
 
 def test_bigquery_selects_the_window_with_parameters(tmp_path: Path) -> None:
@@ -122,14 +132,25 @@ def test_bigquery_selects_the_window_with_parameters(tmp_path: Path) -> None:
     (_, sql, parameters), _ = query.call_args
     assert sql == READ_PROBES_WINDOW_SQL.replace("{probes_table}", PROBES_TABLE)
     assert "ts >= @start" in sql and "2026" not in sql
-    assert [(p.name, p.type_) for p in parameters] == [
+    kinds = [getattr(p, "type_", None) or f"ARRAY<{p.array_type}>" for p in parameters]
+    assert list(zip([p.name for p in parameters], kinds, strict=True)) == [
         ("day", "DATE"),
         ("start", "TIMESTAMP"),
         ("end", "TIMESTAMP"),
+        ("with_look_back", "BOOL"),
         ("margin_us", "INT64"),
-        ("silence_us", "INT64"),
+        ("run_span_us", "INT64"),
+        ("break_words", "ARRAY<STRING>"),
     ]
-    assert [p.value for p in parameters] == [DAY, START, END, 210 * 60_000_000, 30 * 60_000_000]
+    assert [p.value for p in parameters[:-1]] == [
+        DAY,
+        START,
+        END,
+        True,
+        40 * 60_000_000,
+        210 * 60_000_000,
+    ]
+    assert parameters[-1].values == ["vacant", "free"]
     assert delivery.origin["window_start"] == "2026-04-20T22:30:00+00:00"
 
 

@@ -31,6 +31,7 @@ from taxi_assets.serving import (
     lookback_margin,
     target_bucket,
 )
+from taxi_assets.sources.base import look_back_starts
 from taxi_assets.sources.simulated import SimulatedProbeSource
 from taxi_assets.trips import TripRules, derive_trip_events
 from taxi_assets_tests.conftest import SMALL_FLEET
@@ -181,13 +182,22 @@ def test_live_demand_is_the_nightly_demand_of_the_window(
 
 def test_the_tick_reads_its_window_and_the_look_back_the_rules_need() -> None:
     tick = tokyo(TODAY, 14, 7)
-    # The window starts at 11:00; a stuck meter is judged over 180 minutes, plus the slack.
-    assert live_read_window(tick, 15, RULES) == (utc(tokyo(TODAY, 7, 30)), utc(tick))
+    # Every vehicle from the window's start (11:00); each brings its own look-back.
+    assert live_read_window(tick, 15) == (utc(tokyo(TODAY, 11, 0)), utc(tick))
+    look_back = live_look_back(RULES)
+    # The short rules (a 10-minute GPS step, the 10-minute pickup gap) plus the slack.
+    assert look_back.margin == timedelta(minutes=40)
+    # A stuck meter is judged over 180 minutes, plus the slack.
+    assert look_back.run_span == timedelta(minutes=210)
+    assert set(look_back.break_words) == {"vacant", "off_duty"}
     longer = CleaningRules(max_occupied_minutes=300.0)
     assert lookback_margin(longer) == timedelta(minutes=330)
     # The pickup gap counts too when it is the longest span.
     slow_feed = CleaningRules(trips=TripRules(max_pickup_gap_s=4 * 3600.0))
     assert lookback_margin(slow_feed) == timedelta(hours=4, minutes=30)
+    # The feed's own words end a run as the mapping reads them.
+    feed = CleaningRules(status_mapping={"Kuusha": "vacant", "Jissha": "occupied"})
+    assert set(live_look_back(feed).break_words) == {"kuusha", "vacant", "off_duty"}
 
 
 def day_so_far_demand(raw_by_day: dict[date, pl.DataFrame], tick: datetime) -> pl.DataFrame:
@@ -219,7 +229,7 @@ def stuck_city() -> SimulatedProbeSource:
 def test_the_windowed_tick_equals_the_whole_day_so_far(
     stuck_city: SimulatedProbeSource, tick: datetime
 ) -> None:
-    read_start, read_end = live_read_window(tick, 15, RULES)
+    read_start, read_end = live_read_window(tick, 15)
     look_back = live_look_back(RULES)
     days = days_touched(read_start, read_end)
     windowed = {
@@ -275,10 +285,10 @@ def test_a_stuck_meter_that_began_before_the_window_is_judged_as_on_the_whole_da
 
 def test_a_stuck_meter_silent_at_the_read_start_brings_its_own_look_back() -> None:
     tick = utc(tokyo(TODAY, 14, 7))
-    # On at 07:00 (before the read's start, 07:30), then silent until 11:10: the whole day
-    # sees a 7-hour run; the plain read would see 11:10-14:06, under 180 minutes.
+    # On at 07:00 (before the run span's start, 07:30), then silent until 11:10: the whole
+    # day sees a 7-hour run; the window alone would see 11:10-14:06, under 180 minutes.
     raw = {TODAY: stuck_meter(7 * 60, silent_until=11 * 60 + 10)}
-    read_start, read_end = live_read_window(tick, 15, RULES)
+    read_start, read_end = live_read_window(tick, 15)
     # A read without the vehicle's look-back keeps it occupied in 12 buckets (11:00-13:45).
     plain = {TODAY: raw[TODAY].filter(pl.col("ts") >= read_start)}
     assert live_cell_demand(plain, tick, CENTRAL_TOKYO, RULES, 15)["occupied_taxis"].sum() == 12
@@ -287,6 +297,39 @@ def test_a_stuck_meter_silent_at_the_read_start_brings_its_own_look_back() -> No
 
     assert_frame_equal(live.sort("cell", "bucket_start"), day_so_far_demand(raw, tick))
     assert live["occupied_taxis"].sum() == 0
+
+
+def test_each_vehicle_reads_back_to_the_start_of_its_meters_run() -> None:
+    tick = tokyo(TODAY, 14, 7)
+
+    def pings(vehicle: str, statuses: list[str]) -> list:
+        return track(vehicle, TODAY, statuses, 6 * 60, 1.0, step_deg=1e-5)  # 06:00 on
+
+    raw = raw_probes(
+        pings("vacant-1", ["vacant"] * (8 * 60 + 7))
+        # Vacant to 08:59, meter on 09:00-12:09 (190 minutes: stuck), vacant after.
+        + pings("fare-1", ["vacant"] * 180 + ["occupied"] * 190 + ["vacant"] * 117)
+        + pings(STUCK_VEHICLE, ["occupied"] * (8 * 60 + 7))  # on all day
+    )
+    read_start, read_end = live_read_window(tick, 15)
+
+    starts = look_back_starts(raw, read_start, read_end, live_look_back(RULES))
+
+    # 40 minutes before: the vacant taxi's last ping before the window (10:59); the fare's
+    # last vacant ping (08:59); the stuck meter's last ping 210 minutes before (07:29).
+    assert dict(starts.iter_rows()) == {
+        "fare-1": utc(tokyo(TODAY, 8, 19)),
+        STUCK_VEHICLE: utc(tokyo(TODAY, 6, 49)),
+        "vacant-1": utc(tokyo(TODAY, 10, 19)),
+    }
+    live = live_cell_demand({TODAY: raw}, utc(tick), CENTRAL_TOKYO, RULES, 15)
+    assert_frame_equal(live.sort("cell", "bucket_start"), day_so_far_demand({TODAY: raw}, tick))
+    assert live["occupied_taxis"].sum() == 0  # both runs quarantined as stuck_status
+    # Reading every vehicle from the same start, 40 minutes before the window, would see
+    # the fare's run from 10:20 (110 minutes) and count it in 5 buckets (11:00-12:00).
+    uniform = raw.filter(pl.col("ts") >= utc(tokyo(TODAY, 10, 20)))
+    occupied = live_cell_demand({TODAY: uniform}, utc(tick), CENTRAL_TOKYO, RULES, 15)
+    assert occupied["occupied_taxis"].sum() == 5
 
 
 def test_a_clock_skew_share_taken_before_the_read_is_where_the_tick_may_differ() -> None:

@@ -103,12 +103,11 @@ def demand_forecast(
     window_start, target = live_window(tick, settings.bucket_minutes)
     rules = settings.cleaning_rules()
     # Only the window and the look-back the per-vehicle rules need, not the day so far.
-    read_start, read_end = live_read_window(tick, settings.bucket_minutes, rules)
+    read_start, read_end = live_read_window(tick, settings.bucket_minutes)
+    look_back = live_look_back(rules)
     raw = {
         day: read_from_source(
-            lambda d=day: probe_source.read_probes_window(
-                d, read_start, read_end, live_look_back(rules)
-            )
+            lambda d=day: probe_source.read_probes_window(d, read_start, read_end, look_back)
         ).probes
         for day in days_touched(read_start, read_end)
     }

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import dagster as dg
 import polars as pl
 
-from taxi_assets.cleaning import CleaningRules
+from taxi_assets.cleaning import CleaningRules, status_word
 from taxi_assets.frames import CLEAN_VEHICLE_ID_RULE, is_clean_vehicle_id
 from taxi_assets.service_area import ServiceArea
 
@@ -93,17 +93,40 @@ def refused_ids_message(where: str, name: str, refused: pl.Series) -> str:
 
 @dataclass(frozen=True)
 class LookBack:
-    """What a window read adds for vehicles silent at its start (see ``taxi_assets.serving``).
+    """What a window read [start, end) adds before ``start``, per vehicle pinging in the
+    window (see ``taxi_assets.serving``): the pings the rules that judge a ping by its
+    vehicle's earlier pings (a stuck meter's run, a GPS step, a pickup's gap) would see on
+    the whole day.
 
-    A vehicle that pinged before the window's start but whose first ping in the window
-    comes more than ``silence`` after it was silent there: the rules that judge a ping by
-    its vehicle's earlier pings (a stuck meter's run, a GPS step, a pickup's gap) would see
-    its track begin at that ping. For such a vehicle the read also holds its pings of the
-    ``margin`` before its last ping before the window, as the whole day would show them.
+    A status run that goes on into the window (a meter on) began after the vehicle's last
+    ping before ``start`` whose status is one of ``break_words`` (delivered words, matched
+    as cleaning matches them: the statuses that end such a run), so the read goes back to
+    that ping, ``margin`` before it (the short rules around it). A run followed back further
+    than ``run_span`` before ``start`` is long enough to be judged stuck whatever it holds,
+    so the read goes no further back than the vehicle's last ping before that, and ``margin``
+    before it: a vehicle silent there (a night taxi resting through the day) still brings
+    that ping. Only where such an anchor ping is itself rejected can a rule see less than
+    on the whole day.
     """
 
     margin: timedelta
-    silence: timedelta
+    run_span: timedelta
+    break_words: tuple[str, ...]
+
+    def breaks(self, statuses: pl.Series) -> pl.Expr:
+        """Whether a delivered ``status`` (any type: cast to text) is one of the words; the
+        words are matched once per distinct value of ``statuses``, not per ping."""
+        text = pl.col("status").cast(pl.String, strict=False)
+        distinct = statuses.cast(pl.String, strict=False).unique().drop_nulls()
+        matched = distinct.filter(
+            distinct.to_frame("status").select(
+                status_word(pl.col("status")).is_in(list(self.break_words))
+            )["status"]
+        )
+        # A comparison per word: a feed has a few, and is_in hashes every ping's text.
+        return pl.any_horizontal(pl.lit(False), *(text == word for word in matched)).fill_null(
+            False
+        )
 
 
 def _utc(instant: datetime) -> datetime:
@@ -112,50 +135,63 @@ def _utc(instant: datetime) -> datetime:
     return instant.astimezone(UTC)
 
 
-def silent_vehicles(
-    pings: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, look_back: LookBack
+LOOK_BACK_SCHEMA = {"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")}
+
+
+def look_back_starts(
+    pings: pl.DataFrame | pl.LazyFrame,
+    start: datetime,
+    end: datetime,
+    look_back: LookBack,
+    breaks: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Per vehicle silent at ``start`` (:class:`LookBack`), from its delivery's ``vehicle_id``
-    and ``ts``: ``read_from``, the start of its look-back. One row per such vehicle."""
+    """Per vehicle pinging in [start, end), from its delivery's ``vehicle_id``, ``ts`` and
+    ``status``: ``read_from``, where its look-back starts (:class:`LookBack`); null where
+    it has no ping to anchor it (every earlier ping is in the run: all of them are read).
+    ``breaks`` overrides ``look_back.breaks`` for a frame whose status is coded."""
     start, end = _utc(start), _utc(end)
     ts = pl.col("ts")
-    return (
-        pings.lazy()
-        .select("vehicle_id", "ts")
-        .filter(ts < end)
+    state = pings.lazy().select("vehicle_id", "ts", "status").filter(ts < end).collect()
+    is_break = look_back.breaks(state["status"]) if breaks is None else breaks
+    anchors = (
+        state.lazy()
         .group_by("vehicle_id")
         # when/then rather than ts.filter(...) in the aggregation: the same values, but a
         # plain expression the group-by runs in its fast path (half the time).
         .agg(
-            last_before=pl.when(ts < start).then(ts).max(),
-            first_from=pl.when(ts >= start).then(ts).min(),
+            in_window=(ts >= start).any(),
+            last_break=pl.when((ts < start) & is_break).then(ts).max(),
+            last_before_span=pl.when(ts < start - look_back.run_span).then(ts).max(),
         )
-        .filter(
-            pl.col("last_before").is_not_null()
-            & pl.col("vehicle_id").is_not_null()
-            & (pl.col("first_from") - start > look_back.silence)
+        .filter(pl.col("in_window") & pl.col("vehicle_id").is_not_null())
+    )
+    return (
+        anchors.select(
+            "vehicle_id",
+            read_from=pl.max_horizontal("last_break", "last_before_span") - look_back.margin,
         )
-        .select("vehicle_id", read_from=pl.col("last_before") - look_back.margin)
         .sort("vehicle_id")
         .collect()
     )
 
 
 def select_window(
-    probes: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, silent: pl.DataFrame
+    probes: pl.DataFrame | pl.LazyFrame, start: datetime, end: datetime, starts: pl.DataFrame
 ) -> pl.DataFrame:
-    """The rows stamped in [start, end), then the earlier rows of the ``silent`` vehicles
-    from their ``read_from`` on (:func:`silent_vehicles`)."""
+    """The rows stamped in [start, end), then the earlier rows of the vehicles in
+    ``starts`` from their ``read_from`` on (every earlier row where it is null;
+    :func:`look_back_starts`)."""
     start, end = _utc(start), _utc(end)
     ts = pl.col("ts")
     window = probes.lazy().filter((ts >= start) & (ts < end))
-    if silent.height == 0:
+    if starts.height == 0:
         return window.collect()
+    read_from = pl.col("read_from")
     earlier = (
         probes.lazy()
-        .filter((ts < start) & pl.col("vehicle_id").is_in(silent["vehicle_id"].implode()))
-        .join(silent.lazy(), on="vehicle_id", how="inner", maintain_order="left")
-        .filter(ts >= pl.col("read_from"))
+        .filter(ts < start)
+        .join(starts.lazy(), on="vehicle_id", how="inner", maintain_order="left")
+        .filter(read_from.is_null() | (ts >= read_from))
         .drop("read_from")
     )
     return pl.concat([earlier, window]).collect()
@@ -166,15 +202,16 @@ def window_with_look_back(
     start: datetime,
     end: datetime,
     look_back: LookBack | None,
+    breaks: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """The rows of ``probes`` (UTC ``ts``) stamped in [start, end) and, with ``look_back``,
-    the earlier rows of the vehicles silent at ``start`` (:class:`LookBack`)."""
-    silent = (
-        silent_vehicles(probes, start, end, look_back)
+    the earlier rows of each vehicle's look-back (:class:`LookBack`)."""
+    starts = (
+        look_back_starts(probes, start, end, look_back, breaks)
         if look_back is not None
-        else pl.DataFrame(schema={"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")})
+        else pl.DataFrame(schema=LOOK_BACK_SCHEMA)
     )
-    return select_window(probes, start, end, silent)
+    return select_window(probes, start, end, starts)
 
 
 def window_origin(origin: dict[str, Any], start: datetime, end: datetime) -> dict[str, Any]:
@@ -218,7 +255,7 @@ class ProbeSource(dg.ConfigurableResource):
         self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
     ) -> ProbeDelivery:
         """The pings of ``day``'s delivery stamped in [start, end) and, with ``look_back``,
-        the earlier pings of the vehicles silent at ``start`` (:func:`window_with_look_back`):
+        each vehicle's earlier pings the rules need (:func:`window_with_look_back`):
         what the 5-minute tick reads instead of the whole day. Sources that can filter where
         the pings live (BigQuery, parquet row-group statistics) override this; this default
         reads the day and slices it, so every source gives the same rows."""

@@ -21,8 +21,8 @@ partitions, where they would look like normal pings of another day. Partitioning
 ``service_day = @day``, so BigQuery scans one partition.
 
 The live 5-minute tick does not pull the day: ``read_probes_window`` runs
-``READ_PROBES_WINDOW_SQL`` (``ts >= @start AND ts < @end`` on the day's partition, plus the
-earlier pings of vehicles silent at @start), so it pulls the hours its window and look-back
+``READ_PROBES_WINDOW_SQL`` (``ts >= @start AND ts < @end`` on the day's partition, plus
+each vehicle's look-back before @start), so it pulls the hours its window and look-back
 hold (``taxi_assets.serving``).
 
 The weather table (``weather_table``) holds ``hour_start TIMESTAMP, rain_mm_per_h
@@ -164,22 +164,30 @@ def probe_window_parameters(
     day: date, start: datetime, end: datetime, look_back: LookBack | None
 ) -> list[QueryParameter]:
     """Parameters of ``READ_PROBES_WINDOW_SQL``: the partition, the window and the look-back
-    (none: a silence no vehicle can have, so no vehicle gets one)."""
+    (:func:`look_back_parameters`)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError(f"window {start} .. {end} needs aware datetimes (UTC or an offset)")
-    margin_us = silence_us = 0
-    if look_back is not None:
-        margin_us = look_back.margin // timedelta(microseconds=1)
-        silence_us = look_back.silence // timedelta(microseconds=1)
-    else:
-        silence_us = (end - start) // timedelta(microseconds=1)
     return [
         *probe_day_parameters(day),
         bigquery.ScalarQueryParameter("start", "TIMESTAMP", start.astimezone(UTC)),
         bigquery.ScalarQueryParameter("end", "TIMESTAMP", end.astimezone(UTC)),
-        bigquery.ScalarQueryParameter("margin_us", "INT64", margin_us),
-        bigquery.ScalarQueryParameter("silence_us", "INT64", silence_us),
+        *look_back_parameters(look_back),
     ]
+
+
+def look_back_parameters(look_back: LookBack | None) -> list[QueryParameter]:
+    """The look-back's parameters of ``READ_PROBES_WINDOW_SQL``; without one, the SQL reads
+    the window alone (``@with_look_back`` false, the others unused)."""
+    chosen = look_back or LookBack(timedelta(0), timedelta(0), ())
+    return [
+        bigquery.ScalarQueryParameter("with_look_back", "BOOL", look_back is not None),
+        bigquery.ScalarQueryParameter("margin_us", "INT64", chosen.margin // _MICROSECOND),
+        bigquery.ScalarQueryParameter("run_span_us", "INT64", chosen.run_span // _MICROSECOND),
+        bigquery.ArrayQueryParameter("break_words", "STRING", list(chosen.break_words)),
+    ]
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def weather_day_parameters(day: date) -> list[QueryParameter]:

@@ -66,31 +66,44 @@ ORDER BY hour_start
 """
 
 # The live tick's read (``ProbeSource.read_probes_window``, ``sources.base.LookBack``): of the
-# day's partition, the pings stamped in [@start, @end), and for every vehicle silent at
-# @start (its first ping from @start on comes more than @silence_us after it) its earlier
-# pings from @margin_us before its last ping before @start. The partition is scanned (a
-# time filter does not prune a partition clustered by vehicle), but only those rows are
-# pulled: hours of pings, not the day so far.
+# day's partition, the pings stamped in [@start, @end), and for every vehicle pinging there
+# its earlier pings from @margin_us before its anchor: the later of its last ping before
+# @start whose status is one of @break_words, and its last ping @run_span_us before @start
+# (no anchor: all its earlier pings); with @with_look_back false, the window alone. The
+# partition is scanned (a time filter does not prune a partition clustered by vehicle), but
+# only those rows are pulled: hours of pings, not the day so far.
 READ_PROBES_WINDOW_SQL = f"""
 WITH seen AS (
   SELECT * EXCEPT (service_day)
   FROM `{PROBE_TABLE_PLACEHOLDER}`
   WHERE service_day = @day AND ts < @end
 ),
-silent AS (
+anchors AS (
   SELECT
     vehicle_id,
-    MAX(IF(ts < @start, UNIX_MICROS(ts), NULL)) - @margin_us AS read_from_us
+    MAX(IF(ts < @start AND LOWER(TRIM(CAST(status AS STRING), ' ')) IN UNNEST(@break_words),
+      UNIX_MICROS(ts), NULL)) AS last_break_us,
+    MAX(IF(UNIX_MICROS(ts) < UNIX_MICROS(@start) - @run_span_us, UNIX_MICROS(ts), NULL))
+      AS last_before_span_us
   FROM seen
   WHERE vehicle_id IS NOT NULL
   GROUP BY vehicle_id
-  HAVING MAX(IF(ts < @start, UNIX_MICROS(ts), NULL)) IS NOT NULL
-    AND MIN(IF(ts >= @start, UNIX_MICROS(ts), NULL)) - UNIX_MICROS(@start) > @silence_us
+  HAVING COUNTIF(ts >= @start) > 0
+),
+look_back AS (
+  -- GREATEST is null when either is: the later of the two that exist.
+  SELECT
+    vehicle_id,
+    GREATEST(COALESCE(last_break_us, last_before_span_us),
+      COALESCE(last_before_span_us, last_break_us)) - @margin_us AS read_from_us
+  FROM anchors
 )
 SELECT seen.*
 FROM seen
-LEFT JOIN silent ON seen.vehicle_id = silent.vehicle_id
-WHERE seen.ts >= @start OR UNIX_MICROS(seen.ts) >= silent.read_from_us
+LEFT JOIN look_back ON seen.vehicle_id = look_back.vehicle_id
+WHERE seen.ts >= @start
+  OR (@with_look_back AND look_back.vehicle_id IS NOT NULL
+    AND (look_back.read_from_us IS NULL OR UNIX_MICROS(seen.ts) >= look_back.read_from_us))
 """
 
 

@@ -19,15 +19,16 @@ from upath import UPath
 
 from taxi_assets.frames import RAW_PROBES_SCHEMA, WEATHER_SCHEMA
 from taxi_assets.sources.base import (
+    LOOK_BACK_SCHEMA,
     LookBack,
     ProbeDelivery,
     ProbeSource,
     ProbeSourceError,
     cast_keeping_track,
     examples,
+    look_back_starts,
     refused_ids_message,
     select_window,
-    silent_vehicles,
     text_column,
     vehicle_ids_as_text,
     window_origin,
@@ -104,11 +105,11 @@ def collect_file(
     schema: pl.Schema,
     start: datetime,
     end: datetime,
-    silent: pl.DataFrame,
+    starts: pl.DataFrame,
 ) -> pl.DataFrame:
     """The rows of a scanned file :func:`select_window` keeps, conformed to ``schema``."""
     try:
-        frame = select_window(scan, start, end, silent)
+        frame = select_window(scan, start, end, starts)
     except pl.exceptions.PolarsError as error:
         raise ProbeSourceError(f"{path}: cannot be read as parquet: {error}") from error
     return conform(frame, schema, path)
@@ -222,10 +223,10 @@ class LandingFolderProbeSource(ProbeSource):
         self, day: date, start: datetime, end: datetime, look_back: LookBack | None = None
     ) -> ProbeDelivery:
         """The day's pings of the window and look-back (``ProbeSource.read_probes_window``):
-        parquet files are scanned (:func:`scan_by_time`) twice: ids and times up to ``end``
-        for the silent vehicles, then only the window's rows and those vehicles' earlier
-        rows, selected in the scan and conformed. The state is taken over all the day's
-        files, which may split time; CSV files are read whole and sliced."""
+        parquet files are scanned (:func:`scan_by_time`) twice: ids, times and statuses up
+        to ``end`` for each vehicle's look-back, then only the window's rows and the
+        look-backs' earlier rows, selected in the scan and conformed. The state is taken
+        over all the day's files, which may split time; CSV files are read whole and sliced."""
         root = UPath(self.landing_dir)
         files = probe_files_for_day(root, day)
         if not files:
@@ -239,35 +240,35 @@ class LandingFolderProbeSource(ProbeSource):
             for path, scan in scans.items()
             if scan is None
         }
-        silent = pl.DataFrame(
-            schema={"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")}
-        )
+        starts = pl.DataFrame(schema=LOOK_BACK_SCHEMA)
         if look_back is not None:
-            # The per-vehicle state reads two columns, unconformed: ids are text already.
+            # The per-vehicle state reads three columns, unconformed: ids are text already,
+            # and LookBack.breaks() casts the status as conform would.
             state = pl.concat(
                 [
-                    scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"))
+                    scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"), "status")
                     .filter(pl.col("ts") < _utc_end(end))
                     .collect()
                     if scan is not None
-                    else whole[path].select("vehicle_id", "ts")
+                    else whole[path].select("vehicle_id", "ts", "status")
                     for path, scan in scans.items()
-                ]
+                ],
+                how="vertical_relaxed",
             )
-            silent = silent_vehicles(state, start, end, look_back)
-        # The window's rows, then the silent vehicles' earlier rows, selected in the scan;
-        # only they are conformed (the files' checks run on the rows read).
+            starts = look_back_starts(state, start, end, look_back)
+        # The window's rows, then the look-back's earlier rows, selected in the scan; only
+        # they are conformed (the files' checks run on the rows read).
         frames = [
-            collect_file(scan, path, RAW_PROBES_SCHEMA, start, end, silent)
+            collect_file(scan, path, RAW_PROBES_SCHEMA, start, end, starts)
             if scan is not None
-            else select_window(whole[path], start, end, silent)
+            else select_window(whole[path], start, end, starts)
             for path, scan in scans.items()
         ]
         origin = {
             "source": "landing_folder",
             "files": len(files),
             "file_list": "\n".join(str(p) for p in files),
-            "silent_vehicles": silent.height,
+            "look_back_vehicles": starts.height,
         }
         return ProbeDelivery(pl.concat(frames, how="vertical"), window_origin(origin, start, end))
 
