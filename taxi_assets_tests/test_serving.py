@@ -212,12 +212,17 @@ def day_so_far_demand(raw_by_day: dict[date, pl.DataFrame], tick: datetime) -> p
     return pl.concat(parts).sort("cell", "bucket_start")
 
 
-@pytest.fixture(scope="module")
-def stuck_city() -> SimulatedProbeSource:
+@pytest.fixture(scope="module", params=["city", "real_60s"])
+def stuck_city(request: pytest.FixtureRequest) -> SimulatedProbeSource:
     # Many stuck meters (3-6 h spells) and skewed clocks, so the rules the look-back serves
-    # are exercised in every window.
+    # are exercised in every window; on the simulator's own feed and on a real feed's
+    # traits (60 s pings, a flapping meter that ends runs, GPS steps, text ids).
     return SimulatedProbeSource(
-        fleet_size=SMALL_FLEET, seed=11, stuck_status_rate=0.25, clock_skew_rate=0.05
+        fleet_size=SMALL_FLEET,
+        seed=11,
+        stuck_status_rate=0.25,
+        clock_skew_rate=0.05,
+        feed_profile=request.param,
     )
 
 
