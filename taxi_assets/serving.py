@@ -16,10 +16,12 @@ before its last ping ``lookback_margin`` (210 minutes) before the window, whiche
 later. A vacant taxi brings 40 minutes; a taxi with its meter on, the whole fare; a stuck
 meter, enough to be judged stuck. That state (two timestamps per vehicle) costs one scan of
 three columns; at 18:00 on a simulated day of 1,000 taxis the tick then reads 63% of the
-pings a uniform 210-minute look-back held (``bench/bench_forecast.py``). On the window's buckets the tick's demand equals the demand of the whole day seen so
-far (every ping stamped before the tick, as the nightly path would clean it), and the
-nightly demand of the finished day, except where a rule's answer depends on pings the read
-does not hold:
+pings a uniform 210-minute look-back held (``bench/bench_forecast.py``).
+
+On the window's buckets the tick's demand equals the demand of the whole day seen so far
+(every ping stamped before the tick, as the nightly path would clean it), and the nightly
+demand of the finished day, except where a rule's answer depends on pings the read does
+not hold:
 
 - ``stuck_status``: a meter stuck on for longer than ``max_occupied_minutes`` (or
   dispatched for ``max_dispatched_minutes``) is judged on its whole run: the run began after

@@ -186,15 +186,16 @@ def select_window(
     window = probes.lazy().filter((ts >= start) & (ts < end))
     if starts.height == 0:
         return window.collect()
-    read_from = pl.col("read_from")
-    earlier = (
-        probes.lazy()
-        .filter(ts < start)
-        .join(starts.lazy(), on="vehicle_id", how="inner", maintain_order="left")
-        .filter(read_from.is_null() | (ts >= read_from))
-        .drop("read_from")
+    # A per-vehicle bound as an expression on the scan's own columns, not a join, so a
+    # parquet scan applies it as it reads (a null read_from: every row, the earliest time).
+    read_from = pl.col("vehicle_id").replace_strict(
+        starts["vehicle_id"], starts["read_from"].fill_null(_EARLIEST), default=None
     )
+    earlier = probes.lazy().filter((ts < start) & (ts >= read_from))
     return pl.concat([earlier, window]).collect()
+
+
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def window_with_look_back(
