@@ -136,6 +136,7 @@ def _utc(instant: datetime) -> datetime:
 
 
 LOOK_BACK_SCHEMA = {"vehicle_id": pl.String, "read_from": pl.Datetime("us", "UTC")}
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def look_back_starts(
@@ -193,9 +194,6 @@ def select_window(
     )
     earlier = probes.lazy().filter((ts < start) & (ts >= read_from))
     return pl.concat([earlier, window]).collect()
-
-
-_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def window_with_look_back(
