@@ -243,7 +243,7 @@ class LandingFolderProbeSource(ProbeSource):
         starts = pl.DataFrame(schema=LOOK_BACK_SCHEMA)
         if look_back is not None:
             # The per-vehicle state reads three columns, unconformed: ids are text already,
-            # and LookBack.breaks() casts the status as conform would.
+            # and LookBack.breaks casts the status as conform would.
             state = pl.concat(
                 [
                     scan.select("vehicle_id", pl.col("ts").dt.cast_time_unit("us"), "status")
